@@ -1,0 +1,42 @@
+# Two commands: `make reproduce` and `make test`. Each does its own set-up (venv, package, kernel, data).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PRESET ?= cpu
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+INSTALLED := $(VENV)/.installed
+
+.PHONY: setup data reproduce test lab
+
+setup: $(INSTALLED) data
+
+# The venv, the package with its dev extra, and the Jupyter kernel `qlib` that the notebooks name.
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar off -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name qlib --display-name "Python (qlib)"
+	touch $@
+
+# Fashion-MNIST: Debian's package when apt-get exists and we are root, else qlib falls back to download.
+data: $(INSTALLED)
+	@if ! $(PY) -c "from qlib.data import locate; locate('fashion-mnist', download=False)" 2>/dev/null \
+	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's dataset-fashion-mnist"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
+	    || echo "apt-get could not install dataset-fashion-mnist; qlib will try torchvision's download"; \
+	fi
+	$(PY) -m qlib data fashion-mnist
+
+reproduce: setup
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb (preset $(PRESET))"; \
+	  $(PY) -m qlib run $$nb --preset $(PRESET) || exit 1; \
+	done
+
+test: setup
+	$(PY) -m pytest
+	QLIB_PRESET=smoke $(PY) -m pytest --nbval-lax notebooks/
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/

@@ -1,0 +1,67 @@
+"""``python -m qlib``: train the clean baselines of a preset, fetch data, or run a notebook into reports/."""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def _train(args) -> None:
+    from .presets import load_preset
+    from .study import clean_baselines, fmt_pct, mean_std
+
+    cfg = load_preset(args.preset, epochs=args.epochs, seeds=args.seeds)
+    started = time.time()
+    finals, _ = clean_baselines(cfg)
+    print(finals.to_string(index=False))
+    s = mean_std(finals, "test_acc").iloc[0]
+    print(f"clean FP test accuracy ({cfg.dataset}, {cfg.model}): {fmt_pct(s['mean'], s['std'])} over {int(s['n'])} seed(s), "
+          f"{time.time() - started:.0f} s")
+
+
+def _data(args) -> None:
+    from .data import load
+
+    for split in ("train", "test"):
+        d = load(args.dataset, split)
+        print(f"{args.dataset} {split}: {tuple(d.x.shape)} images, {d.num_classes} classes")
+
+
+def _run(args) -> None:
+    from .report import execute, report_dir, write_index
+
+    overrides = {k: yaml.safe_load(v) for k, v in args.param}
+    out_dir = Path(args.out) if args.out else report_dir(args.preset)
+    html = execute(Path(args.notebook), args.preset, out_dir, overrides)
+    print(f"wrote {html} and {write_index(out_dir)}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="qlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train the clean full-precision model of a preset, once per seed")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--seeds", type=int, nargs="+", help="override the preset's seeds")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("data", help="make sure a dataset is available (project folder, system folder, download)")
+    p.add_argument("dataset", nargs="?", default="fashion-mnist")
+    p.set_defaults(func=_data)
+
+    p = sub.add_parser("run", help="execute a notebook with papermill and render it to reports/<preset>/")
+    p.add_argument("notebook")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="override one parameter (VALUE is read as YAML)")
+    p.add_argument("--out", help="output folder (default reports/<preset>)")
+    p.set_defaults(func=_run)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"qlib: error: {e}")

@@ -1,0 +1,74 @@
+"""Models, looked up by name. Every conv and linear layer is a plain ``nn.Conv2d``/``nn.Linear`` so that
+quantization can swap each for a quantized twin; input normalisation is the first layer, so the
+model consumes pixel-space images in [0, 1]."""
+
+import torch
+from torch import nn
+
+from .registry import Registry
+
+MODELS = Registry("model")
+
+
+class Normalize(nn.Module):
+    """(x − mean) / std per channel, with the constants stored as buffers."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+def conv_bn(cin, cout, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(cin, cout, stride), nn.ReLU(inplace=True), conv_bn(cout, cout))
+        self.shortcut = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+@MODELS.register("resnet18")
+def resnet18(num_classes, in_channels, image_size, mean, std, width=1.0):
+    """CIFAR-style ResNet-18 (He et al. 2016): 3×3 stem, no max-pool, stages of 64·width … 512·width channels."""
+    widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
+    layers = [Normalize(mean, std), conv_bn(in_channels, widths[0]), nn.ReLU(inplace=True)]
+    cin = widths[0]
+    for i, cout in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
+
+
+@MODELS.register("cnn")
+def cnn(num_classes, in_channels, image_size, mean, std, width=1.0):
+    """Small CNN (made for 28×28 inputs): conv32 → pool → conv64 → pool → fc128 → classifier (BatchNorm after each conv)."""
+    c1, c2, h = (max(1, round(c * width)) for c in (32, 64, 128))
+    return nn.Sequential(
+        Normalize(mean, std),
+        nn.Conv2d(in_channels, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(c2 * (image_size // 4) ** 2, h), nn.ReLU(inplace=True),
+        nn.Linear(h, num_classes),
+    )
+
+
+def create_model(name, data, width=1.0, seed=0) -> nn.Module:
+    """Build model ``name`` for dataset ``data`` (its channels, classes and normalisation), initialised from ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        build = MODELS.get(name)
+        return build(data.num_classes, data.in_channels, data.x.shape[-1], data.mean, data.std, width=width)

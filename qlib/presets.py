@@ -1,0 +1,90 @@
+"""Presets: one YAML file per scale (``smoke``, ``cpu``, ``paper``) in ``qlib/presets/``.
+
+The YAML keys are the notebooks' parameters, so ``papermill -f qlib/presets/cpu.yaml`` and
+``load_preset("cpu")`` give the same run. Every field is validated; unknown keys are errors.
+"""
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+from .data import SOURCES
+from .models import MODELS
+
+PRESET_DIR = Path(__file__).with_name("presets")
+
+
+@dataclass(frozen=True)
+class Preset:
+    preset: str  # the preset's own name
+    dataset: str
+    model: str
+    width: float  # channel multiplier of the model
+    train_size: int | None  # class-balanced subset of the training set; None = all
+    test_size: int | None
+    epochs: int  # clean training / retraining epochs
+    batch_size: int
+    lr: float
+    weight_decay: float
+    augment: bool
+    seeds: list[int]
+    device: str  # "auto", "cpu", "cuda", "cuda:1", …
+
+    def __post_init__(self):
+        SOURCES.get(self.dataset)
+        MODELS.get(self.model)
+        for name in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"preset field {name}={getattr(self, name)!r} must be a positive integer")
+        for name in ("train_size", "test_size"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"preset field {name}={v!r} must be a positive integer or null (all)")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"preset field lr={self.lr!r} must be a positive number")
+        if not (isinstance(self.width, (int, float)) and self.width > 0):
+            raise ValueError(f"preset field width={self.width!r} must be a positive number")
+        if not self.seeds or not all(isinstance(s, int) for s in self.seeds):
+            raise ValueError(f"preset field seeds={self.seeds!r} must be a non-empty list of integers")
+        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"preset field device={self.device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
+
+    def asdict(self) -> dict:
+        return asdict(self)
+
+
+FIELDS = tuple(f.name for f in fields(Preset))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _check_keys(keys, where: str) -> None:
+    unknown = sorted(set(keys) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown preset field(s) {', '.join(unknown)} in {where}; valid: {', '.join(FIELDS)}")
+
+
+def read_yaml(name: str) -> dict:
+    if name not in preset_names():
+        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(preset_names())}")
+    values = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
+    _check_keys(values, f"{name}.yaml")
+    if values.get("preset") != name:
+        raise ValueError(f"{name}.yaml must say preset: {name}, it says {values.get('preset')!r}")
+    return values
+
+
+def load_preset(name: str, **overrides) -> Preset:
+    """The named preset with ``overrides`` applied; an override of None keeps the preset's value."""
+    _check_keys(overrides, "overrides")
+    base = Preset(**read_yaml(name))
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def from_notebook(preset: str, namespace: dict) -> Preset:
+    """Resolve a notebook's parameters: ``preset`` names the base; any preset field set (not None) in
+    ``namespace`` — by the parameters cell, papermill ``-p`` or ``-f`` — overrides it."""
+    return load_preset(preset, **{k: namespace[k] for k in FIELDS if k != "preset" and k in namespace})

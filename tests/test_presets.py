@@ -1,0 +1,50 @@
+import pytest
+import yaml
+
+from qlib.presets import FIELDS, PRESET_DIR, from_notebook, load_preset, preset_names
+
+
+def test_three_presets_load_and_validate():
+    assert preset_names() == ["cpu", "paper", "smoke"]
+    for name in preset_names():
+        assert load_preset(name).preset == name
+
+
+def test_paper_preset_is_the_papers_setting():
+    p = load_preset("paper")
+    assert (p.dataset, p.model, p.epochs, p.width, p.train_size) == ("cifar10", "resnet18", 100, 1.0, None)
+
+
+def test_cpu_preset_is_the_default_scale_down():
+    p = load_preset("cpu")
+    assert p.dataset == "fashion-mnist" and len(p.seeds) >= 3
+
+
+def test_unknown_preset_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown preset 'gpu'; valid: cpu, paper, smoke"):
+        load_preset("gpu")
+
+
+def test_unknown_key_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown preset field\(s\) epoch .*valid: preset, dataset"):
+        load_preset("cpu", epoch=3)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("epochs", 0, "epochs"), ("seeds", [], "seeds"), ("dataset", "mnist", "unknown dataset"),
+    ("model", "vgg", "unknown model"), ("lr", -1, "lr"), ("device", "tpu", "device"), ("train_size", 0, "train_size"),
+])
+def test_bad_values_are_rejected(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        load_preset("smoke", **{field: value})
+
+
+def test_notebook_parameters_override_and_none_keeps():
+    ns = {"epochs": 7, "lr": None, "unrelated": 1}
+    p = from_notebook("smoke", ns)
+    assert p.epochs == 7 and p.lr == load_preset("smoke").lr
+
+
+def test_yaml_files_hold_every_field():
+    for path in PRESET_DIR.glob("*.yaml"):
+        assert tuple(yaml.safe_load(path.read_text())) == FIELDS, path.name
