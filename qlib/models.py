@@ -33,9 +33,10 @@ class BasicBlock(nn.Module):
         self.shortcut = nn.Identity()
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.act = nn.ReLU(inplace=True)  # a module, so 1-bit quantization can swap it for the binary activation
 
     def forward(self, x):
-        return torch.relu(self.body(x) + self.shortcut(x))
+        return self.act(self.body(x) + self.shortcut(x))
 
 
 @MODELS.register("resnet18")

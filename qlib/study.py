@@ -1,12 +1,24 @@
 """Study runners: each returns tidy pandas DataFrames that a notebook shows and plots."""
 
+from dataclasses import asdict
+
 import pandas as pd
 from tqdm import tqdm
 
-from . import data
+from . import data, paper
+from .cache import cached_model
 from .models import create_model
 from .presets import Preset
-from .train import fit
+from .quant import QuantScheme, parse_scheme, prepare_qat, ptq
+from .train import evaluate, fit
+
+# The paper's schemes (Section 4.1): PTQ at 1, 4, 8 bits (Table 1) and QAT rows of Table 3.
+PTQ_SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("4W"), parse_scheme("8W")]
+QAT_SCHEMES = [
+    parse_scheme("1W", "bnn"), parse_scheme("1W1A", "bnn"), parse_scheme("1W", "bnn++"), parse_scheme("1W1A", "bnn++"),
+    parse_scheme("4W"), parse_scheme("4W4A"), parse_scheme("8W"), parse_scheme("8W8A"),
+]
+FP = parse_scheme("fp")
 
 
 def load_data(cfg: Preset) -> tuple[data.Dataset, data.Dataset]:
@@ -14,6 +26,29 @@ def load_data(cfg: Preset) -> tuple[data.Dataset, data.Dataset]:
     train = data.load(cfg.dataset, "train").subset(cfg.train_size, seed=0)
     test = data.load(cfg.dataset, "test").subset(cfg.test_size, seed=0)
     return train, test
+
+
+def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, test: data.Dataset):
+    """The model of ``cfg`` trained on ``train`` from ``seed``: full precision, or QAT under ``scheme``.
+
+    Cached on disk; returns (model, per-epoch history).
+    """
+    fields = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
+    key = {**{f: getattr(cfg, f) for f in fields}, "seed": seed, "scheme": asdict(scheme), "train_n": len(train)}
+
+    def build():
+        model = create_model(cfg.model, train, cfg.width, seed)
+        return model if scheme.is_fp else prepare_qat(model, scheme)
+
+    def run(model):
+        history = fit(  # per-epoch test accuracy only for FP, whose learning curve notebook 00 plots
+            model, train, test if scheme.is_fp else None, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
+            augment=cfg.augment, seed=seed, device=cfg.device, progress=False,
+        )
+        return {"history": history}
+
+    model, result = cached_model("trained", key, build, run)
+    return model, result["history"]
 
 
 def clean_baselines(cfg: Preset, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -25,15 +60,71 @@ def clean_baselines(cfg: Preset, progress: bool = True) -> tuple[pd.DataFrame, p
     finals, curves = [], []
     bar = tqdm(cfg.seeds, desc="clean FP", disable=not progress)
     for seed in bar:
-        model = create_model(cfg.model, train, cfg.width, seed)
-        history = fit(
-            model, train, test, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
-            augment=cfg.augment, seed=seed, device=cfg.device, progress=False,
-        )
+        _, history = trained_model(cfg, seed, FP, train, test)
         finals.append({"seed": seed, "test_acc": history[-1]["test_acc"], "train_seconds": sum(h["seconds"] for h in history)})
         curves += [{"seed": seed, **h} for h in history]
         bar.set_postfix(seed=seed, test_acc=f"{history[-1]['test_acc']:.4f}")
     return pd.DataFrame(finals), pd.DataFrame(curves)
+
+
+def clean_schemes(cfg: Preset, progress: bool = True) -> pd.DataFrame:
+    """Clean test accuracy under every scheme of the paper, once per seed (one tidy row per scheme and seed).
+
+    PTQ quantizes the seed's trained FP model (eq. 8; activation scales, if any, calibrated on training data);
+    QAT trains the same initialisation from scratch under the scheme (eqs. 9-10).
+    """
+    train, test = load_data(cfg)
+    rows = []
+    bar = tqdm(total=len(cfg.seeds) * (1 + len(PTQ_SCHEMES) + len(QAT_SCHEMES)), desc="clean schemes", disable=not progress)
+
+    def add(regime, scheme, seed, model, seconds):
+        rows.append({"regime": regime, "scheme": scheme.task, "method": scheme.method, "seed": seed,
+                     "test_acc": evaluate(model, test), "train_seconds": seconds})
+        bar.set_postfix(cell=f"{regime} {scheme.name} s{seed}", acc=f"{rows[-1]['test_acc']:.4f}")
+        bar.update()
+
+    for seed in cfg.seeds:
+        fp_model, history = trained_model(cfg, seed, FP, train, test)
+        fp_seconds = sum(h["seconds"] for h in history)
+        add("FP", FP, seed, fp_model, fp_seconds)
+        for scheme in PTQ_SCHEMES:
+            add("PTQ", scheme, seed, ptq(fp_model, scheme, calib=train), fp_seconds)
+        for scheme in QAT_SCHEMES:
+            model, history = trained_model(cfg, seed, scheme, train, test)
+            add("QAT", scheme, seed, model, sum(h["seconds"] for h in history))
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+def scheme_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per scheme: our mean ± std over seeds, the change against our FP model, and the paper's numbers."""
+    summary = mean_std(df, "test_acc", ["regime", "scheme", "method"])
+    fp_ours = summary.loc[summary.regime == "FP", "mean"].item()
+    fp_paper = paper.CLEAN[("FP", "fp", "fp")]
+    summary["vs_fp"] = summary["mean"] - fp_ours
+    summary["paper"] = [paper.CLEAN.get(k) for k in zip(summary.regime, summary.scheme, summary.method)]
+    summary["paper_vs_fp"] = summary["paper"] - fp_paper
+    return summary
+
+
+def scheme_checks(summary: pd.DataFrame, num_classes: int) -> pd.DataFrame:
+    """The quantization acceptance marks, each with the measured value and whether our run meets it.
+
+    "Within noise" allows the larger of the two schemes' seed standard deviations.
+    """
+    row = lambda regime, task: summary[(summary.regime == regime) & (summary.scheme == task)].iloc[0]
+    fp, q8, p1, p4, p8 = row("FP", "fp"), row("QAT", "8W"), row("PTQ", "1W"), row("PTQ", "4W"), row("PTQ", "8W")
+    qat_1w = summary[(summary.regime == "QAT") & (summary.scheme == "1W")]
+    ordered = lambda lo, hi: lo["mean"] <= hi["mean"] + max(lo["std"], hi["std"])
+    checks = [
+        ("QAT 8W within 1 point of FP", f"{100 * (q8['mean'] - fp['mean']):+.2f} points", abs(q8["mean"] - fp["mean"]) <= 0.01),
+        ("PTQ 8-bit within 0.5 points of FP", f"{100 * (p8['mean'] - fp['mean']):+.2f} points", abs(p8["mean"] - fp["mean"]) <= 0.005),
+        ("PTQ accuracy ordered 1 ≤ 4 ≤ 8 bits (within noise)",
+         f"{100 * p1['mean']:.2f} / {100 * p4['mean']:.2f} / {100 * p8['mean']:.2f}%", ordered(p1, p4) and ordered(p4, p8)),
+        (f"QAT 1W well above chance ({100 / num_classes:.0f}%)",
+         " / ".join(f"{m}: {100 * a:.2f}%" for m, a in zip(qat_1w.method, qat_1w["mean"])), bool((qat_1w["mean"] > 2 / num_classes).all())),
+    ]
+    return pd.DataFrame(checks, columns=["claim", "measured", "holds"])
 
 
 def mean_std(df: pd.DataFrame, value: str, by: list[str] | None = None) -> pd.DataFrame:

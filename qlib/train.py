@@ -81,10 +81,12 @@ def fit(
         model.to(memory_format=torch.channels_last)
     x, y = train.x.to(dev), train.y.to(dev)
     n = len(y)
-    steps_per_epoch = -(-n // batch_size)
+    step, total_steps = 0, epochs * -(-n // batch_size)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     g = torch.Generator().manual_seed(seed)
+    # modules with a schedule (BNN++'s β) are told the fraction of training done before every step
+    progress_hooks = [m.set_progress for m in model.modules() if hasattr(m, "set_progress")]
     history = []
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
@@ -94,6 +96,9 @@ def fit(
         correct = torch.zeros((), dtype=torch.int64, device=dev)
         perm = torch.randperm(n, generator=g).to(dev)
         for i in range(0, n, batch_size):
+            for hook in progress_hooks:
+                hook(step / total_steps)
+            step += 1
             idx = perm[i:i + batch_size]
             xb, yb = x[idx], y[idx]
             if augment:

@@ -1,0 +1,40 @@
+"""A disk cache of trained models, keyed by everything that determines them.
+
+A second run of a notebook with the same parameters loads its models instead of retraining them. Entries
+are artifacts (safetensors + checksummed manifest) under ``$QLIB_CACHE`` (default ``cache/`` in the
+project). The key holds the training fields, seed and scheme, not the code: after changing training or
+quantization code, delete the cache (``rm -rf cache``). A corrupted entry is an error that names the file.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from . import __version__, artifacts
+from .data import PROJECT_ROOT
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("QLIB_CACHE", PROJECT_ROOT / "cache"))
+
+
+def key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps({**key, "qlib": __version__}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], dict]) -> tuple[nn.Module, dict]:
+    """``build()`` a model, then load its weights from the cache, or ``train(model)`` it and store the weights
+    with the JSON-serialisable result ``train`` returned. Returns (model, result)."""
+    stem = cache_root() / kind / key_hash(key)
+    model = build()
+    if artifacts.exists(stem):
+        tensors, meta = artifacts.load(stem)
+        model.load_state_dict(tensors)
+        return model, meta["result"]
+    result = train(model)
+    artifacts.save(stem, model.state_dict(), {"kind": kind, "key": key, "result": result})
+    return model, result

@@ -1,0 +1,127 @@
+"""Quantizer modules: weight quantizers (applied to a layer's latent weights w) and activation quantizers.
+
+Every module maps a tensor to its quantized value F(·) in the forward pass and lets gradients through
+B in the backward pass (eq. 10). Modules with a ``set_progress(t)`` method are told the fraction
+``t`` ∈ [0, 1] of training done; ``qlib.train.fit`` calls it before every step.
+"""
+
+import torch
+from torch import nn
+
+from .functions import P_Q, int_range, sign, sign_swish
+
+
+def _absmax(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    if per_channel:
+        return w.detach().abs().amax(dim=tuple(range(1, w.ndim)), keepdim=True)
+    return w.detach().abs().amax()
+
+
+class IntWeight(nn.Module):
+    """b-bit weights, eq. (8): F = P_Q with the symmetric scale s = max|w| / (2^(b−1)−1), B = 1_[−2^(b−1), 2^(b−1)−1](w/s)."""
+
+    def __init__(self, bits: int, per_channel: bool = False):
+        super().__init__()
+        self.bits, self.per_channel = bits, per_channel
+        self.lo, self.hi = int_range(bits)
+
+    def scale(self, w: torch.Tensor) -> torch.Tensor:
+        return (_absmax(w, self.per_channel) / self.hi).clamp_min(torch.finfo(w.dtype).tiny)
+
+    def forward(self, w):
+        return P_Q(w, self.scale(w), self.lo, self.hi)
+
+
+class _OneBit(nn.Module):
+    """Shared by BNN and BNN++: an optional mean|w| scale α (a constant for the backward pass)."""
+
+    def __init__(self, scale: bool, per_channel: bool):
+        super().__init__()
+        self.scale, self.per_channel = scale, per_channel
+
+    def alpha(self, w):
+        if not self.scale:
+            return 1.0
+        dims = tuple(range(1, w.ndim)) if self.per_channel else tuple(range(w.ndim))
+        return w.detach().abs().mean(dim=dims, keepdim=self.per_channel)
+
+
+class SignWeight(_OneBit):
+    """BNN weights: F = α·sign(w), B = 1_[−1, 1](w)."""
+
+    def forward(self, w):
+        return self.alpha(w) * sign(w)
+
+
+class SignSwishWeight(_OneBit):
+    """BNN++ weights: F = α·SS_β(w) in training and α·sign(w) in evaluation; B = SS_β'(w) in both.
+
+    β rises geometrically from ``beta[0]`` to ``beta[1]`` over training, so SS_β tends to sign.
+    """
+
+    def __init__(self, scale: bool, per_channel: bool, beta: tuple[float, float]):
+        super().__init__(scale, per_channel)
+        self.beta_range = beta
+        self.beta = beta[0]
+
+    def set_progress(self, t: float) -> None:
+        b0, b1 = self.beta_range
+        self.beta = b0 * (b1 / b0) ** min(max(t, 0.0), 1.0)
+
+    def forward(self, w):
+        return self.alpha(w) * sign_swish(w, self.beta, hard=not self.training)
+
+
+class IntActivation(nn.Module):
+    """b-bit activations with a data-calibrated scale (eq. 8 applied to activations).
+
+    The scale comes from a running max of |x|: an exponential moving average during QAT training, the
+    plain maximum while ``calibrating`` (PTQ), and frozen in evaluation. The grid is unsigned,
+    [0, 2^b−1], when every calibration input was non-negative (after a ReLU), else signed.
+    """
+
+    def __init__(self, bits: int, momentum: float = 0.1):
+        super().__init__()
+        self.bits, self.momentum = bits, momentum
+        self.calibrating = False
+        self.register_buffer("running_max", torch.zeros(()))
+        self.register_buffer("running_min", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def _observe(self, x):
+        bmax, bmin = x.detach().abs().amax().float(), x.detach().amin().float()
+        if not self.seen:
+            self.running_max.copy_(bmax)
+            self.seen.fill_(True)
+        elif self.calibrating:
+            self.running_max.copy_(torch.maximum(self.running_max, bmax))
+        else:
+            self.running_max.lerp_(bmax, self.momentum)
+        self.running_min.copy_(torch.minimum(self.running_min, bmin))
+
+    def forward(self, x):
+        if self.training or self.calibrating:
+            self._observe(x)
+        elif not self.seen:
+            raise RuntimeError("activation quantizer used before calibration: run ptq(..., calib=data) or train first")
+        lo, hi = int_range(self.bits, signed=bool(self.running_min < 0))
+        s = (self.running_max / hi).clamp_min(torch.finfo(torch.float32).tiny).to(x.dtype)
+        return P_Q(x, s, lo, hi)
+
+    def extra_repr(self):
+        return f"bits={self.bits}, momentum={self.momentum}"
+
+
+class SignActivation(nn.Module):
+    """1-bit activation for BNN: F = sign, B = 1_[−1, 1]. It takes the place of a ReLU (Hubara et al. 2016)."""
+
+    def forward(self, x):
+        return sign(x)
+
+
+class SignSwishActivation(SignSwishWeight):
+    """1-bit activation for BNN++: SS_β in training, sign in evaluation, B = SS_β'. It takes the place of a ReLU."""
+
+    def __init__(self, beta: tuple[float, float]):
+        super().__init__(scale=False, per_channel=False, beta=beta)

@@ -1,0 +1,75 @@
+"""Quantization schemes by name: a task ("fp", "1W", "1W1A", "4W", "4W4A", "8W", "8W8A", …) and a method."""
+
+import re
+from dataclasses import dataclass
+
+METHODS = ("int", "bnn", "bnn++")
+KEEP_FP = ("first", "last")
+TASKS = ("fp", "1W", "1W1A", "4W", "4W4A", "8W", "8W8A")  # the paper's; any "<b>W" or "<b>W<b>A" with 1 ≤ b ≤ 32 parses
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """What to quantize and how (eq. 10: a forward quantizer F and a backward quantizer B).
+
+    - ``w_bits``/``a_bits``: weight and activation bits (None = full precision).
+    - ``method``: "int" (F = P_Q, B = clipped indicator) for b ≥ 2; "bnn" (F = sign, B = 1_[−1,1]) or
+      "bnn++" (F = SignSwish SS_β, B = SS_β') for 1 bit; "fp" for no quantization.
+    - ``per_channel``: one scale per output channel instead of one per tensor.
+    - ``scale_1bit``: multiply 1-bit weights by mean|w| (per tensor or per channel).
+    - ``keep_fp``: layers left in full precision: "first" (first conv), "last" (last linear), both or neither.
+    - ``beta``: SS_β's β at the start and end of training, raised geometrically (BNN++).
+    - ``act_momentum``: EMA momentum of the running max that sets activation scales during QAT.
+    """
+
+    task: str
+    method: str
+    w_bits: int | None
+    a_bits: int | None
+    per_channel: bool = False
+    scale_1bit: bool = True
+    keep_fp: tuple[str, ...] = KEEP_FP
+    beta: tuple[float, float] = (5.0, 50.0)
+    act_momentum: float = 0.1
+
+    @property
+    def name(self) -> str:
+        return self.task if self.method in ("fp", "int") else f"{self.task} {self.method}"
+
+    @property
+    def is_fp(self) -> bool:
+        return self.w_bits is None and self.a_bits is None
+
+
+def _check_bits(bits: int, task: str) -> int:
+    if not 1 <= bits <= 32:
+        raise ValueError(f"bits={bits} in task {task!r} is outside 1-32")
+    return bits
+
+
+def parse_scheme(task: str, method: str | None = None, **options) -> QuantScheme:
+    """``parse_scheme("4W4A")``, ``parse_scheme("1W1A", method="bnn++")``; ``options`` set the other fields.
+
+    The default method is "int" when every quantized part has ≥ 2 bits and "bnn" when one has 1 bit.
+    """
+    if task == "fp":
+        if method not in (None, "fp"):
+            raise ValueError(f"task 'fp' takes no quantization method, got method={method!r}")
+        return QuantScheme("fp", "fp", None, None, **options)
+    m = re.fullmatch(r"(\d+)W(?:(\d+)A)?", task)
+    if not m:
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)} (generally '<b>W' or '<b>W<b>A', b in 1-32)")
+    w_bits = _check_bits(int(m[1]), task)
+    a_bits = _check_bits(int(m[2]), task) if m[2] else None
+    one_bit = 1 in (w_bits, a_bits)
+    method = method or ("bnn" if one_bit else "int")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    if one_bit and method == "int":
+        raise ValueError(f"task {task!r} has a 1-bit part: use method 'bnn' or 'bnn++', not 'int'")
+    if not one_bit and method != "int":
+        raise ValueError(f"method {method!r} is for 1-bit tasks; task {task!r} needs method 'int'")
+    keep = tuple(options.get("keep_fp", KEEP_FP))
+    if not set(keep) <= set(KEEP_FP):
+        raise ValueError(f"unknown keep_fp entries {sorted(set(keep) - set(KEEP_FP))}; valid: {', '.join(KEEP_FP)}")
+    return QuantScheme(task, method, w_bits, a_bits, **{**options, "keep_fp": keep})
