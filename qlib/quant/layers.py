@@ -88,7 +88,6 @@ def quantize_modules(model: nn.Module, scheme: QuantScheme) -> nn.Module:
     if scheme.a_bits == 1:
         for name in [n for n, m in q.named_modules() if isinstance(m, nn.ReLU)]:
             _set(q, name, _binary_activation(scheme))
-    q.quant_scheme = scheme
     return q
 
 
