@@ -133,3 +133,16 @@ def test_fit_raises_beta_of_bnn_pp(model, data):
     fit(q, data, epochs=1, lr=0.05, batch_size=32, device="cpu", progress=False)
     betas = {m.beta for m in q.modules() if hasattr(m, "set_progress")}
     assert len(betas) == 1 and 2.0 * 10 ** (4 / 5) - 1e-6 <= betas.pop() < 20.0  # last of 5 steps: t = 4/5
+
+
+@pytest.mark.parametrize("task,method", [("4W4A", None), ("1W1A", "bnn"), ("1W1A", "bnn++")])
+def test_resnet18_quantizes_and_trains_a_step(task, method):
+    d = toy_dataset(n=8, channels=3, size=32, num_classes=10)
+    model = create_model("resnet18", d, width=0.125, seed=0)
+    q = prepare_qat(model, parse_scheme(task, method))
+    twins = [m for m in q.modules() if isinstance(m, (QConv2d, QLinear))]
+    assert len(twins) == 19  # 20 convs (incl. 3 shortcuts) + 1 linear, less the first conv and the last linear
+    if task == "1W1A":
+        assert not any(isinstance(m, nn.ReLU) for m in q.modules())
+    fit(q, d, epochs=1, lr=0.01, batch_size=4, device="cpu", progress=False)
+    assert torch.isfinite(q.eval()(d.x)).all()
