@@ -8,6 +8,7 @@ from tqdm import tqdm
 from . import data, paper
 from .cache import cached_model
 from .models import create_model
+from .poison import PoisonSet
 from .presets import Preset
 from .quant import QuantScheme, parse_scheme, prepare_qat, ptq
 from .train import evaluate, fit
@@ -28,13 +29,14 @@ def load_data(cfg: Preset) -> tuple[data.Dataset, data.Dataset]:
     return train, test
 
 
-def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, test: data.Dataset):
-    """The model of ``cfg`` trained on ``train`` from ``seed``: full precision, or QAT under ``scheme``.
-
-    Cached on disk; returns (model, per-epoch history).
-    """
+def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, test: data.Dataset,
+                  poison: PoisonSet | None = None):
+    """The model of ``cfg`` trained from ``seed`` on μ (``train``) or on μ+ν when ``poison`` is given: full
+    precision, or QAT under ``scheme``. Cached on disk; returns (model, per-epoch history)."""
     fields = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
-    key = {**{f: getattr(cfg, f) for f in fields}, "seed": seed, "scheme": asdict(scheme), "train_n": len(train)}
+    key = {**{f: getattr(cfg, f) for f in fields}, "seed": seed, "scheme": asdict(scheme), "train_n": len(train),
+           "poison": poison.digest() if poison is not None else None}
+    train_set = train if poison is None else data.mix(train, poison)
 
     def build():
         model = create_model(cfg.model, train, cfg.width, seed)
@@ -42,13 +44,43 @@ def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Datas
 
     def run(model):
         history = fit(  # per-epoch test accuracy only for FP, whose learning curve notebook 00 plots
-            model, train, test if scheme.is_fp else None, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
-            augment=cfg.augment, seed=seed, device=cfg.device, progress=False,
+            model, train_set, test if scheme.is_fp else None, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+            weight_decay=cfg.weight_decay, augment=cfg.augment, seed=seed, device=cfg.device, progress=False,
         )
         return {"history": history}
 
     model, result = cached_model("trained", key, build, run)
     return model, result["history"]
+
+
+REGIMES = ("fp", "ptq", "qat")
+
+
+def retrain_and_evaluate(poison: PoisonSet, scheme: QuantScheme, regime: str, cfg: Preset, seed: int,
+                         train: data.Dataset, test: data.Dataset) -> dict:
+    """Train on μ+ν in ``regime`` and report test accuracy and its drop against the clean model of the same
+    scheme, regime and seed (Section 4.1's evaluation).
+
+    - ``fp``: train in full precision from scratch (``scheme`` must be fp);
+    - ``ptq``: train in full precision, then apply PTQ under ``scheme`` (activation scales calibrated on the
+      data the model was trained on);
+    - ``qat``: QAT-train under ``scheme`` from scratch.
+    Every trained model is cached, so a rerun, or a killed run restarted, redoes no finished training.
+    """
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; valid: {', '.join(REGIMES)}")
+    if (regime == "fp") != scheme.is_fp:
+        raise ValueError(f"regime {regime!r} does not go with scheme {scheme.name!r}: fp takes 'fp', ptq and qat a quantized one")
+
+    def accuracy(nu):
+        model, _ = trained_model(cfg, seed, scheme if regime == "qat" else FP, train, test, nu)
+        if regime == "ptq":
+            model = ptq(model, scheme, calib=train if nu is None else data.mix(train, nu))
+        return evaluate(model, test)
+
+    clean_acc, acc = accuracy(None), accuracy(poison)
+    return {"regime": regime, "scheme": scheme.name, "seed": seed, "attack": poison.provenance["attack"],
+            "eps_d": poison.eps_d, "clean_acc": clean_acc, "acc": acc, "drop": acc - clean_acc}
 
 
 def clean_baselines(cfg: Preset, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:

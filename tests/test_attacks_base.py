@@ -1,0 +1,112 @@
+"""The common attack interface, validate(), label flip, and the retrain-and-evaluate harness."""
+
+import pytest
+import torch
+
+from conftest import toy_dataset
+from qlib import study
+from qlib.attacks import ATTACKS, poison_count, run_attack, validate
+from qlib.poison import PoisonSet
+from qlib.presets import load_preset
+from qlib.quant import parse_scheme
+
+
+@pytest.fixture
+def clean():
+    return toy_dataset(n=200, size=28)
+
+
+def test_poison_count_is_round_eps_times_n():
+    assert poison_count(0.03, 50000) == 1500 and poison_count(0.1, 200) == 20 and poison_count(1.0, 7) == 7
+    with pytest.raises(ValueError, match="rounds to zero"):
+        poison_count(0.001, 100)
+    for bad in (0, 1.01, -0.5):
+        with pytest.raises(ValueError, match=r"outside \(0, 1\]"):
+            poison_count(bad, 100)
+
+
+def test_label_flip(clean):
+    p = run_attack("label_flip", clean, 0.1, seed=3)
+    assert len(p) == 20 and len(torch.unique(p.indices)) == 20
+    assert torch.equal(p.x, clean.x[p.indices])
+    assert torch.equal(p.y, 3 - clean.y[p.indices])
+    assert p.provenance == {"attack": "label_flip", "params": {}, "seed": 3, "labels": "flipped"}
+    again, other = run_attack("label_flip", clean, 0.1, seed=3), run_attack("label_flip", clean, 0.1, seed=4)
+    assert torch.equal(p.indices, again.indices) and torch.equal(p.x, again.x)
+    assert not torch.equal(p.indices, other.indices)
+
+
+def test_unknown_attack_and_bad_budget(clean):
+    with pytest.raises(ValueError, match="unknown attack 'gc2'; known: .*label_flip"):
+        run_attack("gc2", clean, 0.1, seed=0)
+    with pytest.raises(ValueError, match="eps_d=2"):
+        run_attack("label_flip", clean, 2, seed=0)
+    assert "label_flip" in ATTACKS.names()
+
+
+def tampered(p, **changes):
+    fields = {"x": p.x, "y": p.y, "indices": p.indices, "eps_d": p.eps_d, "provenance": p.provenance, **changes}
+    return PoisonSet(**fields)
+
+
+def test_validate_catches_what_is_wrong(clean):
+    p = run_attack("label_flip", clean, 0.1, seed=0)
+    kept = {**p.provenance, "labels": "kept"}
+    cases = [
+        (tampered(p, x=p.x[:19], y=p.y[:19], indices=p.indices[:19]), "expected round"),
+        (tampered(p, y=clean.y[p.indices]), "flipped"),
+        (tampered(p, provenance=kept), "kept"),
+        (tampered(p, indices=p.indices.clone().fill_(5)), "repeat"),
+        (tampered(p, indices=p.indices + 1000), r"leave \[0, 200\)"),
+        (tampered(p, provenance={"attack": "x", "labels": "kept"}), "lacks 'params'"),
+        (tampered(p, x=torch.zeros(20, 1, 14, 14)), "poison images are"),
+    ]
+    for poison, message in cases:
+        with pytest.raises(ValueError, match=message):
+            validate(poison, clean)
+    assert validate(p, clean) is p
+
+
+def test_digest_changes_with_content(clean):
+    p = run_attack("label_flip", clean, 0.1, seed=0)
+    assert p.digest() == run_attack("label_flip", clean, 0.1, seed=0).digest()
+    assert p.digest() != tampered(p, x=p.x.clamp(0.01, 0.99)).digest()
+
+
+@pytest.fixture
+def harness(tmp_path, monkeypatch):
+    monkeypatch.setenv("QLIB_CACHE", str(tmp_path / "cache"))
+    cfg = load_preset("smoke", epochs=3, width=0.25, batch_size=32, seeds=[0])
+    train, test = toy_dataset(n=160, size=28, seed=0), toy_dataset(n=80, size=28, seed=1)
+    return cfg, train, test
+
+
+def test_retrain_and_evaluate_reports_the_drop_against_the_same_clean_model(harness):
+    cfg, train, test = harness
+    flip = run_attack("label_flip", train, 1.0, seed=0)  # every image also appears with its flipped label
+    fp = study.retrain_and_evaluate(flip, parse_scheme("fp"), "fp", cfg, 0, train, test)
+    assert fp["clean_acc"] > 0.9 and fp["drop"] == pytest.approx(fp["acc"] - fp["clean_acc"])
+    assert fp["drop"] < -0.2  # conflicting labels for every image must hurt
+    ptq = study.retrain_and_evaluate(flip, parse_scheme("8W"), "ptq", cfg, 0, train, test)
+    assert ptq["clean_acc"] == pytest.approx(fp["clean_acc"], abs=0.05)  # 8-bit PTQ of the same FP model
+    qat = study.retrain_and_evaluate(flip, parse_scheme("4W4A"), "qat", cfg, 0, train, test)
+    assert (qat["regime"], qat["scheme"], qat["attack"], qat["eps_d"]) == ("qat", "4W4A", "label_flip", 1.0)
+
+
+def test_rerun_retrains_nothing(harness, monkeypatch):
+    cfg, train, test = harness
+    flip = run_attack("label_flip", train, 0.5, seed=0)
+    first = study.retrain_and_evaluate(flip, parse_scheme("4W"), "qat", cfg, 0, train, test)
+    monkeypatch.setattr(study, "fit", lambda *a, **k: pytest.fail("retrained a cached model"))
+    assert study.retrain_and_evaluate(flip, parse_scheme("4W"), "qat", cfg, 0, train, test) == first
+
+
+def test_harness_rejects_mismatched_regime_and_scheme(harness):
+    cfg, train, test = harness
+    flip = run_attack("label_flip", train, 0.5, seed=0)
+    with pytest.raises(ValueError, match="unknown regime 'int'"):
+        study.retrain_and_evaluate(flip, parse_scheme("4W"), "int", cfg, 0, train, test)
+    with pytest.raises(ValueError, match="does not go with"):
+        study.retrain_and_evaluate(flip, parse_scheme("4W"), "fp", cfg, 0, train, test)
+    with pytest.raises(ValueError, match="does not go with"):
+        study.retrain_and_evaluate(flip, parse_scheme("fp"), "qat", cfg, 0, train, test)
