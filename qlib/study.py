@@ -7,10 +7,11 @@ from tqdm import tqdm
 
 from . import data, paper
 from .cache import cached_model
+from .attacks.gradpc import gradpc, paq, squared_distance
 from .models import create_model
 from .poison import PoisonSet
 from .presets import Preset
-from .quant import QuantScheme, parse_scheme, prepare_qat, ptq
+from .quant import QuantScheme, parse_scheme, prepare_qat, ptq, quantized_state
 from .train import evaluate, fit
 
 # The paper's schemes (Section 4.1): PTQ at 1, 4, 8 bits (Table 1) and QAT rows of Table 3.
@@ -125,6 +126,33 @@ def clean_schemes(cfg: Preset, progress: bool = True) -> pd.DataFrame:
             model, history = trained_model(cfg, seed, scheme, train, test)
             add("QAT", scheme, seed, model, sum(h["seconds"] for h in history))
     bar.close()
+    return pd.DataFrame(rows)
+
+
+def gradpc_targets(cfg: Preset, eps_w: float = 0.5, progress: bool = True) -> pd.DataFrame:
+    """Table 2: the GradPC target ŵ in FP and after PAQ at 8, 4 and 1 bit, one row per precision and seed.
+
+    ``drop`` is against the clean FP model (as in the paper's Table 2) and ``drop_vs_ptq`` against the clean
+    model quantized the same way. ε_w is reported twice for PAQ: ‖P_Q(ŵ) − P_Q(w_c)‖² (``eps_w``, distance to
+    the clean model of the same precision) and ‖P_Q(ŵ) − w_c‖² (``eps_w_to_fp``); the paper does not say which.
+    """
+    train, test = load_data(cfg)
+    rows = []
+    for seed in tqdm(cfg.seeds, desc="GradPC targets", disable=not progress):
+        clean, _ = trained_model(cfg, seed, FP, train, test)
+        clean_acc = evaluate(clean, test)
+        target = gradpc(clean, train, eps_w=eps_w, batch_size=cfg.batch_size, seed=seed)
+        eps = squared_distance(list(target.state_dict().values()), list(clean.state_dict().values()))
+        acc = evaluate(target, test)
+        rows.append({"precision": "FP", "seed": seed, "clean_acc": clean_acc, "acc": acc, "drop": acc - clean_acc,
+                     "drop_vs_ptq": acc - clean_acc, "eps_w": eps, "eps_w_to_fp": eps})
+        for scheme in reversed(PTQ_SCHEMES):
+            w_star, w_c_star = quantized_state(paq(target, scheme)), quantized_state(ptq(clean, scheme))
+            acc = evaluate(paq(target, scheme), test)
+            rows.append({"precision": f"{scheme.w_bits}-bit", "seed": seed, "clean_acc": clean_acc, "acc": acc,
+                         "drop": acc - clean_acc, "drop_vs_ptq": acc - evaluate(ptq(clean, scheme), test),
+                         "eps_w": squared_distance(list(w_star.values()), list(w_c_star.values())),
+                         "eps_w_to_fp": squared_distance(list(w_star.values()), list(clean.state_dict().values()))})
     return pd.DataFrame(rows)
 
 
