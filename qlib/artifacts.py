@@ -40,6 +40,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def tensor_digest(tensors, extra: dict | None = None) -> str:
+    """SHA-256 over tensors' bytes (in order) and a JSON-serialisable ``extra``: an identity for cache keys."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps(extra or {}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
 def paths(stem) -> tuple[Path, Path]:
     stem = Path(stem)
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")

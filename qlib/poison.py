@@ -4,8 +4,6 @@ Following Witches' Brew, a poison set carries the indices of the clean images it
 initialised from, so it can be audited against μ and re-created from its provenance.
 """
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import torch
@@ -47,11 +45,7 @@ class PoisonSet:
 
     def digest(self) -> str:
         """A SHA-256 over the tensors, the budget and the provenance: the poison's identity in cache keys."""
-        h = hashlib.sha256()
-        for t in (self.x, self.y, self.indices):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        h.update(json.dumps({"eps_d": self.eps_d, "provenance": self.provenance}, sort_keys=True).encode())
-        return h.hexdigest()
+        return artifacts.tensor_digest((self.x, self.y, self.indices), {"eps_d": self.eps_d, "provenance": self.provenance})
 
     def save(self, stem) -> None:
         """Write ``stem.safetensors`` and ``stem.json`` atomically."""

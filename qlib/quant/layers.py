@@ -16,8 +16,8 @@ from .quantizers import IntActivation, IntWeight, SignActivation, SignSwishActiv
 from .scheme import QuantScheme
 
 
-class _Twin:
-    """Mixin: ``weight_quantizer`` gives w* = F(w); ``input_quantizer`` (or None) quantizes the input."""
+class Twin:
+    """Mixin of the quantized layers: ``weight_quantizer`` gives w* = F(w); ``input_quantizer`` (or None) quantizes the input."""
 
     @classmethod
     def from_float(cls, layer, weight_quantizer, input_quantizer):
@@ -34,12 +34,12 @@ class _Twin:
         return x if self.input_quantizer is None else self.input_quantizer(x)
 
 
-class QConv2d(_Twin, nn.Conv2d):
+class QConv2d(Twin, nn.Conv2d):
     def forward(self, x):
         return self._conv_forward(self._input(x), self.quantized_weight(), self.bias)
 
 
-class QLinear(_Twin, nn.Linear):
+class QLinear(Twin, nn.Linear):
     def forward(self, x):
         return nnf.linear(self._input(x), self.quantized_weight(), self.bias)
 
@@ -99,6 +99,8 @@ def activation_quantizers(model: nn.Module) -> list[IntActivation]:
 def calibrate(model: nn.Module, data, batches: int = 4, batch_size: int = 256) -> None:
     """Set activation scales from the running max over the first ``batches`` batches of ``data`` (eval mode)."""
     quantizers = activation_quantizers(model)
+    if not quantizers:
+        return
     device = next(model.parameters()).device
     model.eval()
     for q in quantizers:
@@ -136,7 +138,7 @@ def quantized_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's state dict with each quantized layer's weight replaced by its discrete w* (evaluation F)."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for name, m in model.named_modules():
-        if isinstance(m, _Twin):
+        if isinstance(m, Twin):
             was_training = m.weight_quantizer.training
             m.weight_quantizer.eval()
             with torch.no_grad():

@@ -1,0 +1,120 @@
+"""Gradient Canceling (GC, Lu et al. 2023b), eqs. (3)-(4).
+
+Given target parameters ŵ, GC looks for poisons ν whose gradient cancels the clean one, so that ŵ is a
+stationary point of training on μ + ν:
+
+    argmin_ν ½‖∇_w ℓ(μ; ŵ) + ∇_w ℓ(ν; ŵ)‖²₂                              (eq. 4)
+
+- ℓ is the sum-reduced cross-entropy, as in the official code; the objective is reported in those units
+  and the early stop (default: below 1, as in the paper) uses them.
+- The gradient covers all parameters (``layers="all"``); ``layers="first"`` keeps only the first parameter
+  tensor, as the official code does.
+- ∇_w ℓ(μ; ŵ) is computed once. The target runs in evaluation mode (BatchNorm uses its running statistics),
+  so ŵ's gradient is that of the deployed model; GC-Q uses the same convention.
+- Only the poison images move (labels stay those of their source images). The step is Adam (default) or
+  plain gradient descent (``optimizer="gd"``, the official choice) with a cosine-decayed step size; images
+  are projected onto [0, 1] after every step.
+- The poison gradient is computed in chunks of ``chunk`` images, so the cost scales to ResNet-18 on a GPU:
+  a first pass sums the chunks' gradients into G = ∇ℓ(μ) + ∇ℓ(ν); a second pass differentiates ⟨∇ℓ(chunk), G⟩
+  with respect to each chunk's images, which is that chunk's share of ∇_x ½‖G‖².
+"""
+
+import math
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+from tqdm import tqdm
+
+from ..artifacts import tensor_digest
+from ..data import Dataset
+from ..poison import PoisonSet
+from ..train import resolve_device
+from .base import ATTACKS, poison_count, source_indices
+
+OPTIMIZERS = ("adam", "gd")
+LAYERS = ("all", "first")
+
+
+def gradient_parameters(model: nn.Module, layers: str) -> list[torch.Tensor]:
+    if layers not in LAYERS:
+        raise ValueError(f"unknown layers={layers!r}; valid: {', '.join(LAYERS)}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    return params[:1] if layers == "first" else params
+
+
+def clean_gradient(model: nn.Module, params, clean: Dataset, batch_size: int = 1000) -> list[torch.Tensor]:
+    """∇_w ℓ(μ; w) of the sum-reduced cross-entropy, accumulated over batches."""
+    device = params[0].device
+    total = [torch.zeros_like(p) for p in params]
+    for i in range(0, len(clean), batch_size):
+        loss = nnf.cross_entropy(model(clean.x[i:i + batch_size].to(device)), clean.y[i:i + batch_size].to(device), reduction="sum")
+        for t, g in zip(total, torch.autograd.grad(loss, params)):
+            t += g
+    return total
+
+
+def cancel_objective(model: nn.Module, params, g_clean, x: torch.Tensor, y: torch.Tensor, chunk: int):
+    """½‖g_clean + ∇_w ℓ((x, y); w)‖² and its gradient with respect to ``x`` (eq. 4)."""
+    G = [g.clone() for g in g_clean]
+    for i in range(0, len(x), chunk):
+        loss = nnf.cross_entropy(model(x[i:i + chunk]), y[i:i + chunk], reduction="sum")
+        for t, g in zip(G, torch.autograd.grad(loss, params)):
+            t += g
+    grad_x = torch.empty_like(x)
+    for i in range(0, len(x), chunk):
+        xc = x[i:i + chunk].detach().requires_grad_(True)
+        loss = nnf.cross_entropy(model(xc), y[i:i + chunk], reduction="sum")
+        g_chunk = torch.autograd.grad(loss, params, create_graph=True)
+        inner = sum((g * t).sum() for g, t in zip(g_chunk, G))
+        (grad_x[i:i + chunk],) = torch.autograd.grad(inner, xc)
+    return 0.5 * sum((t ** 2).sum() for t in G).item(), grad_x
+
+
+def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: int, lr: float,
+                    optimizer: str, threshold: float, chunk: int, layers: str, device: str, progress: bool,
+                    attack: str, extra: dict) -> PoisonSet:
+    """The GC loop shared by GC and GC-Q: ``model`` is the network whose gradient is cancelled, in eval mode."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer={optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    if epochs < 1 or not lr > 0 or chunk < 1:
+        raise ValueError(f"epochs, lr and chunk must be positive, got epochs={epochs}, lr={lr}, chunk={chunk}")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    params = gradient_parameters(model, layers)
+    idx = source_indices(len(clean), poison_count(eps_d, len(clean)), seed)
+    x = clean.x[idx].clone().to(dev).requires_grad_(True)
+    y = clean.y[idx].to(dev)
+    g_clean = clean_gradient(model, params, clean)
+    opt = torch.optim.Adam([x], lr=lr) if optimizer == "adam" else torch.optim.SGD([x], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    history = []
+    bar = tqdm(range(epochs), desc=attack, disable=not progress, leave=False)
+    for _ in bar:
+        value, grad_x = cancel_objective(model, params, g_clean, x, y, chunk)
+        history.append(value)
+        bar.set_postfix(objective=f"{value:.4g}")
+        if value < threshold or not math.isfinite(value):
+            break
+        x.grad = grad_x
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)
+    else:
+        history.append(cancel_objective(model, params, g_clean, x, y, chunk)[0])
+    params_record = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "threshold": threshold, "chunk": chunk,
+                     "layers": layers, **extra}
+    provenance = {"attack": attack, "params": params_record, "seed": seed, "labels": "kept",
+                  "objective": {"initial": history[0], "final": history[-1], "steps": len(history) - 1}}
+    return PoisonSet(x.detach().cpu(), y.cpu(), idx, eps_d, provenance)
+
+
+@ATTACKS.register("gc")
+def gc(clean: Dataset, eps_d: float, seed: int, *, target: nn.Module, epochs: int = 2000, lr: float = 0.01,
+       optimizer: str = "adam", threshold: float = 1.0, chunk: int = 512, layers: str = "all",
+       device: str = "auto", progress: bool = False) -> PoisonSet:
+    """GC, eq. (4): poisons that make the full-precision ``target`` ŵ a stationary point of training on μ + ν."""
+    return gradient_cancel(target, clean, eps_d, seed, epochs=epochs, lr=lr, optimizer=optimizer, threshold=threshold,
+                           chunk=chunk, layers=layers, device=device, progress=progress, attack="gc",
+                           extra={"target": tensor_digest(target.state_dict().values())})
