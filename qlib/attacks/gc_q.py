@@ -26,8 +26,7 @@ from torch import nn
 from ..artifacts import tensor_digest
 from ..data import Dataset
 from ..poison import PoisonSet
-from ..quant import QuantScheme, calibrate, quantize_modules, quantized_state
-from ..quant.layers import Twin
+from ..quant import QuantScheme, Twin, calibrate, quantize_modules, quantized_state
 from .base import ATTACKS
 from .gc import gradient_cancel
 
