@@ -1,0 +1,133 @@
+"""TGDA (Lu et al. 2022) and TGDA-Q (Appendix B, eqs. 11-14): total gradient descent ascent.
+
+The poisons ν lead, the model w follows. With ℓ₁ = ℓ(μ̃; w), the loss on a clean validation split, and
+ℓ₂ = ℓ(μ + ν; w), the training loss, each leader step ascends the total derivative
+
+    D_ν ℓ₁ = ∇_ν ℓ₁ − ∇_{νw} ℓ₂ · (∇_{ww} ℓ₂)⁻¹ · ∇_w ℓ₁,   with ∇_ν ℓ₁ = 0 here      (eq. 11)
+
+and the follower then takes ``follower_steps`` plain gradient steps on ℓ₂ (eq. 12). (∇_{ww} ℓ₂ + λI)⁻¹∇_w ℓ₁
+is solved by conjugate gradient on the normal equations, two Hessian-vector products per iteration, as in
+the official code (16 iterations, λ = 0 by default). As there, each clean batch is split: 30% is the
+validation batch μ̃ for ℓ₁ and the rest, with all poisons, forms ℓ₂. The model stays in evaluation mode
+(BatchNorm running statistics fixed), as for GC. Only the images move; labels are the source images'.
+
+TGDA-Q (eqs. 13-14) runs the same loop on the QAT network of a scheme: the follower's steps are QAT steps
+(F forward, B backward) and the leader's derivative is taken through F and B.
+"""
+
+import copy
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+from tqdm import tqdm
+
+from ..artifacts import tensor_digest
+from ..data import Dataset
+from ..poison import PoisonSet
+from ..quant import QuantScheme, calibrate, quantize_modules
+from ..train import resolve_device
+from .base import ATTACKS, poison_count, source_indices
+
+
+def _dot(a, b):
+    return sum((x * y).sum() for x, y in zip(a, b))
+
+
+def conjugate_gradient(matvec, b: list[torch.Tensor], iters: int, tol: float = 1e-20) -> list[torch.Tensor]:
+    """Solve A x = b for symmetric positive semi-definite A given as ``matvec``; tensors as lists."""
+    x = [torch.zeros_like(t) for t in b]
+    r = [t.clone() for t in b]
+    p = [t.clone() for t in b]
+    rr = _dot(r, r)
+    for _ in range(iters):
+        if rr <= tol:
+            break
+        Ap = matvec(p)
+        alpha = rr / _dot(p, Ap).clamp_min(1e-30)
+        x = [xi + alpha * pi for xi, pi in zip(x, p)]
+        r = [ri - alpha * ai for ri, ai in zip(r, Ap)]
+        rr_new = _dot(r, r)
+        p = [ri + (rr_new / rr) * pi for ri, pi in zip(r, p)]
+        rr = rr_new
+    return x
+
+
+def total_derivative(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_x, train_y, val_x, val_y,
+                     cg_iters: int = 16, damping: float = 0.0) -> torch.Tensor:
+    """D_ν ℓ₁ = −∇_{νw} ℓ₂ (∇_{ww} ℓ₂ + λI)⁻¹ ∇_w ℓ₁ for poison images ``x`` (eq. 11)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    x = x.detach().requires_grad_(True)
+    g1 = torch.autograd.grad(nnf.cross_entropy(model(val_x), val_y), params)
+    n = len(train_y) + len(y)
+    l2 = (nnf.cross_entropy(model(train_x), train_y, reduction="sum") + nnf.cross_entropy(model(x), y, reduction="sum")) / n
+    g2 = torch.autograd.grad(l2, params, create_graph=True)
+
+    def hessian(v):
+        hv = torch.autograd.grad(_dot(g2, v), params, retain_graph=True)
+        return [h + damping * vi for h, vi in zip(hv, v)]
+
+    # normal equations HᵀH v = Hᵀ g₁: well posed even where the network's Hessian is indefinite
+    v = conjugate_gradient(lambda u: hessian(hessian(u)), hessian(list(g1)), cg_iters)
+    (d,) = torch.autograd.grad(_dot(g2, [t.detach() for t in v]), x)
+    return -d
+
+
+def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: int, leader_lr: float,
+          follower_steps: int, follower_lr: float, batch_size: int, val_fraction: float, cg_iters: int,
+          damping: float, device: str, progress: bool, attack: str, extra: dict) -> PoisonSet:
+    if epochs < 1 or follower_steps < 0 or batch_size < 2 or not 0 < val_fraction < 1 or cg_iters < 1:
+        raise ValueError(f"bad TGDA arguments: epochs={epochs}, follower_steps={follower_steps}, batch_size={batch_size}, "
+                         f"val_fraction={val_fraction} (must be in (0, 1)), cg_iters={cg_iters}")
+    if not leader_lr > 0 or not follower_lr > 0 or damping < 0:
+        raise ValueError(f"leader_lr={leader_lr} and follower_lr={follower_lr} must be positive, damping={damping} ≥ 0")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    idx = source_indices(len(clean), poison_count(eps_d, len(clean)), seed)
+    x, y = clean.x[idx].clone().to(dev), clean.y[idx].to(dev)
+    g = torch.Generator().manual_seed(seed)
+    n_val = max(1, round(val_fraction * batch_size))
+    val_losses = []
+    for _ in tqdm(range(epochs), desc=attack, disable=not progress, leave=False):
+        batch = torch.randperm(len(clean), generator=g)[:batch_size]
+        val, tr = batch[:n_val], batch[n_val:]
+        tx, ty, vx, vy = clean.x[tr].to(dev), clean.y[tr].to(dev), clean.x[val].to(dev), clean.y[val].to(dev)
+        d = total_derivative(model, x, y, tx, ty, vx, vy, cg_iters, damping)
+        x = (x + leader_lr * d).clamp(0, 1)  # eq. (11): ascend the validation loss
+        for _ in range(follower_steps):  # eq. (12) (eq. 14 on a QAT network)
+            loss = nnf.cross_entropy(model(torch.cat([tx, x])), torch.cat([ty, y]))
+            with torch.no_grad():
+                for p, gp in zip(params, torch.autograd.grad(loss, params)):
+                    p -= follower_lr * gp
+        with torch.no_grad():
+            val_losses.append(nnf.cross_entropy(model(vx), vy).item())
+    record = {"epochs": epochs, "leader_lr": leader_lr, "follower_steps": follower_steps, "follower_lr": follower_lr,
+              "batch_size": batch_size, "val_fraction": val_fraction, "cg_iters": cg_iters, "damping": damping, **extra}
+    provenance = {"attack": attack, "params": record, "seed": seed, "labels": "kept",
+                  "validation_loss": {"first": val_losses[0], "last": val_losses[-1]}}
+    return PoisonSet(x.cpu(), y.cpu(), idx, eps_d, provenance)
+
+
+DEFAULTS = {"epochs": 200, "leader_lr": 0.01, "follower_steps": 20, "follower_lr": 0.1, "batch_size": 1000,
+            "val_fraction": 0.3, "cg_iters": 16, "damping": 0.0, "device": "auto", "progress": False}
+
+
+@ATTACKS.register("tgda")
+def tgda(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, **options) -> PoisonSet:
+    """TGDA in full precision; ``model`` (the surrogate's starting weights, usually w_c) is copied, not changed."""
+    options = {**DEFAULTS, **options}
+    extra = {"model": tensor_digest(model.state_dict().values())}
+    return _tgda(copy.deepcopy(model), clean, eps_d, seed, attack="tgda", extra=extra, **options)
+
+
+@ATTACKS.register("tgda_q")
+def tgda_q(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, scheme: QuantScheme, **options) -> PoisonSet:
+    """TGDA-Q: TGDA on the QAT network of ``scheme`` (activation scales, if any, calibrated on μ)."""
+    if scheme.is_fp:
+        raise ValueError("TGDA-Q needs a quantization scheme; for full precision use TGDA")
+    options = {**DEFAULTS, **options}
+    qat = quantize_modules(model, scheme).eval()
+    calibrate(qat, clean)
+    extra = {"model": tensor_digest(model.state_dict().values()), "scheme": scheme.name}
+    return _tgda(qat, clean, eps_d, seed, attack="tgda_q", extra=extra, **options)

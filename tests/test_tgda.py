@@ -1,0 +1,93 @@
+"""TGDA's total derivative against finite differences of the exactly retrained model, and the TGDA loops."""
+
+import pytest
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from conftest import toy_dataset
+from qlib.attacks import run_attack
+from qlib.attacks.tgda import conjugate_gradient, total_derivative
+from qlib.models import create_model
+from qlib.quant import parse_scheme
+from test_gc import blobs
+
+
+def solve(x, y) -> nn.Module:
+    """w*(ν): the exact minimiser of the mean cross-entropy of logistic regression (float64 LBFGS)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).double()
+    opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=1000, tolerance_grad=1e-14, tolerance_change=1e-16,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = nnf.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return model
+
+
+def test_conjugate_gradient_solves_a_spd_system():
+    A = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    b = [torch.tensor([1.0, 2.0], dtype=torch.float64)]
+    (x,) = conjugate_gradient(lambda v: [A @ v[0]], b, iters=10)
+    assert torch.allclose(A @ x, b[0])
+
+
+def test_total_derivative_matches_finite_differences():
+    data, val = blobs(n=90, seed=0), blobs(n=60, seed=1)
+    tx, ty, vx, vy = data.x.double(), data.y, val.x.double(), val.y
+    px, py = data.x[:9].double().clone() * 0.8 + 0.1, data.y[:9]  # poisons away from the [0, 1] border
+
+    def val_loss(poison_x):
+        w = solve(torch.cat([tx, poison_x]), torch.cat([ty, py]))
+        with torch.no_grad():
+            return nnf.cross_entropy(w(vx), vy).item()
+
+    model = solve(torch.cat([tx, px]), torch.cat([ty, py]))
+    d = total_derivative(model, px, py, tx, ty, vx, vy, cg_iters=200)
+    h = 1e-4
+    for i, j in [(0, 0), (3, 2), (8, 3), (5, 1)]:
+        e = torch.zeros_like(px)
+        e.view(9, -1)[i, j] = h
+        fd = (val_loss(px + e) - val_loss(px - e)) / (2 * h)
+        assert d.view(9, -1)[i, j].item() == pytest.approx(fd, rel=1e-3, abs=1e-7)
+
+
+@pytest.fixture(scope="module")
+def surrogate():
+    clean = toy_dataset(n=120, size=28)
+    return clean, create_model("cnn", clean, width=0.25, seed=0).eval()
+
+
+RUN = {"epochs": 2, "follower_steps": 2, "batch_size": 40, "cg_iters": 3, "device": "cpu"}
+
+
+def test_tgda_is_deterministic_in_range_and_leaves_the_model_alone(surrogate):
+    clean, model = surrogate
+    before = [p.clone() for p in model.parameters()]
+    a = run_attack("tgda", clean, 0.1, seed=1, model=model, **RUN)
+    b = run_attack("tgda", clean, 0.1, seed=1, model=model, **RUN)
+    assert torch.equal(a.x, b.x) and not torch.equal(a.x, clean.x[a.indices])
+    assert a.x.min() >= 0 and a.x.max() <= 1 and len(a) == 12
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+    assert set(a.provenance["validation_loss"]) == {"first", "last"}
+
+
+def test_tgda_q_runs_through_the_quantized_network(surrogate):
+    clean, model = surrogate
+    q = run_attack("tgda_q", clean, 0.1, seed=1, model=model, scheme=parse_scheme("4W4A"), **RUN)
+    fp = run_attack("tgda", clean, 0.1, seed=1, model=model, **RUN)
+    assert q.provenance["params"]["scheme"] == "4W4A" and not torch.equal(q.x, fp.x)
+    with pytest.raises(ValueError, match="use TGDA"):
+        run_attack("tgda_q", clean, 0.1, seed=1, model=model, scheme=parse_scheme("fp"), **RUN)
+
+
+@pytest.mark.parametrize("bad", [{"val_fraction": 1.0}, {"epochs": 0}, {"leader_lr": 0}, {"damping": -1.0}])
+def test_tgda_bad_arguments(surrogate, bad):
+    clean, model = surrogate
+    with pytest.raises(ValueError):
+        run_attack("tgda", clean, 0.1, seed=1, model=model, **{**RUN, **bad})
