@@ -4,6 +4,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as nnf
+from torch import nn
 
 from qlib.data import Dataset
 
@@ -72,3 +74,29 @@ def toy_dataset(n=200, seed=0, num_classes=4, size=12, channels=1) -> Dataset:
 @pytest.fixture
 def toy():
     return toy_dataset()
+
+
+def blobs(n=300, seed=0):
+    """Three overlapping classes of 1×2×2 'images' in [0, 1]: logistic regression has a finite optimum."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    centres = torch.tensor([[0.3, 0.3, 0.6, 0.5], [0.6, 0.4, 0.3, 0.5], [0.45, 0.65, 0.45, 0.4]])
+    x = (centres[y] + 0.12 * torch.randn(n, 4, generator=g)).clamp(0, 1)
+    return Dataset("blobs", x.view(n, 1, 2, 2), y, 3, (0.5,), (0.25,))
+
+
+def exact_logistic_regression(x: torch.Tensor, y: torch.Tensor) -> nn.Module:
+    """The minimiser of the cross-entropy of multinomial logistic regression on (x, y), by float64 LBFGS."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), int(y.max()) + 1)).double()
+    opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=1000, tolerance_grad=1e-14, tolerance_change=1e-16,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = nnf.cross_entropy(model(x.double()), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return model

@@ -5,35 +5,14 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from conftest import blobs, exact_logistic_regression
 from qlib.attacks import run_attack
 from qlib.attacks.gc import cancel_objective, clean_gradient, gradient_parameters
 from qlib.data import Dataset
 
 
-def blobs(n=300, seed=0):
-    """Three overlapping classes of 1×2×2 'images' in [0, 1]: logistic regression has a finite optimum."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3
-    centres = torch.tensor([[0.3, 0.3, 0.6, 0.5], [0.6, 0.4, 0.3, 0.5], [0.45, 0.65, 0.45, 0.4]])
-    x = (centres[y] + 0.12 * torch.randn(n, 4, generator=g)).clamp(0, 1)
-    return Dataset("blobs", x.view(n, 1, 2, 2), y, 3, (0.5,), (0.25,))
-
-
 def logistic_regression(data: Dataset) -> nn.Module:
-    """The exact minimiser of the sum cross-entropy of multinomial logistic regression (LBFGS, float64)."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).double()
-    opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = nnf.cross_entropy(model(data.x.double()), data.y, reduction="sum")
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return model.float()
+    return exact_logistic_regression(data.x.double(), data.y).float()
 
 
 def flat(model):

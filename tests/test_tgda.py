@@ -3,31 +3,12 @@
 import pytest
 import torch
 import torch.nn.functional as nnf
-from torch import nn
 
-from conftest import toy_dataset
+from conftest import blobs, exact_logistic_regression, toy_dataset
 from qlib.attacks import run_attack
 from qlib.attacks.tgda import conjugate_gradient, total_derivative
 from qlib.models import create_model
 from qlib.quant import parse_scheme
-from test_gc import blobs
-
-
-def solve(x, y) -> nn.Module:
-    """w*(ν): the exact minimiser of the mean cross-entropy of logistic regression (float64 LBFGS)."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).double()
-    opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=1000, tolerance_grad=1e-14, tolerance_change=1e-16,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = nnf.cross_entropy(model(x), y)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return model
 
 
 def test_conjugate_gradient_solves_a_spd_system():
@@ -43,11 +24,11 @@ def test_total_derivative_matches_finite_differences():
     px, py = data.x[:9].double().clone() * 0.8 + 0.1, data.y[:9]  # poisons away from the [0, 1] border
 
     def val_loss(poison_x):
-        w = solve(torch.cat([tx, poison_x]), torch.cat([ty, py]))
+        w = exact_logistic_regression(torch.cat([tx, poison_x]), torch.cat([ty, py]))
         with torch.no_grad():
             return nnf.cross_entropy(w(vx), vy).item()
 
-    model = solve(torch.cat([tx, px]), torch.cat([ty, py]))
+    model = exact_logistic_regression(torch.cat([tx, px]), torch.cat([ty, py]))
     d = total_derivative(model, px, py, tx, ty, vx, vy, cg_iters=200)
     h = 1e-4
     for i, j in [(0, 0), (3, 2), (8, 3), (5, 1)]:
