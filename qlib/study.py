@@ -147,10 +147,11 @@ def gradpc_targets(cfg: Preset, eps_w: float = 0.5, progress: bool = True) -> pd
         rows.append({"precision": "FP", "seed": seed, "clean_acc": clean_acc, "acc": acc, "drop": acc - clean_acc,
                      "drop_vs_ptq": acc - clean_acc, "eps_w": eps, "eps_w_to_fp": eps})
         for scheme in reversed(PTQ_SCHEMES):
-            w_star, w_c_star = quantized_state(paq(target, scheme)), quantized_state(ptq(clean, scheme))
-            acc = evaluate(paq(target, scheme), test)
+            target_q, clean_q = paq(target, scheme), ptq(clean, scheme)
+            w_star, w_c_star = quantized_state(target_q), quantized_state(clean_q)
+            acc = evaluate(target_q, test)
             rows.append({"precision": f"{scheme.w_bits}-bit", "seed": seed, "clean_acc": clean_acc, "acc": acc,
-                         "drop": acc - clean_acc, "drop_vs_ptq": acc - evaluate(ptq(clean, scheme), test),
+                         "drop": acc - clean_acc, "drop_vs_ptq": acc - evaluate(clean_q, test),
                          "eps_w": squared_distance(list(w_star.values()), list(w_c_star.values())),
                          "eps_w_to_fp": squared_distance(list(w_star.values()), list(clean.state_dict().values()))})
     return pd.DataFrame(rows)
