@@ -1,16 +1,20 @@
-"""Probe: does GC (or label flip) move the retrained FP accuracy on a preset, and what does it depend on?
+"""Probe: what does GC's effect on a retrained FP model depend on? (Issue 4's investigation.)
 
-For one seed: the cached clean FP model, a GradPC target of squared budget ε_w, GC poisons at ε_d, then
-retraining on μ+ν in full precision (the preset's epochs). Prints the target's accuracy, GC's objective
-(initial → final), wall times, and the accuracy drop of GC and of label flip at the same ε_d.
+For each seed and ε_w: the cached clean FP model, a GradPC target ŵ of squared budget ε_w, and the
+squared norm of the clean gradient at ŵ (what the poisons must cancel). Then for each ε_d: GC poisons,
+retraining on μ+ν in full precision, and label flip at the same ε_d for comparison. One JSON line per
+(seed, ε_w, ε_d) goes to stdout: target accuracy, GC objective initial → final, wall times and drops.
 
-    .venv/bin/python bench/gc_probe.py --eps-w 0.01 --eps-d 0.03 --epochs 200 [--lr 0.01] [--optimizer adam]
+    .venv/bin/python bench/gc_probe.py --eps-w 0.01 0.05 --eps-d 0.03 0.1 --steps 100 --lr 0.1 \
+        [--optimizer adam] [--retrain-epochs 8] [--seeds 0 1 2] [-o key=value ...]
 """
 
 import argparse
+import json
 import time
 
 from qlib.attacks import run_attack
+from qlib.attacks.gc import clean_gradient, gradient_parameters
 from qlib.attacks.gradpc import gradpc
 from qlib.presets import load_preset
 from qlib.study import FP, load_data, retrain_and_evaluate, trained_model
@@ -20,33 +24,37 @@ from qlib.train import evaluate
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eps-w", type=float, default=0.01)
-    parser.add_argument("--eps-d", type=float, default=0.03)
-    parser.add_argument("--epochs", type=int, default=200, help="GC steps")
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--eps-w", type=float, nargs="+", default=[0.01])
+    parser.add_argument("--eps-d", type=float, nargs="+", default=[0.03])
+    parser.add_argument("--steps", type=int, default=100, help="GC steps")
+    parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--retrain-epochs", type=int, help="override the preset's (re)training epochs")
+    parser.add_argument("--no-flip", action="store_true", help="skip the label-flip comparison")
     args = parser.parse_args()
 
     cfg = load_preset(args.preset, epochs=args.retrain_epochs)
     train, test = load_data(cfg)
-    clean, _ = trained_model(cfg, args.seed, FP, train, test)
-    start = time.time()
-    target = gradpc(clean, train, eps_w=args.eps_w, batch_size=cfg.batch_size, seed=args.seed)
-    print(f"clean {evaluate(clean, test):.4f}  GradPC target (eps_w {args.eps_w}) {evaluate(target, test):.4f}  "
-          f"[{time.time() - start:.0f} s]", flush=True)
-    start = time.time()
-    poison = run_attack("gc", train, args.eps_d, args.seed, target=target, epochs=args.epochs, lr=args.lr,
-                        optimizer=args.optimizer, device=cfg.device, progress=True)
-    o = poison.provenance["objective"]
-    print(f"GC eps_d {args.eps_d}: objective {o['initial']:.4g} -> {o['final']:.4g} in {o['steps']} steps "
-          f"[{time.time() - start:.0f} s]; mean |x - x0| {(poison.x - train.x[poison.indices]).abs().mean():.4f}", flush=True)
-    for name, nu in (("gc", poison), ("label_flip", run_attack("label_flip", train, args.eps_d, args.seed))):
-        start = time.time()
-        r = retrain_and_evaluate(nu, FP, "fp", cfg, args.seed, train, test)
-        print(f"{name:10s} retrained FP ({cfg.epochs} epochs): {r['acc']:.4f}, drop {100 * r['drop']:+.2f} points "
-              f"[{time.time() - start:.0f} s]", flush=True)
+    for seed in args.seeds:
+        clean, _ = trained_model(cfg, seed, FP, train, test)
+        for eps_w in args.eps_w:
+            target = gradpc(clean, train, eps_w=eps_w, batch_size=cfg.batch_size, seed=seed).eval()
+            g = clean_gradient(target, gradient_parameters(target, "all"), train)
+            base = {"seed": seed, "eps_w": eps_w, "clean_acc": evaluate(clean, test), "target_acc": evaluate(target, test),
+                    "half_clean_grad_sq": 0.5 * sum((t ** 2).sum().item() for t in g), "retrain_epochs": cfg.epochs,
+                    "steps": args.steps, "lr": args.lr, "optimizer": args.optimizer, "train_size": len(train)}
+            for eps_d in args.eps_d:
+                start = time.time()
+                poison = run_attack("gc", train, eps_d, seed, target=target, epochs=args.steps, lr=args.lr,
+                                    optimizer=args.optimizer, device=cfg.device)
+                row = {**base, "eps_d": eps_d, "gc_seconds": time.time() - start, **poison.provenance["objective"],
+                       "mean_abs_dx": (poison.x - train.x[poison.indices]).abs().mean().item()}
+                row["gc_drop"] = retrain_and_evaluate(poison, FP, "fp", cfg, seed, train, test)["drop"]
+                if not args.no_flip:
+                    flip = run_attack("label_flip", train, eps_d, seed)
+                    row["flip_drop"] = retrain_and_evaluate(flip, FP, "fp", cfg, seed, train, test)["drop"]
+                print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""A disk cache of trained models, keyed by everything that determines them.
+"""A disk cache of trained models, attack targets and poison sets, keyed by everything that determines them.
 
-A second run of a notebook with the same parameters loads its models instead of retraining them. Entries
+A second run of a notebook with the same parameters loads its models and poisons instead of redoing them,
+and a killed run resumes from the last finished entry. Entries
 are artifacts (safetensors + checksummed manifest) under ``$QLIB_CACHE`` (default ``cache/`` in the
 project). The key holds the training fields, seed and scheme, not the code: after changing training or
 quantization code, delete the cache (``rm -rf cache``). A corrupted entry is an error that names the file.
@@ -9,13 +10,16 @@ quantization code, delete the cache (``rm -rf cache``). A corrupted entry is an 
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
 from torch import nn
 
 from . import __version__, artifacts
-from .data import PROJECT_ROOT
+from .attacks.base import validate
+from .data import PROJECT_ROOT, Dataset
+from .poison import PoisonSet
 
 
 def cache_root() -> Path:
@@ -38,3 +42,17 @@ def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Ca
     result = train(model)
     artifacts.save(stem, model.state_dict(), {"kind": kind, "key": key, "result": result})
     return model, result
+
+
+def cached_poison(key: dict, make: Callable[[], PoisonSet], clean: Dataset) -> tuple[PoisonSet, float]:
+    """Load the poison set of ``key``, or ``make()`` it and store it with its wall time. Either way it is
+    validated against ``clean``. Returns (poison, seconds the attack took when it was made)."""
+    stem = cache_root() / "poison" / key_hash(key)
+    if artifacts.exists(stem):
+        _, meta = artifacts.load(stem)
+        return validate(PoisonSet.load(stem), clean), meta["seconds"]
+    start = time.perf_counter()
+    poison = validate(make(), clean)
+    seconds = time.perf_counter() - start
+    poison.save(stem, key=key, seconds=seconds)
+    return poison, seconds

@@ -47,12 +47,12 @@ class PoisonSet:
         """A SHA-256 over the tensors, the budget and the provenance: the poison's identity in cache keys."""
         return artifacts.tensor_digest((self.x, self.y, self.indices), {"eps_d": self.eps_d, "provenance": self.provenance})
 
-    def save(self, stem) -> None:
-        """Write ``stem.safetensors`` and ``stem.json`` atomically."""
+    def save(self, stem, **meta) -> None:
+        """Write ``stem.safetensors`` and ``stem.json`` atomically; ``meta`` (JSON) is kept in the manifest."""
         artifacts.save(
             stem,
             {"x": self.x, "y": self.y, "indices": self.indices},
-            {"kind": "PoisonSet", "eps_d": self.eps_d, "provenance": self.provenance},
+            {**meta, "kind": "PoisonSet", "eps_d": self.eps_d, "provenance": self.provenance},
         )
 
     @classmethod

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import yaml
 
+from .attacks.gc import OPTIMIZERS
 from .data import SOURCES
 from .models import MODELS
+from .poison import check_budget
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
@@ -30,6 +32,16 @@ class Preset:
     augment: bool
     seeds: list[int]
     device: str  # "auto", "cpu", "cuda", "cuda:1", …
+    eps_d: float  # poison budget of the indiscriminate tables (the paper: 0.03)
+    eps_w: float  # GradPC target's squared budget ‖ŵ − w_c‖² for GC and GC-Q (the paper: 0.5)
+    gc_epochs: int  # GC / GC-Q steps on the poison images (the paper: 2000, early stop below 1)
+    gc_lr: float
+    gc_optimizer: str  # "adam" or "gd"
+    tgda_epochs: int  # TGDA / TGDA-Q leader steps (the paper: 200)
+    tgda_lr: float  # the leader's Adam step on the pixels
+    tgda_follower_steps: int
+    tgda_cg_iters: int
+    tgda_batch_size: int
 
     def __post_init__(self):
         SOURCES.get(self.dataset)
@@ -47,6 +59,17 @@ class Preset:
             raise ValueError(f"preset field width={self.width!r} must be a positive number")
         if not self.seeds or not all(isinstance(s, int) for s in self.seeds):
             raise ValueError(f"preset field seeds={self.seeds!r} must be a non-empty list of integers")
+        check_budget(self.eps_d)
+        if not (isinstance(self.eps_w, (int, float)) and self.eps_w > 0):
+            raise ValueError(f"preset field eps_w={self.eps_w!r} must be a positive number (a squared L2 budget)")
+        for name in ("gc_epochs", "tgda_epochs", "tgda_follower_steps", "tgda_cg_iters", "tgda_batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"preset field {name}={getattr(self, name)!r} must be a positive integer")
+        for name in ("gc_lr", "tgda_lr"):
+            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
+                raise ValueError(f"preset field {name}={getattr(self, name)!r} must be a positive number")
+        if self.gc_optimizer not in OPTIMIZERS:
+            raise ValueError(f"preset field gc_optimizer={self.gc_optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"preset field device={self.device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
 

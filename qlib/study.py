@@ -1,12 +1,14 @@
 """Study runners: each returns tidy pandas DataFrames that a notebook shows and plots."""
 
+import time
 from dataclasses import asdict
 
 import pandas as pd
 from tqdm import tqdm
 
 from . import data, paper
-from .cache import cached_model
+from .attacks import ATTACKS, run_attack
+from .cache import cached_model, cached_poison
 from .attacks.gradpc import gradpc, paq, squared_distance
 from .models import create_model
 from .poison import PoisonSet
@@ -30,13 +32,19 @@ def load_data(cfg: Preset) -> tuple[data.Dataset, data.Dataset]:
     return train, test
 
 
+TRAIN_FIELDS = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
+
+
+def model_key(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, poison: PoisonSet | None = None) -> dict:
+    """Everything that determines the model :func:`trained_model` returns: its cache key."""
+    return {**{f: getattr(cfg, f) for f in TRAIN_FIELDS}, "seed": seed, "scheme": asdict(scheme), "train_n": len(train),
+            "poison": poison.digest() if poison is not None else None}
+
+
 def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, test: data.Dataset,
                   poison: PoisonSet | None = None):
     """The model of ``cfg`` trained from ``seed`` on μ (``train``) or on μ+ν when ``poison`` is given: full
     precision, or QAT under ``scheme``. Cached on disk; returns (model, per-epoch history)."""
-    fields = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
-    key = {**{f: getattr(cfg, f) for f in fields}, "seed": seed, "scheme": asdict(scheme), "train_n": len(train),
-           "poison": poison.digest() if poison is not None else None}
     train_set = train if poison is None else data.mix(train, poison)
 
     def build():
@@ -50,8 +58,70 @@ def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Datas
         )
         return {"history": history}
 
-    model, result = cached_model("trained", key, build, run)
+    model, result = cached_model("trained", model_key(cfg, seed, scheme, train, poison), build, run)
     return model, result["history"]
+
+
+def gradpc_target(cfg: Preset, seed: int, train: data.Dataset, test: data.Dataset):
+    """ŵ: GradPC of the seed's clean FP model within ε_w = ``cfg.eps_w`` (the target of GC and GC-Q). Cached.
+
+    Returns (ŵ, {"eps_w": measured ‖ŵ − w_c‖², "seconds": GradPC's wall time})."""
+    clean, _ = trained_model(cfg, seed, FP, train, test)
+
+    def corrupt(model):
+        start = time.perf_counter()
+        model.load_state_dict(gradpc(clean, train, eps_w=cfg.eps_w, batch_size=cfg.batch_size, seed=seed).state_dict())
+        eps = squared_distance(list(model.state_dict().values()), list(clean.state_dict().values()))
+        return {"eps_w": eps, "seconds": time.perf_counter() - start}
+
+    key = {"clean": model_key(cfg, seed, FP, train), "eps_w": cfg.eps_w, "gradpc": {"lr": 1.0, "epochs": 1}}
+    target, result = cached_model("target", key, lambda: create_model(cfg.model, train, cfg.width, seed), corrupt)
+    return target.eval(), result
+
+
+QUANTIZATION_AWARE = {"gc_q": "gc", "tgda_q": "tgda"}
+
+
+def attack_params(cfg: Preset, name: str) -> dict:
+    """The preset's hyperparameters of attack ``name`` (those of GC for GC-Q, of TGDA for TGDA-Q)."""
+    base = QUANTIZATION_AWARE.get(name, name)
+    if base == "gc":
+        return {"epochs": cfg.gc_epochs, "lr": cfg.gc_lr, "optimizer": cfg.gc_optimizer}
+    if base == "tgda":
+        return {"epochs": cfg.tgda_epochs, "leader_lr": cfg.tgda_lr, "follower_steps": cfg.tgda_follower_steps, "cg_iters": cfg.tgda_cg_iters,
+                "batch_size": cfg.tgda_batch_size}
+    ATTACKS.get(name)
+    return {}
+
+
+def attack_poison(cfg: Preset, name: str, seed: int, eps_d: float, train: data.Dataset, test: data.Dataset,
+                  scheme: QuantScheme | None = None) -> tuple[PoisonSet, float]:
+    """ν of attack ``name`` at budget ``eps_d`` against the seed's models, with the preset's hyperparameters.
+
+    GC and GC-Q aim at the seed's GradPC target ŵ; TGDA and TGDA-Q start their follower from the seed's clean
+    model w_c; the quantization-aware attacks (``gc_q``, ``tgda_q``) need the ``scheme`` they target, the
+    others ignore it. Cached on disk; returns (ν, the attack's wall time when it ran)."""
+    params = attack_params(cfg, name)
+    aware = name in QUANTIZATION_AWARE
+    if aware and (scheme is None or scheme.is_fp):
+        raise ValueError(f"attack {name!r} is quantization-aware and needs a quantized scheme, got {scheme}")
+    key = {"attack": name, "eps_d": eps_d, "seed": seed, "params": dict(params), "scheme": asdict(scheme) if aware else None,
+           "clean": model_key(cfg, seed, FP, train)}
+    if name.startswith("gc"):
+        key["eps_w"] = cfg.eps_w
+    if aware:
+        params["scheme"] = scheme
+
+    def make():
+        if name.startswith("gc"):
+            params["target"] = gradpc_target(cfg, seed, train, test)[0]
+        elif name.startswith("tgda"):
+            params["model"] = trained_model(cfg, seed, FP, train, test)[0]
+        if name != "label_flip":
+            params["device"] = cfg.device
+        return run_attack(name, train, eps_d, seed, **params)
+
+    return cached_poison(key, make, train)
 
 
 REGIMES = ("fp", "ptq", "qat")
@@ -82,6 +152,30 @@ def retrain_and_evaluate(poison: PoisonSet, scheme: QuantScheme, regime: str, cf
     clean_acc, acc = accuracy(None), accuracy(poison)
     return {"regime": regime, "scheme": scheme.name, "seed": seed, "attack": poison.provenance["attack"],
             "eps_d": poison.eps_d, "clean_acc": clean_acc, "acc": acc, "drop": acc - clean_acc}
+
+
+def attack_drops(cfg: Preset, attacks: list[str], eps_ds: list[float], cells: list[tuple[str, QuantScheme]],
+                 progress: bool = True) -> pd.DataFrame:
+    """The accuracy drop of each attack at each budget in each (regime, scheme) cell, once per seed.
+
+    Quantization-oblivious poisons are made once per seed and budget and reused in every cell; the
+    quantization-aware ones (GC-Q, TGDA-Q) are made per scheme and skip full-precision cells. One tidy row per
+    seed, attack, ε_d and cell, with the attack's wall time and, for GC and GC-Q, its objective (initial, final).
+    One progress bar counts the cells of the whole grid.
+    """
+    train, test = load_data(cfg)
+    grid = [(seed, name, eps_d, regime, scheme) for seed in cfg.seeds for name in attacks for eps_d in eps_ds
+            for regime, scheme in cells if not (name in QUANTIZATION_AWARE and scheme.is_fp)]
+    rows = []
+    bar = tqdm(grid, desc="attack grid", disable=not progress)
+    for seed, name, eps_d, regime, scheme in bar:
+        bar.set_postfix(cell=f"{name} ε_d={eps_d} {regime} {scheme.name} s{seed}")
+        poison, seconds = attack_poison(cfg, name, seed, eps_d, train, test, scheme)
+        row = retrain_and_evaluate(poison, scheme, regime, cfg, seed, train, test)
+        objective = poison.provenance.get("objective", {})
+        rows.append({**row, "method": scheme.method, "attack_seconds": seconds, "objective_initial": objective.get("initial"),
+                     "objective_final": objective.get("final"), "objective_steps": objective.get("steps")})
+    return pd.DataFrame(rows)
 
 
 def clean_baselines(cfg: Preset, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -129,8 +223,9 @@ def clean_schemes(cfg: Preset, progress: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def gradpc_targets(cfg: Preset, eps_w: float = 0.5, progress: bool = True) -> pd.DataFrame:
-    """Table 2: the GradPC target ŵ in FP and after PAQ at 8, 4 and 1 bit, one row per precision and seed.
+def gradpc_targets(cfg: Preset, progress: bool = True) -> pd.DataFrame:
+    """Table 2: the GradPC target ŵ (ε_w = ``cfg.eps_w``) in FP and after PAQ at 8, 4 and 1 bit, one row per
+    precision and seed.
 
     ``drop`` is against the clean FP model (as in the paper's Table 2) and ``drop_vs_ptq`` against the clean
     model quantized the same way. ε_w is reported twice for PAQ: ‖P_Q(ŵ) − P_Q(w_c)‖² (``eps_w``, distance to
@@ -141,11 +236,10 @@ def gradpc_targets(cfg: Preset, eps_w: float = 0.5, progress: bool = True) -> pd
     for seed in tqdm(cfg.seeds, desc="GradPC targets", disable=not progress):
         clean, _ = trained_model(cfg, seed, FP, train, test)
         clean_acc = evaluate(clean, test)
-        target = gradpc(clean, train, eps_w=eps_w, batch_size=cfg.batch_size, seed=seed)
-        eps = squared_distance(list(target.state_dict().values()), list(clean.state_dict().values()))
+        target, result = gradpc_target(cfg, seed, train, test)
         acc = evaluate(target, test)
         rows.append({"precision": "FP", "seed": seed, "clean_acc": clean_acc, "acc": acc, "drop": acc - clean_acc,
-                     "drop_vs_ptq": acc - clean_acc, "eps_w": eps, "eps_w_to_fp": eps})
+                     "drop_vs_ptq": acc - clean_acc, "eps_w": result["eps_w"], "eps_w_to_fp": result["eps_w"]})
         for scheme in reversed(PTQ_SCHEMES):
             target_q, clean_q = paq(target, scheme), ptq(clean, scheme)
             w_star, w_c_star = quantized_state(target_q), quantized_state(clean_q)

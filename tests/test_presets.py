@@ -13,6 +13,7 @@ def test_three_presets_load_and_validate():
 def test_paper_preset_is_the_papers_setting():
     p = load_preset("paper")
     assert (p.dataset, p.model, p.epochs, p.width, p.train_size) == ("cifar10", "resnet18", 100, 1.0, None)
+    assert (p.eps_d, p.eps_w, p.gc_epochs, p.tgda_epochs, p.tgda_follower_steps, p.tgda_cg_iters) == (0.03, 0.5, 2000, 200, 20, 16)
 
 
 def test_cpu_preset_is_the_default_scale_down():
@@ -33,6 +34,9 @@ def test_unknown_key_lists_valid_ones():
 @pytest.mark.parametrize("field,value,message", [
     ("epochs", 0, "epochs"), ("seeds", [], "seeds"), ("dataset", "mnist", "unknown dataset"),
     ("model", "vgg", "unknown model"), ("lr", -1, "lr"), ("device", "tpu", "device"), ("train_size", 0, "train_size"),
+    ("eps_d", 1.5, r"eps_d=1.5 is outside \(0, 1\]"), ("eps_d", 0, "outside"), ("eps_w", 0, "eps_w=0 must be a positive number"),
+    ("gc_optimizer", "sgd", "gc_optimizer='sgd'; valid: adam, gd"), ("gc_epochs", 0, "gc_epochs"),
+    ("tgda_cg_iters", 2.5, "tgda_cg_iters"), ("gc_lr", 0, "gc_lr"), ("tgda_lr", -1, "tgda_lr"),
 ])
 def test_bad_values_are_rejected(field, value, message):
     with pytest.raises(ValueError, match=message):

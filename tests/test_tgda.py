@@ -67,7 +67,24 @@ def test_tgda_q_runs_through_the_quantized_network(surrogate):
         run_attack("tgda_q", clean, 0.1, seed=1, model=model, scheme=parse_scheme("fp"), **RUN)
 
 
-@pytest.mark.parametrize("bad", [{"val_fraction": 1.0}, {"epochs": 0}, {"leader_lr": 0}, {"damping": -1.0}])
+def test_leader_steps_adam_in_pixel_units_or_plain_gradient(surrogate):
+    clean, model = surrogate
+    one = {**RUN, "epochs": 1, "follower_steps": 0, "leader_lr": 0.02}
+    adam = run_attack("tgda", clean, 0.1, seed=1, model=model, **one)
+    dx = (adam.x - clean.x[adam.indices]).abs()
+    inside = (clean.x[adam.indices] > 0.02) & (clean.x[adam.indices] < 0.98) & (dx > 0)
+    # Adam's first step is leader_lr · g / (|g| + 1e-8): leader_lr wherever the derivative is not tiny, never more
+    assert inside.sum() > 100 and dx.max() <= 0.02 * (1 + 1e-5)
+    assert ((dx[inside] - 0.02).abs() < 2e-4).float().mean() > 0.9
+    gd = run_attack("tgda", clean, 0.1, seed=1, model=model, **{**one, "leader_optimizer": "gd"})
+    assert gd.provenance["params"]["leader_optimizer"] == "gd" and not torch.equal(gd.x, adam.x)
+    # plain ascent moves each pixel by leader_lr · D_ν ℓ₁: the sign agrees with Adam's step
+    moved = (gd.x - clean.x[gd.indices]) != 0
+    assert torch.equal(torch.sign(gd.x - clean.x[gd.indices])[moved & inside], torch.sign(adam.x - clean.x[adam.indices])[moved & inside])
+
+
+@pytest.mark.parametrize("bad", [{"val_fraction": 1.0}, {"epochs": 0}, {"leader_lr": 0}, {"damping": -1.0},
+                                 {"leader_optimizer": "sgd"}])
 def test_tgda_bad_arguments(surrogate, bad):
     clean, model = surrogate
     with pytest.raises(ValueError):
