@@ -49,8 +49,8 @@ def cached_poison(key: dict, make: Callable[[], PoisonSet], clean: Dataset) -> t
     validated against ``clean``. Returns (poison, seconds the attack took when it was made)."""
     stem = cache_root() / "poison" / key_hash(key)
     if artifacts.exists(stem):
-        _, meta = artifacts.load(stem)
-        return validate(PoisonSet.load(stem), clean), meta["seconds"]
+        tensors, meta = artifacts.load(stem)
+        return validate(PoisonSet.from_artifact(stem, tensors, meta), clean), meta["seconds"]
     start = time.perf_counter()
     poison = validate(make(), clean)
     seconds = time.perf_counter() - start

@@ -57,7 +57,11 @@ class PoisonSet:
 
     @classmethod
     def load(cls, stem) -> "PoisonSet":
-        tensors, meta = artifacts.load(stem)
+        return cls.from_artifact(stem, *artifacts.load(stem))
+
+    @classmethod
+    def from_artifact(cls, stem, tensors: dict, meta: dict) -> "PoisonSet":
+        """The PoisonSet held by an artifact already read (and checksummed) from ``stem``."""
         if meta.get("kind") != "PoisonSet" or set(tensors) != {"x", "y", "indices"}:
             raise artifacts.ArtifactError(f"artifact {stem} is not a PoisonSet (kind={meta.get('kind')!r}, tensors={sorted(tensors)})")
         return cls(tensors["x"], tensors["y"], tensors["indices"], meta["eps_d"], meta["provenance"])
