@@ -60,8 +60,13 @@ def save(stem, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     _atomic_write(tensor_path, lambda tmp: save_file(contiguous, tmp))
     manifest = {"sha256": _sha256(tensor_path), "meta": meta}
-    text = json.dumps(manifest, indent=2, sort_keys=True)
-    _atomic_write(manifest_path, lambda tmp: Path(tmp).write_text(text))
+    write_json(manifest_path, manifest)
+
+
+def write_json(path: Path, value) -> None:
+    """Write the JSON of ``value`` to ``path`` atomically."""
+    text = json.dumps(value, indent=2, sort_keys=True)
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def exists(stem) -> bool:

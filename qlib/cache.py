@@ -1,4 +1,4 @@
-"""A disk cache of trained models, attack targets and poison sets, keyed by everything that determines them.
+"""A disk cache of trained models, attack targets, poison sets and evaluations, keyed by what determines them.
 
 A second run of a notebook with the same parameters loads its models and poisons instead of redoing them,
 and a killed run resumes from the last finished entry. Entries
@@ -56,3 +56,16 @@ def cached_poison(key: dict, make: Callable[[], PoisonSet], clean: Dataset) -> t
     seconds = time.perf_counter() - start
     poison.save(stem, key=key, seconds=seconds)
     return poison, seconds
+
+
+def cached_result(kind: str, key: dict, compute: Callable[[], dict]) -> dict:
+    """A small JSON result of ``key`` (an evaluation): read it, or ``compute()`` it and store it atomically."""
+    path = cache_root() / kind / f"{key_hash(key)}.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text())["result"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise artifacts.ArtifactError(f"cached result {path} is corrupted: {e}") from e
+    result = compute()
+    artifacts.write_json(path, {"kind": kind, "key": key, "result": result})
+    return result

@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from . import data, paper
 from .attacks import ATTACKS, run_attack
-from .cache import cached_model, cached_poison
+from .cache import cached_model, cached_poison, cached_result
 from .attacks.gradpc import gradpc, paq, squared_distance
 from .models import create_model
 from .poison import PoisonSet
@@ -128,7 +128,7 @@ REGIMES = ("fp", "ptq", "qat")
 
 
 def retrain_and_evaluate(poison: PoisonSet, scheme: QuantScheme, regime: str, cfg: Preset, seed: int,
-                         train: data.Dataset, test: data.Dataset, clean_accs: dict | None = None) -> dict:
+                         train: data.Dataset, test: data.Dataset) -> dict:
     """Train on μ+ν in ``regime`` and report test accuracy and its drop against the clean model of the same
     scheme, regime and seed (Section 4.1's evaluation).
 
@@ -136,25 +136,28 @@ def retrain_and_evaluate(poison: PoisonSet, scheme: QuantScheme, regime: str, cf
     - ``ptq``: train in full precision, then apply PTQ under ``scheme`` (activation scales calibrated on the
       data the model was trained on);
     - ``qat``: QAT-train under ``scheme`` from scratch.
-    Every trained model is cached, so a rerun, or a killed run restarted, redoes no finished training.
-    ``clean_accs``, a dict shared across calls, memoises the clean model's accuracy per (regime, scheme, seed).
+    Every trained model and every evaluation is cached, so a rerun, or a killed run restarted, redoes no
+    finished work.
     """
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; valid: {', '.join(REGIMES)}")
     if (regime == "fp") != scheme.is_fp:
         raise ValueError(f"regime {regime!r} does not go with scheme {scheme.name!r}: fp takes 'fp', ptq and qat a quantized one")
 
-    def accuracy(nu):
-        model, _ = trained_model(cfg, seed, scheme if regime == "qat" else FP, train, test, nu)
-        if regime == "ptq":
-            model = ptq(model, scheme, calib=train if nu is None else data.mix(train, nu))
-        return evaluate(model, test)
+    trained_as = scheme if regime == "qat" else FP
 
-    memo = {} if clean_accs is None else clean_accs
-    key = (regime, scheme.name, seed)
-    if key not in memo:
-        memo[key] = accuracy(None)
-    clean_acc, acc = memo[key], accuracy(poison)
+    def accuracy(nu):
+        def compute():
+            model, _ = trained_model(cfg, seed, trained_as, train, test, nu)
+            if regime == "ptq":
+                model = ptq(model, scheme, calib=train if nu is None else data.mix(train, nu))
+            return {"acc": evaluate(model, test)}
+
+        key = {"model": model_key(cfg, seed, trained_as, train, nu), "regime": regime, "scheme": asdict(scheme),
+               "test_size": cfg.test_size, "test_n": len(test)}
+        return cached_result("accuracy", key, compute)["acc"]
+
+    clean_acc, acc = accuracy(None), accuracy(poison)
     return {"regime": regime, "scheme": scheme.name, "seed": seed, "attack": poison.provenance["attack"],
             "eps_d": poison.eps_d, "clean_acc": clean_acc, "acc": acc, "drop": acc - clean_acc}
 
@@ -171,12 +174,12 @@ def attack_drops(cfg: Preset, attacks: list[str], eps_ds: list[float], cells: li
     train, test = load_data(cfg)
     grid = [(seed, name, eps_d, regime, scheme) for seed in cfg.seeds for name in attacks for eps_d in eps_ds
             for regime, scheme in cells if not (name in QUANTIZATION_AWARE and scheme.is_fp)]
-    rows, clean_accs = [], {}
+    rows = []
     bar = tqdm(grid, desc="attack grid", disable=not progress)
     for seed, name, eps_d, regime, scheme in bar:
         bar.set_postfix(cell=f"{name} ε_d={eps_d} {regime} {scheme.name} s{seed}")
         poison, seconds = attack_poison(cfg, name, seed, eps_d, train, test, scheme)
-        row = retrain_and_evaluate(poison, scheme, regime, cfg, seed, train, test, clean_accs)
+        row = retrain_and_evaluate(poison, scheme, regime, cfg, seed, train, test)
         objective = poison.provenance.get("objective", {})
         rows.append({**row, "method": scheme.method, "attack_seconds": seconds, "objective_initial": objective.get("initial"),
                      "objective_final": objective.get("final"), "objective_steps": objective.get("steps")})

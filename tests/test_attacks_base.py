@@ -5,6 +5,8 @@ import torch
 
 from conftest import toy_dataset
 from qlib import study
+from qlib.artifacts import ArtifactError
+from qlib.cache import cache_root
 from qlib.attacks import ATTACKS, poison_count, run_attack, validate
 from qlib.poison import PoisonSet
 from qlib.presets import load_preset
@@ -98,7 +100,19 @@ def test_rerun_retrains_nothing(harness, monkeypatch):
     flip = run_attack("label_flip", train, 0.5, seed=0)
     first = study.retrain_and_evaluate(flip, parse_scheme("4W"), "qat", cfg, 0, train, test)
     monkeypatch.setattr(study, "fit", lambda *a, **k: pytest.fail("retrained a cached model"))
+    monkeypatch.setattr(study, "evaluate", lambda *a, **k: pytest.fail("re-evaluated a cached model"))
     assert study.retrain_and_evaluate(flip, parse_scheme("4W"), "qat", cfg, 0, train, test) == first
+
+
+def test_a_corrupted_cached_evaluation_is_an_error_naming_it(harness):
+    cfg, train, test = harness
+    flip = run_attack("label_flip", train, 0.5, seed=0)
+    study.retrain_and_evaluate(flip, parse_scheme("fp"), "fp", cfg, 0, train, test)
+    results = sorted((cache_root() / "accuracy").glob("*.json"))
+    assert len(results) == 2  # the clean model and the poisoned one
+    results[0].write_text("{not json")
+    with pytest.raises(ArtifactError, match=results[0].name):
+        study.retrain_and_evaluate(flip, parse_scheme("fp"), "fp", cfg, 0, train, test)
 
 
 def test_harness_rejects_mismatched_regime_and_scheme(harness):
