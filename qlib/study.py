@@ -88,8 +88,8 @@ def attack_params(cfg: Preset, name: str) -> dict:
     if base == "gc":
         return {"epochs": cfg.gc_epochs, "lr": cfg.gc_lr, "optimizer": cfg.gc_optimizer}
     if base == "tgda":
-        return {"epochs": cfg.tgda_epochs, "leader_lr": cfg.tgda_lr, "follower_steps": cfg.tgda_follower_steps, "cg_iters": cfg.tgda_cg_iters,
-                "batch_size": cfg.tgda_batch_size}
+        return {"epochs": cfg.tgda_epochs, "leader_lr": cfg.tgda_lr, "follower_steps": cfg.tgda_follower_steps,
+                "cg_iters": cfg.tgda_cg_iters, "batch_size": cfg.tgda_batch_size}
     ATTACKS.get(name)
     return {}
 
@@ -102,20 +102,20 @@ def attack_poison(cfg: Preset, name: str, seed: int, eps_d: float, train: data.D
     model w_c; the quantization-aware attacks (``gc_q``, ``tgda_q``) need the ``scheme`` they target, the
     others ignore it. Cached on disk; returns (ν, the attack's wall time when it ran)."""
     params = attack_params(cfg, name)
-    aware = name in QUANTIZATION_AWARE
+    base, aware = QUANTIZATION_AWARE.get(name, name), name in QUANTIZATION_AWARE
     if aware and (scheme is None or scheme.is_fp):
         raise ValueError(f"attack {name!r} is quantization-aware and needs a quantized scheme, got {scheme}")
     key = {"attack": name, "eps_d": eps_d, "seed": seed, "params": dict(params), "scheme": asdict(scheme) if aware else None,
            "clean": model_key(cfg, seed, FP, train)}
-    if name.startswith("gc"):
+    if base == "gc":
         key["eps_w"] = cfg.eps_w
     if aware:
         params["scheme"] = scheme
 
     def make():
-        if name.startswith("gc"):
+        if base == "gc":
             params["target"] = gradpc_target(cfg, seed, train, test)[0]
-        elif name.startswith("tgda"):
+        elif base == "tgda":
             params["model"] = trained_model(cfg, seed, FP, train, test)[0]
         if name != "label_flip":
             params["device"] = cfg.device
