@@ -95,13 +95,15 @@ def attack_params(cfg: Preset, name: str) -> dict:
 
 
 def attack_poison(cfg: Preset, name: str, seed: int, eps_d: float, train: data.Dataset, test: data.Dataset,
-                  scheme: QuantScheme | None = None) -> tuple[PoisonSet, float]:
+                  scheme: QuantScheme | None = None, **switches) -> tuple[PoisonSet, float]:
     """ν of attack ``name`` at budget ``eps_d`` against the seed's models, with the preset's hyperparameters.
 
     GC and GC-Q aim at the seed's GradPC target ŵ; TGDA and TGDA-Q start their follower from the seed's clean
     model w_c; the quantization-aware attacks (``gc_q``, ``tgda_q``) need the ``scheme`` they target, the
-    others ignore it. Cached on disk; returns (ν, the attack's wall time when it ran)."""
-    params = attack_params(cfg, name)
+    others ignore it. ``switches`` are further keyword arguments of the attack (GC-Q's ``paq`` and
+    ``quantized_grad`` for Table 4); they join the cache key. Cached on disk; returns (ν, the attack's wall
+    time when it ran)."""
+    params = {**attack_params(cfg, name), **switches}
     base, aware = QUANTIZATION_AWARE.get(name, name), name in QUANTIZATION_AWARE
     if aware and (scheme is None or scheme.is_fp):
         raise ValueError(f"attack {name!r} is quantization-aware and needs a quantized scheme, got {scheme}")

@@ -69,18 +69,18 @@ def table1_claims(summary: pd.DataFrame) -> pd.DataFrame:
         fp = row("FP", attack)
         for bits in ("8-bit", "4-bit", "1-bit"):
             q = row(bits, attack)
-            rows.append(_claim(f"{attack}: PTQ {bits} more robust than FP", q, fp, paper.TABLE1, (bits, attack), ("FP", attack)))
+            rows.append(claim(f"{attack}: PTQ {bits} more robust than FP", q, fp, paper.TABLE1, (bits, attack), ("FP", attack)))
         for low, high in (("1-bit", "4-bit"), ("4-bit", "8-bit")):
-            rows.append(_claim(f"{attack}: PTQ {low} more robust than {high}", row(low, attack), row(high, attack),
+            rows.append(claim(f"{attack}: PTQ {low} more robust than {high}", row(low, attack), row(high, attack),
                                paper.TABLE1, (low, attack), (high, attack)))
     return pd.DataFrame(rows)
 
 
-def _claim(claim: str, better: pd.Series, worse: pd.Series, table: dict, better_key, worse_key) -> dict:
+def claim(text: str, better: pd.Series, worse: pd.Series, table: dict, better_key, worse_key) -> dict:
     paper_says = None
     if better_key in table and worse_key in table:
         paper_says = "holds" if table[better_key] > table[worse_key] else "fails"
-    return {"claim": claim, "ours": f"{100 * better['mean']:+.2f} vs {100 * worse['mean']:+.2f}",
+    return {"claim": text, "ours": f"{100 * better['mean']:+.2f} vs {100 * worse['mean']:+.2f}",
             "noise": f"±{100 * max(better['std'], worse['std']):.2f}", "paper": paper_says, "our run": verdict(better, worse)}
 
 
