@@ -13,11 +13,12 @@ from .train import resolve_device
 
 
 def git_commit() -> str:
-    """HEAD's short hash, with ``+dirty`` when tracked files have changed; ``unknown`` outside a checkout."""
+    """HEAD's short hash, with ``+dirty`` when tracked files other than the reports (which a run rewrites as it
+    goes) have changed; ``unknown`` outside a checkout."""
     try:
         run = lambda *a: subprocess.run(["git", *a], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout.strip()
         commit = run("rev-parse", "--short", "HEAD")
-        return commit + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+        return commit + ("+dirty" if run("status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports") else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
