@@ -57,8 +57,8 @@ class Preset:
             raise ValueError(f"preset field lr={self.lr!r} must be a positive number")
         if not (isinstance(self.width, (int, float)) and self.width > 0):
             raise ValueError(f"preset field width={self.width!r} must be a positive number")
-        if not self.seeds or not all(isinstance(s, int) for s in self.seeds):
-            raise ValueError(f"preset field seeds={self.seeds!r} must be a non-empty list of integers")
+        if not self.seeds or not all(isinstance(s, int) for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"preset field seeds={self.seeds!r} must be a non-empty list of distinct integers")
         check_budget(self.eps_d)
         if not (isinstance(self.eps_w, (int, float)) and self.eps_w > 0):
             raise ValueError(f"preset field eps_w={self.eps_w!r} must be a positive number (a squared L2 budget)")

@@ -9,10 +9,9 @@ from tqdm import tqdm
 from . import paper
 from .presets import Preset
 from .quant import QuantScheme, parse_scheme
-from .study import FP, QAT_SCHEMES, attack_drops, attack_poison, load_data, retrain_and_evaluate
+from .study import FP, QAT_SCHEMES, QUANTIZATION_AWARE, attack_drops, attack_poison, load_data, retrain_and_evaluate
 from .tables import QOA, claim, drop_summary
 
-QAA = {"tgda_q": "tgda", "gc_q": "gc"}  # each quantization-aware attack and its oblivious counterpart
 QAT_CELLS = [("fp", FP)] + [("qat", s) for s in QAT_SCHEMES]
 ROWS = ["fp"] + [s.name for s in QAT_SCHEMES]  # Table 3's rows, in the paper's order
 
@@ -20,7 +19,7 @@ ROWS = ["fp"] + [s.name for s in QAT_SCHEMES]  # Table 3's rows, in the paper's 
 def table3(cfg: Preset, progress: bool = True) -> pd.DataFrame:
     """Table 3's runs: QOA poisons (made once in FP, reused in every row) and QAA poisons (made per scheme),
     each retrained by QAT under every scheme of the paper, plus the FP row, at ε_d = ``cfg.eps_d``."""
-    df = attack_drops(cfg, QOA + list(QAA), [cfg.eps_d], QAT_CELLS, progress)
+    df = attack_drops(cfg, QOA + list(QUANTIZATION_AWARE), [cfg.eps_d], QAT_CELLS, progress)
     return df.assign(task=[name.split()[0] for name in df.scheme])
 
 
@@ -35,19 +34,19 @@ def table3_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def extra_drop(summary: pd.DataFrame) -> pd.DataFrame:
     """The paper's ↓ column: how much further each QAA lowers accuracy than its QOA counterpart, per scheme
-    (negative = the QAA is stronger), ours (difference of the seed means) and the paper's."""
+    (negative = the QAA is stronger), ours (difference of the seed means) and the paper's as printed."""
     rows = []
     for scheme, group in summary.groupby("scheme", sort=False):
         by = group.set_index("attack")
-        for aware, oblivious in QAA.items():
+        for aware, oblivious in QUANTIZATION_AWARE.items():
             if aware in by.index:
                 rows.append({"scheme": scheme, "attack": aware, "ours": by.loc[aware, "mean"] - by.loc[oblivious, "mean"],
-                             "paper": by.loc[aware, "paper"] - by.loc[oblivious, "paper"]})
+                             "paper": paper.TABLE3_EXTRA.get((by.loc[aware, "task"], by.loc[aware, "method"], aware))})
     return pd.DataFrame(rows)
 
 
 # Pairs (more robust, less robust) that Section 4.2's claims compare, by scheme name.
-LOWER_BITS = [("1W bnn", "4W"), ("4W", "8W"), ("1W1A bnn", "4W4A"), ("4W4A", "8W8A")]
+LOWER_BITS = [("1W bnn", "4W"), ("1W bnn++", "4W"), ("4W", "8W"), ("1W1A bnn", "4W4A"), ("1W1A bnn++", "4W4A"), ("4W4A", "8W8A")]
 WA_VS_W = [("1W1A bnn", "1W bnn"), ("1W1A bnn++", "1W bnn++"), ("4W4A", "4W"), ("8W8A", "8W")]
 
 
@@ -74,7 +73,7 @@ def table3_claims(summary: pd.DataFrame) -> pd.DataFrame:
         for wa, w in WA_VS_W:
             add("WA more robust than W", f"{attack}: {wa} more robust than {w}", (wa, attack), (w, attack))
     for scheme in ROWS[1:]:
-        for aware, oblivious in QAA.items():
+        for aware, oblivious in QUANTIZATION_AWARE.items():
             add("QAA stronger than QOA", f"{scheme}: {aware} stronger than {oblivious}", (scheme, oblivious), (scheme, aware))
     return pd.DataFrame(rows)
 
@@ -131,29 +130,35 @@ def table4(cfg: Preset, progress: bool = True) -> pd.DataFrame:
 
 
 def table4_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per bit-width and (PAQ, ĝ): our drop (mean, std, per seed), how it was computed, the paper's."""
-    summary = drop_summary(df, ["bits", "paq", "ghat"])
-    computed = df.groupby(["bits", "paq", "ghat"], sort=False)["computed_as"].first()
-    summary = summary.join(computed, on=["bits", "paq", "ghat"])
+    """One row per bit-width and (PAQ, ĝ): our drop (mean, std, per seed), how it was computed, its poisons (one
+    digest per seed), the paper's."""
+    keys = ["bits", "paq", "ghat"]
+    summary = drop_summary(df, keys)
+    cells = df.sort_values("seed").groupby(keys).agg(computed_as=("computed_as", "first"), poisons=("poison", " ".join))
+    summary = summary.join(cells, on=keys)
     return summary.assign(paper=[paper.TABLE4.get(k) for k in zip(summary.bits, summary.paq, summary.ghat)])
 
 
-SAME_POISON = "same poison"  # a Table 4 comparison that ĝ = ∇ (B ≡ 1) leaves nothing to test
+SAME_POISON = "untestable here: same poison (B ≡ 1)"
 
 
 def table4_claims(summary: pd.DataFrame) -> pd.DataFrame:
     """"PAQ and ĝ are both needed": at each bit-width, both switches on beats each of the other three cells.
 
-    Where the two cells share their poison (ĝ = ∇, see :func:`ablation_attack`) the verdict is ``SAME_POISON``.
+    Two cells that share their poisons (ĝ = ∇, see :func:`ablation_attack`) cannot be told apart: the verdict
+    is ``SAME_POISON``. A comparison of the same two sets of poisons as an earlier row is left out.
     """
     row = summary.set_index(["bits", "paq", "ghat"]).loc
     label = lambda paq, ghat: {(False, False): "neither", (True, False): "PAQ only", (False, True): "ĝ only"}[(paq, ghat)]
-    rows = []
+    rows, seen = [], set()
     for bits in summary.bits.unique():
         for paq, ghat in SWITCHES[:3]:
             worse, better = row[(bits, True, True)], row[(bits, paq, ghat)]
+            if (better.poisons, worse.poisons) in seen:
+                continue
+            seen.add((better.poisons, worse.poisons))
             rows.append(claim(f"{bits}-bit: PAQ + ĝ stronger than {label(paq, ghat)}", better, worse, paper.TABLE4,
                               (bits, paq, ghat), (bits, True, True)))
-            if "B ≡ 1" in better.computed_as and paq:
-                rows[-1]["our run"] = SAME_POISON
+            if better.poisons == worse.poisons:
+                rows[-1].update({"our run": SAME_POISON, "agrees": None})
     return pd.DataFrame(rows)

@@ -3,7 +3,8 @@
 Every drop is test accuracy after retraining on μ+ν minus the clean model's of the same scheme, regime and
 seed (negative = the attack hurt). A claim compares two drops: it *holds* when the difference has the
 claimed sign and exceeds the noise (the larger of the two seed standard deviations), it is *within noise*
-when the difference is no larger than that, and it *fails* otherwise.
+when the difference is no larger than that, and it *fails* otherwise. With a single seed there is no noise
+estimate, and the verdict says so instead.
 """
 
 import pandas as pd
@@ -15,7 +16,8 @@ from .study import FP, PTQ_SCHEMES, attack_drops, mean_std
 
 QOA = ["label_flip", "tgda", "gc"]  # quantization-oblivious attacks of Tables 1 and 3
 PTQ_CELLS = [("fp", FP)] + [("ptq", s) for s in PTQ_SCHEMES]
-VERDICTS = ("holds", "within noise", "fails")
+ONE_SEED = "one seed: no noise estimate"
+VERDICTS = ("holds", "within noise", "fails", ONE_SEED)
 
 
 def precision(scheme: QuantScheme) -> str:
@@ -24,7 +26,9 @@ def precision(scheme: QuantScheme) -> str:
 
 
 def verdict(better: pd.Series, worse: pd.Series) -> str:
-    """Does ``better`` (a row with mean and std of a drop) suffer less than ``worse``? See the module docstring."""
+    """Does ``better`` (a row with mean, std and n of a drop) suffer less than ``worse``? See the module docstring."""
+    if min(better.get("n", 2), worse.get("n", 2)) < 2:
+        return ONE_SEED
     gap, noise = better["mean"] - worse["mean"], max(better["std"], worse["std"])
     return "within noise" if abs(gap) <= noise else ("holds" if gap > 0 else "fails")
 
@@ -47,7 +51,10 @@ def _schemes(df: pd.DataFrame) -> list[QuantScheme]:
 
 
 def drop_summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Mean ± std of the drop over seeds, plus one column per seed."""
+    """Mean ± std of the drop over seeds, plus one column per seed. A cell with a seed twice is an error."""
+    repeated = df[df.duplicated(by + ["seed"])]
+    if len(repeated):
+        raise ValueError(f"{len(repeated)} rows repeat a ({', '.join(by)}, seed) cell, e.g. {repeated.iloc[0][by + ['seed']].to_dict()}")
     summary = mean_std(df, "drop", by)
     per_seed = df.pivot_table(index=by, columns="seed", values="drop", sort=False)
     per_seed.columns = [f"seed {s}" for s in per_seed.columns]
@@ -57,8 +64,8 @@ def drop_summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def table1_summary(df: pd.DataFrame) -> pd.DataFrame:
     """One row per precision and attack: clean accuracy, our drop (mean, std, per seed) and the paper's."""
     summary = drop_summary(df, ["precision", "attack"])
-    clean = df.groupby(["precision", "attack"], sort=False)["clean_acc"].mean().values
-    return summary.assign(clean_acc=clean, paper=[paper.TABLE1.get(k) for k in zip(summary.precision, summary.attack)])
+    summary = summary.join(df.groupby(["precision", "attack"])["clean_acc"].mean(), on=["precision", "attack"])
+    return summary.assign(paper=[paper.TABLE1.get(k) for k in zip(summary.precision, summary.attack)])
 
 
 def table1_claims(summary: pd.DataFrame) -> pd.DataFrame:
@@ -77,18 +84,23 @@ def table1_claims(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def claim(text: str, better: pd.Series, worse: pd.Series, table: dict, better_key, worse_key) -> dict:
+    """One row of a claims table: ``better`` should suffer less than ``worse``. Our drops (mean of seeds), the
+    noise, what the paper's own ``table`` says at (``better_key``, ``worse_key``), our verdict, and whether the
+    two agree (both "holds" or both "fails"; None where the paper has no number)."""
     paper_says = None
     if better_key in table and worse_key in table:
         paper_says = "holds" if table[better_key] > table[worse_key] else "fails"
+    ours = verdict(better, worse)
     return {"claim": text, "ours": f"{100 * better['mean']:+.2f} vs {100 * worse['mean']:+.2f}",
-            "noise": f"±{100 * max(better['std'], worse['std']):.2f}", "paper": paper_says, "our run": verdict(better, worse)}
+            "noise": f"±{100 * max(better['std'], worse['std']):.2f}", "paper": paper_says, "our run": ours,
+            "agrees": None if paper_says is None else ours == paper_says}
 
 
 def table2_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Table 2: per precision, the GradPC target's drop and ε_w (mean ± std over seeds) beside the paper's."""
     out = mean_std(df, "drop", ["precision"]).rename(columns={"mean": "drop", "std": "drop_std"})
-    eps = mean_std(df, "eps_w", ["precision"])
-    out = out.assign(eps_w=eps["mean"].values, eps_w_std=eps["std"].values,
-                     drop_vs_ptq=df.groupby("precision", sort=False)["drop_vs_ptq"].mean().values)
+    eps = mean_std(df, "eps_w", ["precision"]).set_index("precision")[["mean", "std"]]
+    out = out.join(eps.rename(columns={"mean": "eps_w", "std": "eps_w_std"}), on="precision")
+    out = out.join(df.groupby("precision")["drop_vs_ptq"].mean(), on="precision")
     return out.assign(paper_drop=[paper.TABLE2[p][0] for p in out.precision],
                       paper_eps_w=[paper.TABLE2[p][1] for p in out.precision])

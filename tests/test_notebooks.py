@@ -1,5 +1,6 @@
 """Notebooks are committed thin and clean: no outputs, a tagged parameters cell first, the qlib kernel."""
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -29,7 +30,7 @@ def test_first_code_cell_is_the_parameters_cell(path):
     assert "parameters" in first.metadata.get("tags", [])
     assert 'os.environ.get("QLIB_PRESET", "cpu")' in first.source
     for field in FIELDS:  # every preset field can be set by papermill -p / -f
-        assert field in first.source, f"{path.name}: parameters cell lacks {field}"
+        assert re.search(rf"^{field} = ", first.source, re.M), f"{path.name}: parameters cell lacks {field}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

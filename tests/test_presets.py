@@ -32,7 +32,8 @@ def test_unknown_key_lists_valid_ones():
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("epochs", 0, "epochs"), ("seeds", [], "seeds"), ("dataset", "mnist", "unknown dataset"),
+    ("epochs", 0, "epochs"), ("seeds", [], "seeds"), ("seeds", [0, 0], r"seeds=\[0, 0\] must be a non-empty list of distinct"),
+    ("dataset", "mnist", "unknown dataset"),
     ("model", "vgg", "unknown model"), ("lr", -1, "lr"), ("device", "tpu", "device"), ("train_size", 0, "train_size"),
     ("eps_d", 1.5, r"eps_d=1.5 is outside \(0, 1\]"), ("eps_d", 0, "outside"), ("eps_w", 0, "eps_w=0 must be a positive number"),
     ("gc_optimizer", "sgd", "gc_optimizer='sgd'; valid: adam, gd"), ("gc_epochs", 0, "gc_epochs"),

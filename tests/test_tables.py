@@ -40,3 +40,18 @@ def test_table2_summary_sits_beside_the_paper():
     s = tables.table2_summary(df).set_index("precision")
     assert s.loc["4-bit", "drop"] == pytest.approx(-0.3) and s.loc["4-bit", "eps_w"] == pytest.approx(0.03)
     assert (s.loc["1-bit", "paper_drop"], s.loc["1-bit", "paper_eps_w"]) == (-0.3007, 0.57)
+
+
+def test_a_repeated_seed_is_an_error_not_a_silent_average():
+    df = runs({("FP", "gc"): [-0.10, -0.12]})
+    with pytest.raises(ValueError, match=r"repeat a \(precision, attack, seed\) cell"):
+        tables.drop_summary(pd.concat([df, df.iloc[:1]]), ["precision", "attack"])
+
+
+def test_claims_say_whether_they_agree_with_the_paper():
+    df = runs({("FP", "gc"): [-0.10, -0.12, -0.11], ("8-bit", "gc"): [-0.15, -0.16, -0.155],
+               ("4-bit", "gc"): [-0.05, -0.06, -0.055], ("1-bit", "gc"): [-0.05, -0.07, -0.03]})
+    claims = tables.table1_claims(tables.table1_summary(df)).set_index("claim")
+    assert claims.loc["gc: PTQ 4-bit more robust than FP", "agrees"]
+    assert claims.loc["gc: PTQ 8-bit more robust than FP", "our run"] == "fails"
+    assert not claims.loc["gc: PTQ 8-bit more robust than FP", "agrees"]

@@ -13,10 +13,10 @@ copies where B applies):
 | False | True  | ŵ | B(ŵ) ⊙ ∇ (weights), activations through F and B | quantized as the task says |
 | True  | True  | ŵ* = F(ŵ) | B(ŵ) ⊙ ∇ at ŵ*, activations through F and B | quantized as the task says | (eq. 5)
 
-Note: with the int method's max-abs scale, B = 1_[−2^(b−1), 2^(b−1)−1](w/s) is 1 for every weight, and BNN's
-1_[−1,1] is 1 for every weight of magnitude ≤ 1, so for weight-only int and BNN schemes the ``quantized_grad``
-switch changes nothing about the weights' gradient; it matters through activation quantization (WA tasks)
-and BNN++'s B = SS_β'.
+Note: with the int method's max-abs scale, B = 1_[−2^(b−1), 2^(b−1)−1](w/s) is 1 for every weight and s is a
+constant, so for weight-only int schemes the ``quantized_grad`` switch changes nothing. It does matter for BNN,
+whose F = α·sign(w) passes α·1_[−1,1](w) ⊙ ∇ back (α = mean|w|, a constant): ĝ rescales each layer's gradient by
+α. It also matters through activation quantization (WA tasks) and BNN++'s B = SS_β'.
 """
 
 import copy
