@@ -68,9 +68,15 @@ class Dataset:
 
 
 def mix(clean: Dataset, poison) -> Dataset:
-    """μ + ν: the clean training set with the poisoned points appended."""
+    """The training set a poison makes: μ + ν, the clean set with the poisoned points appended, or, for a
+    poison whose provenance says ``mode: "replace"`` (unlearnable examples, which perturb μ itself), μ with
+    each poisoned point in the place of the clean image it was made from."""
     if poison.x.shape[1:] != clean.x.shape[1:]:
         raise ValueError(f"poison images {tuple(poison.x.shape[1:])} do not match clean images {tuple(clean.x.shape[1:])}")
+    if poison.provenance.get("mode") == "replace":
+        x, y = clean.x.clone(), clean.y.clone()
+        x[poison.indices], y[poison.indices] = poison.x.to(x), poison.y.to(y)
+        return clean.replace(x, y)
     return clean.replace(torch.cat([clean.x, poison.x.to(clean.x)]), torch.cat([clean.y, poison.y.to(clean.y)]))
 
 

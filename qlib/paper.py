@@ -62,3 +62,14 @@ TABLE4 = {
     (4, False, False): -0.0853, (4, True, False): -0.0857, (4, False, True): -0.1013, (4, True, True): -0.1099,
     (8, False, False): -0.1211, (8, True, False): -0.1212, (8, False, True): -0.1297, (8, True, True): -0.1335,
 }
+
+# Table 5: unlearnable examples (ε_d = 1: the whole training set) under FP and 1W1A QAT. Footnote 5: the 1W1A
+# column is Adabin (Tu et al. 2022). Clean accuracy by column, then the drop by (column, attack). The printed
+# accuracy increase (↑) of each row equals its 1W1A drop minus its FP drop, so it is not stored.
+TABLE5_CLEAN = {"fp": 0.9495, "1W1A adabin": 0.9278}
+TABLE5 = {
+    (column, attack): drop for attack, drops in [
+        ("em", (-0.7090, -0.6866)), ("tap", (-0.8590, -0.7987)), ("dc", (-0.7600, -0.7075)), ("sn", (-0.7840, -0.7353)),
+        ("ar", (-0.8002, -0.7722)), ("ntga", (-0.8220, -0.6954)), ("rem", (-0.7060, -0.7015)), ("ops", (-0.7550, -0.6927)),
+    ] for column, drop in zip(("fp", "1W1A adabin"), drops)
+}

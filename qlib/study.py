@@ -1,5 +1,6 @@
 """Study runners: each returns tidy pandas DataFrames that a notebook shows and plots."""
 
+import inspect
 import time
 from dataclasses import asdict
 
@@ -43,8 +44,9 @@ def model_key(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, 
 
 def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, test: data.Dataset,
                   poison: PoisonSet | None = None):
-    """The model of ``cfg`` trained from ``seed`` on μ (``train``) or on μ+ν when ``poison`` is given: full
-    precision, or QAT under ``scheme``. Cached on disk; returns (model, per-epoch history)."""
+    """The model of ``cfg`` trained from ``seed`` on μ (``train``) or on the set ``poison`` makes (μ+ν, or μ with
+    its images replaced for unlearnable examples; see ``data.mix``): full precision, or QAT under ``scheme``.
+    Cached on disk; returns (model, per-epoch history)."""
     train_set = train if poison is None else data.mix(train, poison)
 
     def build():
@@ -91,7 +93,20 @@ def attack_params(cfg: Preset, name: str) -> dict:
         return {"epochs": cfg.tgda_epochs, "leader_lr": cfg.tgda_lr, "follower_steps": cfg.tgda_follower_steps,
                 "cg_iters": cfg.tgda_cg_iters, "batch_size": cfg.tgda_batch_size}
     ATTACKS.get(name)
-    return {}
+    return dict(cfg.unlearnable.get(name, {}))
+
+
+TRAINED_SURROGATE = ("tgda", "tgda_q", "tap")  # attacks whose ``model`` is the seed's clean FP model
+
+
+def surrogate(cfg: Preset, name: str, seed: int, train: data.Dataset, test: data.Dataset):
+    """The ``model`` argument of attack ``name``: the seed's clean FP model (TGDA's follower, TAP's surrogate),
+    a freshly initialised one of the preset's architecture (EM, REM and DC train their own), or None."""
+    if name in TRAINED_SURROGATE:
+        return trained_model(cfg, seed, FP, train, test)[0]
+    if "model" in inspect.signature(ATTACKS.get(name)).parameters:
+        return create_model(cfg.model, train, cfg.width, seed)
+    return None
 
 
 def attack_poison(cfg: Preset, name: str, seed: int, eps_d: float, train: data.Dataset, test: data.Dataset,
@@ -99,7 +114,7 @@ def attack_poison(cfg: Preset, name: str, seed: int, eps_d: float, train: data.D
     """ν of attack ``name`` at budget ``eps_d`` against the seed's models, with the preset's hyperparameters.
 
     GC and GC-Q aim at the seed's GradPC target ŵ; TGDA and TGDA-Q start their follower from the seed's clean
-    model w_c; the quantization-aware attacks (``gc_q``, ``tgda_q``) need the ``scheme`` they target, the
+    model w_c, and the unlearnable examples take theirs from :func:`surrogate`; the quantization-aware attacks (``gc_q``, ``tgda_q``) need the ``scheme`` they target, the
     others ignore it. ``switches`` are further keyword arguments of the attack (GC-Q's ``paq`` and
     ``quantized_grad`` for Table 4); they join the cache key. Cached on disk; returns (ν, the attack's wall
     time when it ran)."""
@@ -117,8 +132,8 @@ def attack_poison(cfg: Preset, name: str, seed: int, eps_d: float, train: data.D
     def make():
         if base == "gc":
             params["target"] = gradpc_target(cfg, seed, train, test)[0]
-        elif base == "tgda":
-            params["model"] = trained_model(cfg, seed, FP, train, test)[0]
+        elif (model := surrogate(cfg, name, seed, train, test)) is not None:
+            params["model"] = model
         if name != "label_flip":
             params["device"] = cfg.device
         return run_attack(name, train, eps_d, seed, **params)
@@ -184,7 +199,8 @@ def attack_drops(cfg: Preset, attacks: list[str], eps_ds: list[float], cells: li
         row = retrain_and_evaluate(poison, scheme, regime, cfg, seed, train, test)
         objective = poison.provenance.get("objective", {})
         rows.append({**row, "method": scheme.method, "attack_seconds": seconds, "objective_initial": objective.get("initial"),
-                     "objective_final": objective.get("final"), "objective_steps": objective.get("steps")})
+                     "objective_final": objective.get("final"), "objective_steps": objective.get("steps"),
+                     "norm": poison.provenance.get("norm"), "eps": poison.provenance.get("eps")})
     return pd.DataFrame(rows)
 
 

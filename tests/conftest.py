@@ -100,3 +100,13 @@ def exact_logistic_regression(x: torch.Tensor, y: torch.Tensor) -> nn.Module:
 
     opt.step(closure)
     return model
+
+
+@pytest.fixture(scope="session")
+def fashion_e2e():
+    """(train, test, clean-test accuracy of the small CNN trained on train): the unlearnable-example end-to-end
+    checks compare a poisoned training run with this one."""
+    from ue_checks import accuracy_after_training, fashion_small
+
+    train, test = fashion_small()
+    return train, test, accuracy_after_training(train, test)

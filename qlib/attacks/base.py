@@ -4,6 +4,10 @@ An attack is a function ``attack(clean, eps_d, seed, **params) -> PoisonSet`` re
 returns exactly round(ε_d·N) poisons in pixel space [0, 1], each started from a clean training image
 whose index it records. Only x is optimized, so a poison keeps its source image's label, except for
 attacks that relabel (label flip), which say so in ``provenance["labels"]``.
+
+A poison is appended to μ (``provenance["mode"]`` "append", the default) or replaces the images it was
+made from ("replace": unlearnable examples). A poison that declares a perturbation budget
+(``provenance["norm"]`` in "linf", "l2", "l0" and ``provenance["eps"]``) is checked against it, per image.
 """
 
 import torch
@@ -14,6 +18,9 @@ from ..registry import Registry
 
 ATTACKS = Registry("attack")
 LABEL_RULES = ("kept", "flipped")  # flipped: y ← C − 1 − y
+MODES = ("append", "replace")
+NORMS = ("linf", "l2", "l0")  # l0 counts changed pixel positions (all channels of a position count once)
+TOLERANCE = 1e-5  # float slack when checking a declared perturbation budget
 
 
 def poison_count(eps_d: float, n: int) -> int:
@@ -37,6 +44,29 @@ def expected_labels(poison: PoisonSet, clean: Dataset) -> torch.Tensor:
     return source if rule == "kept" else clean.num_classes - 1 - source
 
 
+def perturbation_norms(poison: PoisonSet, clean: Dataset, norm: str) -> torch.Tensor:
+    """‖x_poison − x_source‖ per poison, in ``norm`` ("linf", "l2" or "l0")."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown perturbation norm {norm!r}; valid: {', '.join(NORMS)}")
+    delta = (poison.x - clean.x[poison.indices].to(poison.x)).flatten(2)  # N, C, H·W
+    if norm == "linf":
+        return delta.abs().flatten(1).amax(1)
+    if norm == "l2":
+        return delta.flatten(1).norm(dim=1)
+    return (delta.abs() > TOLERANCE).any(1).sum(1).to(poison.x.dtype)
+
+
+def check_perturbation(poison: PoisonSet, clean: Dataset) -> None:
+    norm, eps = poison.provenance["norm"], poison.provenance.get("eps")
+    if not isinstance(eps, (int, float)) or eps <= 0:
+        raise ValueError(f"poison provenance eps={eps!r} must be a positive perturbation budget")
+    norms = perturbation_norms(poison, clean, norm)
+    if len(norms) and norms.max() > eps + TOLERANCE:
+        worst = int(norms.argmax())
+        raise ValueError(f"poison {worst} (source image {int(poison.indices[worst])}) leaves its {norm} budget "
+                         f"eps={eps:.6g}: its perturbation has {norm} norm {norms[worst].item():.6g}")
+
+
 def validate(poison: PoisonSet, clean: Dataset) -> PoisonSet:
     """Check ``poison`` against the clean set it was made from; raise ValueError naming what is wrong."""
     n, k = len(clean), poison_count(poison.eps_d, len(clean))
@@ -53,6 +83,10 @@ def validate(poison: PoisonSet, clean: Dataset) -> PoisonSet:
             raise ValueError(f"poison provenance lacks {field!r}")
     if not torch.equal(poison.y, expected_labels(poison, clean)):
         raise ValueError(f"poison labels do not follow the {poison.provenance['labels']!r} rule for their source images")
+    if poison.provenance.get("mode", "append") not in MODES:
+        raise ValueError(f"poison provenance mode={poison.provenance['mode']!r}; valid: {', '.join(MODES)}")
+    if "norm" in poison.provenance:
+        check_perturbation(poison, clean)
     return poison
 
 

@@ -81,3 +81,22 @@ class _SignSwish(torch.autograd.Function):
 def sign_swish(x: torch.Tensor, beta: float, hard: bool = False) -> torch.Tensor:
     """BNN++: F = SS_β during training (``hard=False``) or sign at evaluation (``hard=True``); B = SS_β' in both."""
     return _SignSwish.apply(x, beta, hard)
+
+
+class _SignEDE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, k, t):
+        ctx.save_for_backward(x)
+        ctx.k, ctx.t = k, t
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (ctx.k * ctx.t * (1 - torch.tanh(ctx.t * x) ** 2)), None, None
+
+
+def sign_ede(x: torch.Tensor, k: float, t: float) -> torch.Tensor:
+    """F = sign (sign(0) = +1), B(x) = k·t·(1 − tanh²(t·x)): the error decay estimator of IR-Net (Qin et al.
+    2020), which AdaBin's official code uses for weights (k and t are constants)."""
+    return _SignEDE.apply(x, k, t)

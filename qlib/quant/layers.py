@@ -3,7 +3,8 @@
 A twin keeps the full-precision latent weights w as its ``weight`` parameter (same name and shape as the
 original, so state dicts carry over) and computes with w* = F(w); gradients reach w through B (eqs. 9-10).
 With b-bit activations (b ≥ 2) a twin first quantizes its input. With 1-bit activations every ReLU of the
-network is replaced by the binary activation, the BNN design, so binary layers see ±1 inputs.
+network is replaced by the binary activation, the BNN design, so binary layers see ±1 inputs; for AdaBin each
+ReLU becomes a Maxout followed by the AdaBin binarizer, so binary layers see two learned values.
 """
 
 import copy
@@ -12,7 +13,8 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from .quantizers import IntActivation, IntWeight, SignActivation, SignSwishActivation, SignSwishWeight, SignWeight
+from .quantizers import (AdaBinActivation, AdaBinWeight, IntActivation, IntWeight, Maxout, SignActivation,
+                         SignSwishActivation, SignSwishWeight, SignWeight)
 from .scheme import QuantScheme
 
 
@@ -64,11 +66,37 @@ def _weight_quantizer(scheme: QuantScheme) -> nn.Module:
         return IntWeight(scheme.w_bits, scheme.per_channel)
     if scheme.method == "bnn":
         return SignWeight(scheme.scale_1bit, scheme.per_channel)
+    if scheme.method == "adabin":
+        return AdaBinWeight()
     return SignSwishWeight(scheme.scale_1bit, scheme.per_channel, scheme.beta)
 
 
-def _binary_activation(scheme: QuantScheme) -> nn.Module:
+def _binary_activation(scheme: QuantScheme, channels: int | None) -> nn.Module:
+    if scheme.method == "adabin":
+        return nn.Sequential(Maxout(channels), AdaBinActivation())
     return SignActivation() if scheme.method == "bnn" else SignSwishActivation(scheme.beta)
+
+
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def relu_channels(model: nn.Module) -> dict[str, int]:
+    """The channel count at each ReLU, by name: that of the latest BatchNorm, conv or linear layer registered
+    before it (module registration order, which follows the forward order in ``qlib.models``)."""
+    channels, last = {}, None
+    for name, m in model.named_modules():
+        if isinstance(m, _BATCHNORMS):
+            last = m.num_features
+        elif isinstance(m, nn.Conv2d):
+            last = m.out_channels
+        elif isinstance(m, nn.Linear):
+            last = m.out_features
+        elif isinstance(m, nn.ReLU):
+            if last is None:
+                raise ValueError(f"cannot infer the channels of ReLU {name!r}: no BatchNorm, conv or linear layer is "
+                                 "registered before it (AdaBin's per-channel Maxout needs them)")
+            channels[name] = last
+    return channels
 
 
 def _set(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -86,8 +114,9 @@ def quantize_modules(model: nn.Module, scheme: QuantScheme) -> nn.Module:
         acts = IntActivation(scheme.a_bits, scheme.act_momentum) if scheme.a_bits and scheme.a_bits >= 2 else None
         _set(q, name, TWINS[type(layer)].from_float(layer, _weight_quantizer(scheme), acts))
     if scheme.a_bits == 1:
+        channels = relu_channels(q) if scheme.method == "adabin" else {}
         for name in [n for n, m in q.named_modules() if isinstance(m, nn.ReLU)]:
-            _set(q, name, _binary_activation(scheme))
+            _set(q, name, _binary_activation(scheme, channels.get(name)))
     return q
 
 
@@ -119,6 +148,8 @@ def ptq(model: nn.Module, scheme: QuantScheme, calib=None, batches: int = 4) -> 
 
     Weights are used as w* = F(w) (sign for the 1-bit methods). When the scheme quantizes activations,
     their scales are calibrated on ``batches`` batches of ``calib``. BatchNorm statistics are left as trained.
+    AdaBin 1W1A needs no calibration: at their initial values Maxout (γ⁺, γ⁻ > 0 keep the sign) followed by
+    the AdaBin binarizer (α_a = 1, β_a = 0) is exactly sign, so PTQ activations are the BNN ones.
     """
     q = quantize_modules(model, scheme).eval()
     if activation_quantizers(q):

@@ -8,7 +8,7 @@ B in the backward pass (eq. 10). Modules with a ``set_progress(t)`` method are t
 import torch
 from torch import nn
 
-from .functions import P_Q, int_range, sign, sign_swish
+from .functions import P_Q, int_range, sign, sign_ede, sign_swish
 
 
 def _absmax(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
@@ -125,3 +125,78 @@ class SignSwishActivation(SignSwishWeight):
 
     def __init__(self, beta: tuple[float, float]):
         super().__init__(scale=False, per_channel=False, beta=beta)
+
+
+class AdaBinWeight(nn.Module):
+    """AdaBin weights (Tu et al. 2022, "weight equalization"): the adaptive binary set {β_w − α_w, β_w + α_w} per
+    output channel, F(w) = α_w·sign((w − β_w)/α_w) + β_w with β_w = mean(w) and α_w = ‖w − β_w‖₂/√n (n weights
+    per channel), so that F(w) has w's mean and standard deviation when half of w lies above its mean.
+
+    As in the official code, α_w and β_w are functions of w in the backward pass too (not constants), and B is
+    IR-Net's EDE k·t·(1 − tanh²(t·x)) at x = (w − β_w)/α_w, with t raised geometrically from 10⁻³ to 10 over
+    training and k = max(1/t, 1) (the official code steps t per epoch; ``set_progress`` moves it per step).
+    Like BNN++'s β, t is a plain attribute: it is not in the state dict, so a loaded model starts at t = 10⁻³.
+    """
+
+    T_RANGE = (1e-3, 10.0)
+
+    def __init__(self):
+        super().__init__()
+        self.t = self.T_RANGE[0]
+
+    def set_progress(self, p: float) -> None:
+        t0, t1 = self.T_RANGE
+        self.t = t0 * (t1 / t0) ** min(max(p, 0.0), 1.0)
+
+    @staticmethod
+    def center_distance(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α_w, β_w) per output channel, shaped to broadcast against w."""
+        dims = tuple(range(1, w.ndim))
+        beta = w.mean(dim=dims, keepdim=True)
+        var = (w - beta).pow(2).mean(dim=dims, keepdim=True)
+        return var.clamp_min(torch.finfo(w.dtype).tiny).sqrt(), beta  # clamp: a constant channel gets α = 0⁺, not NaN
+
+    def forward(self, w):
+        alpha, beta = self.center_distance(w)
+        return alpha * sign_ede((w - beta) / alpha, max(1 / self.t, 1.0), self.t) + beta
+
+    def extra_repr(self):
+        return f"t={self.t:.4g}"
+
+
+class Maxout(nn.Module):
+    """AdaBin's nonlinearity (Tu et al. 2022): f(x) = γ⁺·ReLU(x) − γ⁻·ReLU(−x) with learnable per-channel γ⁺
+    (init 1) and γ⁻ (init 0.25), as in the official code. Channels are dimension 1 (conv and linear inputs)."""
+
+    def __init__(self, channels: int, pos_init: float = 1.0, neg_init: float = 0.25):
+        super().__init__()
+        self.gamma_pos = nn.Parameter(torch.full((channels,), pos_init))
+        self.gamma_neg = nn.Parameter(torch.full((channels,), neg_init))
+
+    def forward(self, x):
+        if x.ndim < 2 or x.shape[1] != len(self.gamma_pos):
+            raise ValueError(f"Maxout has {len(self.gamma_pos)} channels but got an input of shape {tuple(x.shape)}")
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return self.gamma_pos.view(shape) * torch.relu(x) - self.gamma_neg.view(shape) * torch.relu(-x)
+
+    def extra_repr(self):
+        return f"channels={len(self.gamma_pos)}"
+
+
+class AdaBinActivation(nn.Module):
+    """AdaBin 1-bit activation (Tu et al. 2022, "gradient-based optimization for activations"): the learnable
+    binary set {β_a − α_a, β_a + α_a} of one layer, F(a) = α_a·sign((a − β_a)/α_a) + β_a, with α_a = 1 and
+    β_a = 0 at the start (the official code's initialisation).
+
+    With the BNN STE for sign (B = 1_[−1, 1], see ``sign``) autograd gives, for x = (a − β_a)/α_a,
+    ∂F/∂a = 1_{|x| ≤ 1}, ∂F/∂α_a = sign(x) − x·1_{|x| ≤ 1} and ∂F/∂β_a = 1_{|x| > 1} (= 0 inside, 1 outside).
+    The official code differs in two ways: it returns α_a·(sign(x) + β_a), and its B is Bi-Real's ApproxSign.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.tensor(1.0))
+        self.beta = nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, a):
+        return self.alpha * sign((a - self.beta) / self.alpha) + self.beta

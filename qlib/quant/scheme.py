@@ -3,7 +3,8 @@
 import re
 from dataclasses import dataclass
 
-METHODS = ("int", "bnn", "bnn++")
+METHODS = ("int", "bnn", "bnn++", "adabin")
+ONE_BIT_METHODS = ("bnn", "bnn++", "adabin")
 KEEP_FP = ("first", "last")
 TASKS = ("fp", "1W", "1W1A", "4W", "4W4A", "8W", "8W8A")  # the paper's; any "<b>W" or "<b>W<b>A" with 1 ≤ b ≤ 32 parses
 
@@ -13,10 +14,11 @@ class QuantScheme:
     """What to quantize and how (eq. 10: a forward quantizer F and a backward quantizer B).
 
     - ``w_bits``/``a_bits``: weight and activation bits (None = full precision).
-    - ``method``: "int" (F = P_Q, B = clipped indicator) for b ≥ 2; "bnn" (F = sign, B = 1_[−1,1]) or
-      "bnn++" (F = SignSwish SS_β, B = SS_β') for 1 bit; "fp" for no quantization.
-    - ``per_channel``: one scale per output channel instead of one per tensor.
-    - ``scale_1bit``: multiply 1-bit weights by mean|w| (per tensor or per channel).
+    - ``method``: "int" (F = P_Q, B = clipped indicator) for b ≥ 2; "bnn" (F = sign, B = 1_[−1,1]),
+      "bnn++" (F = SignSwish SS_β, B = SS_β') or "adabin" (adaptive binary sets {β − α, β + α} and Maxout,
+      Tu et al. 2022; see ``quantizers.AdaBinWeight``) for 1 bit; "fp" for no quantization.
+    - ``per_channel``: one scale per output channel instead of one per tensor (AdaBin is always per channel).
+    - ``scale_1bit``: multiply 1-bit weights by mean|w| (per tensor or per channel); not used by AdaBin.
     - ``keep_fp``: layers left in full precision: "first" (first conv), "last" (last linear), both or neither.
     - ``beta``: SS_β's β at the start and end of training, raised geometrically (BNN++).
     - ``act_momentum``: EMA momentum of the running max that sets activation scales during QAT.
@@ -41,6 +43,10 @@ class QuantScheme:
         return self.w_bits is None and self.a_bits is None
 
 
+def _one_bit_list() -> str:
+    return ", ".join(f"'{m}'" for m in ONE_BIT_METHODS[:-1]) + f" or '{ONE_BIT_METHODS[-1]}'"
+
+
 def _check_bits(bits: int, task: str) -> int:
     if not 1 <= bits <= 32:
         raise ValueError(f"bits={bits} in task {task!r} is outside 1-32")
@@ -50,7 +56,8 @@ def _check_bits(bits: int, task: str) -> int:
 def parse_scheme(task: str, method: str | None = None, **options) -> QuantScheme:
     """``parse_scheme("4W4A")``, ``parse_scheme("1W1A", method="bnn++")``; ``options`` set the other fields.
 
-    The default method is "int" when every quantized part has ≥ 2 bits and "bnn" when one has 1 bit.
+    The default method is "int" when every quantized part has ≥ 2 bits and "bnn" when one has 1 bit;
+    "bnn", "bnn++" and "adabin" are for tasks with a 1-bit part only.
     """
     if task == "fp":
         if method not in (None, "fp"):
@@ -66,9 +73,10 @@ def parse_scheme(task: str, method: str | None = None, **options) -> QuantScheme
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     if one_bit and method == "int":
-        raise ValueError(f"task {task!r} has a 1-bit part: use method 'bnn' or 'bnn++', not 'int'")
+        raise ValueError(f"task {task!r} has a 1-bit part: use method {_one_bit_list()}, not 'int'")
     if not one_bit and method != "int":
-        raise ValueError(f"method {method!r} is for 1-bit tasks; task {task!r} needs method 'int'")
+        raise ValueError(f"method {method!r} is for tasks with a 1-bit part (the 1-bit methods are "
+                         f"{_one_bit_list()}); task {task!r} needs method 'int'")
     keep = tuple(options.get("keep_fp", KEEP_FP))
     if not set(keep) <= set(KEEP_FP):
         raise ValueError(f"unknown keep_fp entries {sorted(set(keep) - set(KEEP_FP))}; valid: {', '.join(KEEP_FP)}")

@@ -1,0 +1,59 @@
+"""REM (Fu et al. 2022): the contract, the accuracy drop on real Fashion-MNIST, the radius check, the inner
+maximization, and that it is not EM."""
+
+import pytest
+import torch
+import torch.nn.functional as nnf
+
+from conftest import toy_dataset
+from qlib.attacks import run_attack
+from qlib.attacks.unlearnable import em, rem  # noqa: F401  (register "em" and "rem")
+from qlib.attacks.unlearnable.rem import pgd_ascent
+from qlib.models import create_model
+from ue_checks import CLEARLY_LOWER, accuracy_after_training, check_contract, fashion_small
+
+SMALL = {"step_size": 2 / 255, "pgd_steps": 2, "adv_steps": 2, "train_steps": 3, "max_rounds": 2, "batch_size": 64}
+# Fashion-MNIST: ε_a = 0.05 (half EM's ε = 0.1, as the original's 4/255 is half of 8/255), 2 steps of half each radius.
+# On these 1000 images REM needs ε = 0.3: with ε = 0.1 the best of ~20 step settings tried lost 9 points (0.72 vs 0.81).
+FASHION = {"eps": 0.3, "step_size": 0.15, "pgd_steps": 2, "adv_eps": 0.05, "adv_step_size": 0.025, "adv_steps": 2,
+           "train_steps": 10, "max_rounds": 5, "batch_size": 128}
+
+
+def test_contract_and_caller_model_unchanged():
+    clean = toy_dataset(120)
+    model = create_model("cnn", clean, 0.25, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    p = check_contract("rem", clean, "linf", 8 / 255, model=model, **SMALL)  # the default ε
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert p.provenance["rounds"] == SMALL["max_rounds"]  # the original's fixed-length run
+
+
+@pytest.mark.parametrize("adv_eps", [8 / 255, 12 / 255, 0.0])
+def test_rejects_an_adversarial_radius_not_below_the_defensive_one(adv_eps):
+    clean = toy_dataset(40)
+    with pytest.raises(ValueError, match="adv_eps"):
+        run_attack("rem", clean, 1.0, seed=0, model=create_model("cnn", clean, 0.25, seed=0), adv_eps=adv_eps, **SMALL)
+
+
+def test_pgd_ascent_raises_the_loss_within_its_ball():
+    train, _ = fashion_small(100, 10)
+    model = create_model("cnn", train, 0.5, seed=0)
+    rho = pgd_ascent(model, train.x, train.y, torch.Generator().manual_seed(0), eps=0.05, step_size=0.02, steps=3)
+    with torch.no_grad():
+        assert nnf.cross_entropy(model(train.x + rho), train.y) > nnf.cross_entropy(model(train.x), train.y)
+    assert rho.abs().max() <= 0.05 + 1e-6 and (train.x + rho).min() >= 0 and (train.x + rho).max() <= 1
+
+
+def test_rem_noise_is_not_em_noise():
+    clean = toy_dataset(120)
+    model = create_model("cnn", clean, 0.25, seed=0)
+    shared = {k: SMALL[k] for k in ("step_size", "pgd_steps", "train_steps", "max_rounds", "batch_size")}
+    p_rem = run_attack("rem", clean, 1.0, seed=0, model=model, **shared)
+    p_em = run_attack("em", clean, 1.0, seed=0, model=model, stop_error=None, **shared)
+    assert (p_rem.x - p_em.x).abs().amax() > 1 / 255
+
+
+def test_rem_makes_fashion_mnist_unlearnable(fashion_e2e):
+    train, test, clean_acc = fashion_e2e
+    poison = run_attack("rem", train, 1.0, seed=0, model=create_model("cnn", train, 0.5, seed=0), **FASHION)
+    assert accuracy_after_training(train, test, poison) <= clean_acc - CLEARLY_LOWER
