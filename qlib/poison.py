@@ -37,6 +37,8 @@ class PoisonSet:
             raise ValueError(f"poison labels must be int64 of shape ({n},), got {tuple(self.y.shape)} {self.y.dtype}")
         if self.indices.shape != (n,) or self.indices.dtype != torch.int64:
             raise ValueError(f"poison indices must be int64 of shape ({n},), got {tuple(self.indices.shape)}")
+        if n and not torch.isfinite(self.x).all():
+            raise ValueError(f"poison images hold {int((~torch.isfinite(self.x)).sum())} non-finite values (NaN or inf)")
         if n and (self.x.min() < 0 or self.x.max() > 1):
             raise ValueError(f"poison images leave [0, 1]: range [{self.x.min():.4g}, {self.x.max():.4g}]")
 

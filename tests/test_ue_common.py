@@ -76,3 +76,23 @@ def test_preset_unlearnable_settings_are_checked():
         load_preset("smoke", unlearnable={"sn": {"steps": 3}})
     with pytest.raises(ValueError, match="must map method names"):
         load_preset("smoke", unlearnable=[1])
+
+
+def test_validate_rejects_non_finite_pixels_and_undeclared_budgets(clean):
+    p = poison_with(clean, torch.zeros_like(clean.x), "linf", 0.1)
+    x = p.x.clone()
+    x[3, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="1 non-finite values"):
+        type(p)(x, p.y, p.indices, p.eps_d, p.provenance)
+    undeclared = {k: v for k, v in p.provenance.items() if k not in ("norm", "eps")}
+    with pytest.raises(ValueError, match="must declare its perturbation budget"):
+        validate(type(p)(p.x, p.y, p.indices, p.eps_d, undeclared), clean)
+
+
+def test_l0_counts_any_change(clean):
+    delta = torch.zeros_like(clean.x)
+    delta[:, :, 0, 0], delta[:, :, 5, 5] = 0.2, 1e-6  # two positions, one changed by a hair
+    p = poison_with(clean, delta, "l0", 2)
+    assert perturbation_norms(p, clean, "l0").min() == 2
+    with pytest.raises(ValueError, match="leaves its l0 budget"):
+        validate(poison_with(clean, delta, "l0", 1), clean)

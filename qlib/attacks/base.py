@@ -20,7 +20,7 @@ ATTACKS = Registry("attack")
 LABEL_RULES = ("kept", "flipped")  # flipped: y ← C − 1 − y
 MODES = ("append", "replace")
 NORMS = ("linf", "l2", "l0")  # l0 counts changed pixel positions (all channels of a position count once)
-TOLERANCE = 1e-5  # float slack when checking a declared perturbation budget
+TOLERANCE = 1e-5  # float slack when checking a declared L∞ or L2 budget (L0 counts any change)
 
 
 def poison_count(eps_d: float, n: int) -> int:
@@ -53,7 +53,7 @@ def perturbation_norms(poison: PoisonSet, clean: Dataset, norm: str) -> torch.Te
         return delta.abs().flatten(1).amax(1)
     if norm == "l2":
         return delta.flatten(1).norm(dim=1)
-    return (delta.abs() > TOLERANCE).any(1).sum(1).to(poison.x.dtype)
+    return (delta != 0).any(1).sum(1).to(poison.x.dtype)
 
 
 def check_perturbation(poison: PoisonSet, clean: Dataset) -> None:
@@ -61,7 +61,7 @@ def check_perturbation(poison: PoisonSet, clean: Dataset) -> None:
     if not isinstance(eps, (int, float)) or eps <= 0:
         raise ValueError(f"poison provenance eps={eps!r} must be a positive perturbation budget")
     norms = perturbation_norms(poison, clean, norm)
-    if len(norms) and norms.max() > eps + TOLERANCE:
+    if not (norms <= eps + TOLERANCE).all():
         worst = int(norms.argmax())
         raise ValueError(f"poison {worst} (source image {int(poison.indices[worst])}) leaves its {norm} budget "
                          f"eps={eps:.6g}: its perturbation has {norm} norm {norms[worst].item():.6g}")
@@ -85,6 +85,8 @@ def validate(poison: PoisonSet, clean: Dataset) -> PoisonSet:
         raise ValueError(f"poison labels do not follow the {poison.provenance['labels']!r} rule for their source images")
     if poison.provenance.get("mode", "append") not in MODES:
         raise ValueError(f"poison provenance mode={poison.provenance['mode']!r}; valid: {', '.join(MODES)}")
+    if poison.provenance.get("mode") == "replace" and "norm" not in poison.provenance:
+        raise ValueError("a poison that replaces training images must declare its perturbation budget (provenance norm and eps)")
     if "norm" in poison.provenance:
         check_perturbation(poison, clean)
     return poison
