@@ -3,6 +3,7 @@ accuracy check on a small real subset, and the linear-shortcut check."""
 
 import torch
 import torch.nn.functional as nnf
+from conftest import toy_dataset
 
 from qlib import data
 from qlib.attacks import run_attack
@@ -33,6 +34,17 @@ def check_contract(name, clean, norm, eps, /, **params):
     assert torch.equal(p.y, clean.y)
     assert torch.equal(p.x, q.x), "same seed, different poison"
     assert (p.x - clean.x).abs().amax() > 0, "the attack changed nothing"
+    return p
+
+
+def check_contract_on_toy(name, **params):
+    """``check_contract`` at the default L∞ 8/255 on a 120-image toy set with a fresh small CNN as ``model``,
+    which the attack must leave unchanged. Returns the poison."""
+    clean = toy_dataset(120)
+    model = create_model("cnn", clean, 0.25, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    p = check_contract(name, clean, "linf", 8 / 255, model=model, **params)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the caller's model changed"
     return p
 
 
