@@ -50,6 +50,15 @@ class Preset:
     # images (null: ``train_size``), since every image is perturbed and every column retrains on all of them.
     unlearnable: dict
     unlearnable_train_size: int | None
+    # Targeted attack (Section 4.3): gradient matching's keyword arguments; the number of target test images and
+    # the seeds of the trials per target (the paper: 10 targets × 8 seeds); the budget ε_d (the paper: 0.01); and
+    # the training-set size and epochs of its surrogates and victims (null: ``train_size``, ``epochs``).
+    gradient_matching: dict
+    targets: int
+    targeted_seeds: list[int]
+    targeted_eps_d: float
+    targeted_train_size: int | None
+    targeted_epochs: int | None
 
     def __post_init__(self):
         SOURCES.get(self.dataset)
@@ -57,7 +66,7 @@ class Preset:
         for name in ("epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"preset field {name}={getattr(self, name)!r} must be a positive integer")
-        for name in ("train_size", "test_size", "unlearnable_train_size"):
+        for name in ("train_size", "test_size", "unlearnable_train_size", "targeted_train_size", "targeted_epochs"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ValueError(f"preset field {name}={v!r} must be a positive integer or null (all)")
@@ -68,6 +77,12 @@ class Preset:
         if not self.seeds or not all(isinstance(s, int) for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"preset field seeds={self.seeds!r} must be a non-empty list of distinct integers")
         check_budget(self.eps_d)
+        check_budget(self.targeted_eps_d)
+        if not isinstance(self.targets, int) or self.targets < 1:
+            raise ValueError(f"preset field targets={self.targets!r} must be a positive integer")
+        seeds = self.targeted_seeds
+        if not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"preset field targeted_seeds={seeds!r} must be a non-empty list of distinct integers")
         if not (isinstance(self.eps_w, (int, float)) and self.eps_w > 0):
             raise ValueError(f"preset field eps_w={self.eps_w!r} must be a positive number (a squared L2 budget)")
         for name in ("gc_epochs", "tgda_epochs", "tgda_follower_steps", "tgda_cg_iters", "tgda_batch_size"):
@@ -79,6 +94,7 @@ class Preset:
         if self.gc_optimizer not in OPTIMIZERS:
             raise ValueError(f"preset field gc_optimizer={self.gc_optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         check_unlearnable(self.unlearnable)
+        check_settings("gradient_matching", self.gradient_matching, "gradient_matching", GM_SUPPLIED)
         if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"preset field device={self.device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
 
@@ -88,6 +104,15 @@ class Preset:
 
 FIELDS = tuple(f.name for f in fields(Preset))
 SUPPLIED_BY_STUDY = ("model", "device")  # the surrogate and the device come from the preset's other fields
+GM_SUPPLIED = (*SUPPLIED_BY_STUDY, "target_image", "target_index", "adversarial_class", "scheme")  # set per trial
+
+
+def check_settings(attack: str, params, field: str, supplied=SUPPLIED_BY_STUDY) -> None:
+    """``params`` (preset field ``field``) are keyword arguments that attack ``attack`` accepts."""
+    accepted = set(inspect.signature(ATTACKS.get(attack)).parameters) - {"clean", "eps_d", "seed", *supplied}
+    if not isinstance(params, dict) or not set(params) <= accepted:
+        bad = sorted(set(params) - accepted) if isinstance(params, dict) else params
+        raise ValueError(f"preset field {field}: unknown setting(s) {bad}; valid: {', '.join(sorted(accepted))}")
 
 
 def check_unlearnable(settings) -> None:
@@ -97,10 +122,7 @@ def check_unlearnable(settings) -> None:
     for name, params in settings.items():
         if name not in UNLEARNABLE:
             raise ValueError(f"unknown unlearnable-example method {name!r} in preset field unlearnable; valid: {', '.join(UNLEARNABLE)}")
-        accepted = set(inspect.signature(ATTACKS.get(name)).parameters) - {"clean", "eps_d", "seed", *SUPPLIED_BY_STUDY}
-        if not isinstance(params, dict) or not set(params) <= accepted:
-            bad = sorted(set(params) - accepted) if isinstance(params, dict) else params
-            raise ValueError(f"preset field unlearnable.{name}: unknown setting(s) {bad}; valid: {', '.join(sorted(accepted))}")
+        check_settings(name, params, f"unlearnable.{name}")
 
 
 def preset_names() -> list[str]:

@@ -43,10 +43,11 @@ def model_key(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, 
 
 
 def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, test: data.Dataset,
-                  poison: PoisonSet | None = None):
+                  poison: PoisonSet | None = None, curve: bool = True):
     """The model of ``cfg`` trained from ``seed`` on μ (``train``) or on the set ``poison`` makes (μ+ν, or μ with
     its images replaced for unlearnable examples; see ``data.mix``): full precision, or QAT under ``scheme``.
-    Cached on disk; returns (model, per-epoch history)."""
+    A full-precision model records its test accuracy after every epoch (notebook 00's learning curve) unless
+    ``curve`` is False (same weights, a cache entry of its own). Cached on disk; returns (model, per-epoch history)."""
     train_set = train if poison is None else data.mix(train, poison)
 
     def build():
@@ -55,12 +56,13 @@ def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Datas
 
     def run(model):
         history = fit(  # per-epoch test accuracy only for FP, whose learning curve notebook 00 plots
-            model, train_set, test if scheme.is_fp else None, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+            model, train_set, test if scheme.is_fp and curve else None, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
             weight_decay=cfg.weight_decay, augment=cfg.augment, seed=seed, device=cfg.device, progress=False,
         )
         return {"history": history}
 
-    model, result = cached_model("trained", model_key(cfg, seed, scheme, train, poison), build, run)
+    key = model_key(cfg, seed, scheme, train, poison) | ({} if curve or not scheme.is_fp else {"curve": False})
+    model, result = cached_model("trained", key, build, run)
     return model, result["history"]
 
 

@@ -89,6 +89,10 @@ def validate(poison: PoisonSet, clean: Dataset) -> PoisonSet:
         raise ValueError("a poison that replaces training images must declare its perturbation budget (provenance norm and eps)")
     if "norm" in poison.provenance:
         check_perturbation(poison, clean)
+    adversarial = poison.provenance.get("adversarial_class")  # targeted attacks: poisons come from that class
+    if adversarial is not None and not (clean.y[poison.indices] == adversarial).all():
+        raise ValueError(f"poisons of a targeted attack must come from its adversarial class {adversarial}; "
+                         f"source classes {sorted(set(clean.y[poison.indices].tolist()))}")
     return poison
 
 
