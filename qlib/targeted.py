@@ -11,7 +11,7 @@ misclassification. Clean victims of the same seeds give the rates without poison
 """
 
 import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -46,9 +46,9 @@ def precision(scheme: QuantScheme) -> str:
 
 def choose_targets(cfg: Preset, train: data.Dataset, test: data.Dataset) -> pd.DataFrame:
     """``cfg.targets`` test images and their adversarial classes, drawn from seed 0: targets uniformly among the
-    test images the clean FP surrogate of the first seed classifies correctly (so that a misclassification is the
+    test images the clean FP surrogate of the first trial seed classifies correctly (so that a misclassification is the
     attack's doing), each adversarial class uniformly among the other classes (Witches' Brew's draw)."""
-    surrogate = trained_model(cfg, cfg.seeds[0], FP, train, test, curve=False)[0].eval()
+    surrogate = trained_model(cfg, cfg.targeted_seeds[0], FP, train, test, curve=False)[0].eval()
     with torch.no_grad():
         pred = torch.cat([surrogate(test.x[i:i + 512]).argmax(1) for i in range(0, len(test), 512)])
     correct = (pred == test.y).nonzero().flatten()
@@ -96,7 +96,7 @@ def victim(cfg: Preset, seed: int, scheme: QuantScheme, target: pd.Series, train
         return {"pred": int(probs.argmax()), "p_adv": float(probs[int(target.adversarial_class)]), "acc": acc}
 
     key = {"model": model_key(cfg, vseed, scheme, train, nu), "target_index": index, "test_size": cfg.test_size,
-           "test_n": len(test), "accuracy_images": ACCURACY_IMAGES}
+           "adversarial_class": int(target.adversarial_class), "test_n": len(test), "accuracy_images": ACCURACY_IMAGES}
     return cached_result("targeted", key, compute)
 
 

@@ -113,13 +113,25 @@ def test_targets_are_classified_correctly_by_the_surrogate_and_poisons_come_from
     train, test = load_data(cfg)
     chosen = targeted.choose_targets(cfg, train, test)
     assert chosen.target_index.tolist() == df.drop_duplicates("target").target_index.tolist()
-    surrogate = targeted.trained_model(cfg, cfg.seeds[0], FP, train, test, curve=False)[0].eval()
+    surrogate = targeted.trained_model(cfg, cfg.targeted_seeds[0], FP, train, test, curve=False)[0].eval()
     assert (surrogate(test.x[chosen.target_index.tolist()]).argmax(1) == test.y[chosen.target_index.tolist()]).all()
     t = next(chosen.itertuples())
     nu, _ = targeted.poison(cfg, cfg.targeted_seeds[0], t, FP, train, test)
     assert (train.y[nu.indices] == t.adversarial_class).all()
     assert len(nu) == round(cfg.targeted_eps_d * len(train))
     assert nu.provenance["target_index"] == t.target_index
+
+
+def test_a_clean_victim_is_read_per_adversarial_class(smoke_runs):
+    """The same clean victim and target with another adversarial class is another cached reading."""
+    cfg, df = smoke_runs
+    cfg = targeted.targeted_preset(cfg)
+    train, test = load_data(cfg)
+    t = next(targeted.choose_targets(cfg, train, test).itertuples())
+    other = t._replace(adversarial_class=(t.adversarial_class + 1) % 10)
+    a = targeted.victim(cfg, cfg.targeted_seeds[0], FP, t, train, test, None)
+    b = targeted.victim(cfg, cfg.targeted_seeds[0], FP, other, train, test, None)
+    assert a["pred"] == b["pred"] and a["p_adv"] != b["p_adv"]
 
 
 def test_too_many_targets_is_named():

@@ -29,7 +29,6 @@ ball). The official code bounds no batch size: ``batch_size`` 512 is its ``--pba
 import copy
 
 import torch
-import torch.nn.functional as nnf
 from torch import nn
 
 from ..artifacts import tensor_digest
