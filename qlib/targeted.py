@@ -24,7 +24,7 @@ from .poison import PoisonSet
 from .presets import Preset
 from .quant import QuantScheme, parse_scheme
 from .study import FP, load_data, model_key, trained_model
-from .tables import verdict
+from .tables import precision, verdict
 from .train import evaluate
 
 QAT_SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("3W"), parse_scheme("4W"), parse_scheme("5W"), parse_scheme("8W")]
@@ -40,17 +40,15 @@ def targeted_preset(cfg: Preset) -> Preset:
     return replace(cfg, train_size=cfg.targeted_train_size or cfg.train_size, epochs=cfg.targeted_epochs or cfg.epochs)
 
 
-def precision(scheme: QuantScheme) -> str:
-    return "FP" if scheme.is_fp else f"{scheme.w_bits}-bit"
-
-
 def choose_targets(cfg: Preset, train: data.Dataset, test: data.Dataset) -> pd.DataFrame:
     """``cfg.targets`` test images and their adversarial classes, drawn from seed 0: targets uniformly among the
-    test images the clean FP surrogate of the first trial seed classifies correctly (so that a misclassification is the
-    attack's doing), each adversarial class uniformly among the other classes (Witches' Brew's draw)."""
+    test images the clean FP surrogate of the first trial seed classifies correctly (the clean victims, ``none``,
+    are the control for the others), each adversarial class uniformly among the other classes (Witches' Brew's
+    draw). ``cfg`` is the targeted preset (``targeted_preset``), as for ``poison`` and ``victim``."""
     surrogate = trained_model(cfg, cfg.targeted_seeds[0], FP, train, test, curve=False)[0].eval()
+    dev = next(surrogate.parameters()).device
     with torch.no_grad():
-        pred = torch.cat([surrogate(test.x[i:i + 512]).argmax(1) for i in range(0, len(test), 512)])
+        pred = torch.cat([surrogate(test.x[i:i + 512].to(dev)).argmax(1).cpu() for i in range(0, len(test), 512)])
     correct = (pred == test.y).nonzero().flatten()
     if len(correct) < cfg.targets:
         raise ValueError(f"only {len(correct)} test images are classified correctly; targets={cfg.targets} asks for more")
@@ -65,13 +63,13 @@ def poison(cfg: Preset, seed: int, target: pd.Series, scheme: QuantScheme, train
            test: data.Dataset) -> tuple[PoisonSet, float]:
     """The trial's poisons: gradient matching against the clean surrogate of ``seed``, through the QAT model of
     ``scheme`` unless it is FP. Cached; returns (ν, the attack's wall time when it ran)."""
-    surrogate = trained_model(cfg, seed, scheme, train, test, curve=False)[0]
     params = dict(cfg.gradient_matching)
     key = {"attack": "gradient_matching", "eps_d": cfg.targeted_eps_d, "seed": seed, "params": params,
            "target_index": int(target.target_index), "adversarial_class": int(target.adversarial_class),
            "surrogate": model_key(cfg, seed, scheme, train), "test_size": cfg.test_size}
 
     def make():
+        surrogate = trained_model(cfg, seed, scheme, train, test, curve=False)[0]
         return gradient_matching(train, cfg.targeted_eps_d, seed, model=surrogate, target_image=test.x[int(target.target_index)],
                                  target_index=int(target.target_index), adversarial_class=int(target.adversarial_class),
                                  scheme=None if scheme.is_fp else scheme, device=cfg.device, **params)
@@ -91,7 +89,7 @@ def victim(cfg: Preset, seed: int, scheme: QuantScheme, target: pd.Series, train
     def compute():
         model = trained_model(cfg, vseed, scheme, train, test, nu, curve=False)[0].eval()
         with torch.no_grad():
-            probs = model(test.x[index:index + 1]).softmax(1)[0]
+            probs = model(test.x[index:index + 1].to(next(model.parameters()).device)).softmax(1)[0].cpu()
         acc = evaluate(model, test.subset(ACCURACY_IMAGES, seed=0))
         return {"pred": int(probs.argmax()), "p_adv": float(probs[int(target.adversarial_class)]), "acc": acc}
 
@@ -104,6 +102,9 @@ def targeted(cfg: Preset, progress: bool = True) -> pd.DataFrame:
     """Every trial (target × seed) against every precision: clean victims, quantization-oblivious poisons, and
     quantization-aware poisons at each QAT precision. One tidy row per trial, precision and kind of poison."""
     cfg = targeted_preset(cfg)
+    if clash := sorted(set(cfg.targeted_seeds) & {s + VICTIM_SEED for s in cfg.targeted_seeds}):
+        raise ValueError(f"targeted_seeds {cfg.targeted_seeds}: seed(s) {clash} would train a surrogate that is also "
+                         f"another trial's victim (victims use seed + {VICTIM_SEED}); use distinct seeds below {VICTIM_SEED}")
     train, test = load_data(cfg)
     targets = choose_targets(cfg, train, test)
     grid = [(t, seed, scheme, kind) for t in targets.itertuples() for seed in cfg.targeted_seeds for scheme in PRECISIONS

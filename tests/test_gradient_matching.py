@@ -85,6 +85,7 @@ def test_cosine_loss_is_zero_for_the_target_itself(toy_setup):
 
 def test_step_decays_follow_the_reference():
     assert milestones(250) == [93, 156, 218]
+    assert milestones(2) == [1, 1] and milestones(1) == []  # no decay before the first step
 
 
 def test_quantization_aware_option_matches_through_the_qat_network(toy_setup):
@@ -95,9 +96,14 @@ def test_quantization_aware_option_matches_through_the_qat_network(toy_setup):
     assert not torch.equal(aware.x, attack(toy_setup, eps=0.1).x)
     net = surrogate_network(model, scheme, train, torch.device("cpu"))
     assert any(isinstance(m, QConv2d) for m in net.modules())
-    qat = prepare_qat(model, scheme)  # an already quantized surrogate is used as it is
-    assert all(torch.equal(a, b) for a, b in zip(surrogate_network(qat, scheme, train, torch.device("cpu")).state_dict().values(),
-                                                 qat.state_dict().values()))
+    wa = parse_scheme("4W4A")  # an already quantized surrogate is used as it is: not re-calibrated
+    qat = prepare_qat(model, wa)
+    fit(qat, train, epochs=1, lr=0.05, batch_size=50, seed=0, progress=False, device="cpu")
+    before = qat.state_dict()
+    used = surrogate_network(qat, wa, train, torch.device("cpu")).state_dict()
+    assert used.keys() == before.keys() and all(torch.equal(used[k], before[k]) for k in before)
+    recalibrated = surrogate_network(model, wa, train, torch.device("cpu")).state_dict()
+    assert any(not torch.equal(recalibrated[k], before[k]) for k in before if "scale" in k or "max" in k)
 
 
 @pytest.mark.parametrize("params, message", [

@@ -134,6 +134,11 @@ def test_a_clean_victim_is_read_per_adversarial_class(smoke_runs):
     assert a["pred"] == b["pred"] and a["p_adv"] != b["p_adv"]
 
 
+def test_trial_seeds_that_are_victim_seeds_are_refused():
+    with pytest.raises(ValueError, match=r"seed\(s\) \[1000\] would train a surrogate"):
+        targeted.targeted(replace(load_preset("smoke"), targeted_seeds=[0, 1000]), progress=False)
+
+
 def test_too_many_targets_is_named():
     cfg = targeted.targeted_preset(replace(load_preset("smoke"), targets=10 ** 6))
     train, test = load_data(cfg)

@@ -22,8 +22,8 @@ one is quantized first, with activation scales calibrated on the clean training 
 
 Deviations from the official code: δ is drawn uniformly in the ε-ball (the official default is ε·N(0, 1)
 clipped); the restart is chosen by the loss of its final poisons without augmentation (the official by the
-loss of its last step); pixels are in [0, 1] (the official ε is in 0-255 units of normalised images, the same
-ball). The official code bounds no batch size: ``batch_size`` 512 is its ``--pbatch``.
+loss of its last step), and the recorded initial loss is likewise without augmentation; pixels are in [0, 1]
+(the official ε is in 0-255 units of normalised images, the same ball). ``batch_size`` 512 is its ``--pbatch``.
 """
 
 import copy
@@ -55,8 +55,8 @@ def adversarial_sources(clean: Dataset, eps_d: float, adversarial_class: int, se
 
 
 def surrogate_network(model: nn.Module, scheme: QuantScheme | None, clean: Dataset, device: torch.device) -> nn.Module:
-    """The network whose gradients are matched: ``model`` (a copy, in evaluation mode) or, with ``scheme``, its
-    QAT network (``model`` itself if already quantized, else quantized here and calibrated on ``clean``)."""
+    """The network whose gradients are matched, a copy in evaluation mode: of ``model``, or with ``scheme`` of its
+    QAT network (``model``'s own if it is already quantized, else quantized here and calibrated on ``clean``)."""
     quantized = any(isinstance(m, Twin) for m in model.modules())
     if scheme is None and quantized:
         raise ValueError("model holds quantized layers: pass the scheme it was quantized with")
@@ -81,7 +81,8 @@ def cosine_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, target_grad: l
 
 
 def milestones(steps: int) -> list[int]:
-    return [int(steps / d) for d in DECAYS]
+    """The steps after which the step size is divided by 10 (the official M // d); none at step 0 for tiny M."""
+    return [m for m in (int(steps / d) for d in DECAYS) if m > 0]
 
 
 @ATTACKS.register("gradient_matching")
@@ -120,7 +121,7 @@ def gradient_matching(clean: Dataset, eps_d: float, seed: int, *, model: nn.Modu
         delta = ((x0 + delta).clamp(0, 1) - x0).requires_grad_(True)
         opt = torch.optim.Adam([delta], lr=tau * eps)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(steps), gamma=0.1)
-        curve = []
+        initial, curve = sum(loss.item() for loss in losses(delta.detach(), False)), []
         for _ in range(steps):
             grad, value = torch.zeros_like(delta), 0.0
             for loss in losses(delta, augment):
@@ -135,7 +136,7 @@ def gradient_matching(clean: Dataset, eps_d: float, seed: int, *, model: nn.Modu
         final = sum(loss.item() for loss in losses(delta.detach(), False))
         if not trials or final < min(t["final"] for t in trials):
             best_delta, chosen = delta.detach().clone(), len(trials)
-        trials.append({"initial": curve[0], "final": final, "curve": curve})
+        trials.append({"initial": initial, "final": final, "curve": curve})  # initial and final: no augmentation
     params = {"eps": eps, "steps": steps, "restarts": restarts, "tau": tau, "augment": augment,
               "batch_size": batch_size, "scheme": scheme.name if scheme is not None else None}
     provenance = {
