@@ -6,24 +6,27 @@ PY := $(VENV)/bin/python
 PRESET ?= cpu
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 INSTALLED := $(VENV)/.installed
+# The exact versions the committed reports were made with; `make setup CONSTRAINTS=` installs without them.
+CONSTRAINTS ?= constraints.txt
 
-.PHONY: setup data reproduce test lab
+.PHONY: setup data reproduce test test-portability lab
 
 setup: $(INSTALLED) data
 
 # The venv, the package with its dev extra, and the Jupyter kernel `qlib` that the notebooks name.
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --progress-bar off -e '.[dev]'
+	$(PY) -m pip install --progress-bar off $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
 	$(PY) -m ipykernel install --sys-prefix --name qlib --display-name "Python (qlib)"
 	touch $@
 
-# Fashion-MNIST: Debian's package when apt-get exists and we are root, else qlib falls back to download.
+# Fashion-MNIST: Debian's package when apt-get exists and we are root (waiting for a held package lock), else
+# qlib falls back to download.
 data: $(INSTALLED)
 	@if ! $(PY) -c "from qlib.data import locate; locate('fashion-mnist', download=False)" 2>/dev/null \
 	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian's dataset-fashion-mnist"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
+	  scripts/apt-install.sh dataset-fashion-mnist \
 	    || echo "apt-get could not install dataset-fashion-mnist; qlib will try torchvision's download"; \
 	fi
 	$(PY) -m qlib data fashion-mnist
@@ -38,5 +41,10 @@ test: setup
 	$(PY) -m pytest
 	QLIB_PRESET=smoke $(PY) -m pytest --nbval-lax notebooks/
 
+# The effect tests over the kernel matrix, with each statistic's margin (tests/effects.py).
+test-portability: setup
+	$(PY) tests/portability.py
+
+# Root is the usual user in containers: Jupyter refuses root without --allow-root. LAB_ARGS: more options.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)

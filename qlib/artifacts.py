@@ -20,7 +20,9 @@ class ArtifactError(RuntimeError):
     """A missing, incomplete or corrupted artifact."""
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it onto ``path``: readers see the old file
+    or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -58,7 +60,7 @@ def save(stem, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Write ``tensors`` and the JSON-serialisable ``meta`` under ``stem``."""
     tensor_path, manifest_path = paths(stem)
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    _atomic_write(tensor_path, lambda tmp: save_file(contiguous, tmp))
+    atomic_write(tensor_path, lambda tmp: save_file(contiguous, tmp))
     manifest = {"sha256": _sha256(tensor_path), "meta": meta}
     write_json(manifest_path, manifest)
 
@@ -66,7 +68,7 @@ def save(stem, tensors: dict[str, torch.Tensor], meta: dict) -> None:
 def write_json(path: Path, value) -> None:
     """Write the JSON of ``value`` to ``path`` atomically."""
     text = json.dumps(value, indent=2, sort_keys=True)
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def exists(stem) -> bool:
@@ -78,19 +80,22 @@ def load(stem) -> tuple[dict[str, torch.Tensor], dict]:
     tensor_path, manifest_path = paths(stem)
     for p in (manifest_path, tensor_path):
         if not p.exists():
-            raise ArtifactError(f"artifact {stem} is incomplete: {p} is missing")
+            raise ArtifactError(f"artifact {stem} is incomplete: {p} is missing; delete {stem}.* to recompute it")
     try:
         manifest = json.loads(manifest_path.read_text())
         expected, meta = manifest["sha256"], manifest["meta"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ArtifactError(f"artifact manifest {manifest_path} is corrupted: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise ArtifactError(f"artifact manifest {manifest_path} is corrupted ({e}): a manifest is JSON with the tensor "
+                            f"file's sha256 and meta; delete {stem}.* to recompute it") from e
     actual = _sha256(tensor_path)
     if actual != expected:
         raise ArtifactError(
-            f"artifact {tensor_path} is corrupted: sha256 {actual[:12]}… does not match the manifest's {expected[:12]}…"
+            f"artifact {tensor_path} is corrupted: sha256 {actual[:12]}… does not match the manifest's {expected[:12]}…; "
+            f"delete {stem}.* to recompute it"
         )
     try:
         tensors = load_file(tensor_path)
     except SafetensorError as e:
-        raise ArtifactError(f"artifact {tensor_path} cannot be read: {e}") from e
+        raise ArtifactError(f"artifact {tensor_path} cannot be read as safetensors ({e}); only safetensors files are "
+                            f"loaded, never pickles: delete {stem}.* to recompute it") from e
     return tensors, meta

@@ -1,25 +1,36 @@
 """A disk cache of trained models, attack targets, poison sets and evaluations, keyed by what determines them.
 
 A second run of a notebook with the same parameters loads its models and poisons instead of redoing them,
-and a killed run resumes from the last finished entry. Entries
-are artifacts (safetensors + checksummed manifest) under ``$QLIB_CACHE`` (default ``cache/`` in the
-project). The key holds the training fields, seed and scheme, not the code: after changing training or
-quantization code, delete the cache (``rm -rf cache``). A corrupted entry is an error that names the file.
+and a killed run resumes from the last finished entry. Entries are artifacts (safetensors + checksummed
+manifest) or small JSON files under ``$QLIB_CACHE`` (default ``cache/`` in the project). The key holds the
+training fields, seed and scheme, not the code: after changing training or quantization code, delete the cache
+(``rm -rf cache``). A corrupted entry is an error that names the file.
+
+Several processes may share a cache (a cluster run, two notebooks at once). Each entry has a lock
+(``.locks/<kind>-<key>.lock``, taken with ``filelock``): whoever takes it first computes the entry, the others wait
+and then load it, so an entry is computed once and nobody reads one that is being written. The operating system
+drops the lock of a process that dies, so a crashed writer blocks nobody; its scratch files are removed by the
+next holder. Every entry records the machine it was computed on (``qlib.provenance.machine``): the device is the
+one the model was trained on, or the one the caller passes.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
+from filelock import FileLock, Timeout
 from torch import nn
 
 from . import __version__, artifacts
 from .attacks.base import validate
 from .data import PROJECT_ROOT, Dataset
 from .poison import PoisonSet
+from .provenance import machine
 
 
 def cache_root() -> Path:
@@ -30,42 +41,76 @@ def key_hash(key: dict) -> str:
     return hashlib.sha256(json.dumps({**key, "qlib": __version__}, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def entry_lock(stem: Path):
+    """Hold the lock of the cache entry at ``stem`` (waiting, and saying so, while another process holds it), then
+    remove what a writer that died while holding it left behind. An flock lock: the OS drops it when its holder
+    dies, and it is never replaced by a marker file that would outlive one."""
+    locks = stem.parent.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(locks / f"{stem.parent.name}-{stem.name}.lock", is_singleton=True, fallback_to_soft=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"qlib: waiting for another process to finish cache entry {stem.parent.name}/{stem.name}", file=sys.stderr)
+        lock.acquire()
+    try:
+        for scratch in stem.parent.glob(f".{stem.name}.*.tmp"):
+            scratch.unlink(missing_ok=True)
+        yield
+    finally:
+        lock.release()
+
+
+# A finished entry never changes (its writer held the lock and wrote the manifest last), so an entry that exists is
+# read without the lock, which also lets a read-only cache be used; one that does not is computed under it.
+
+
 def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], dict]) -> tuple[nn.Module, dict]:
     """``build()`` a model, then load its weights from the cache, or ``train(model)`` it and store the weights
     with the JSON-serialisable result ``train`` returned. Returns (model, result)."""
     stem = cache_root() / kind / key_hash(key)
     model = build()
-    if artifacts.exists(stem):
-        tensors, meta = artifacts.load(stem)
-        model.load_state_dict(tensors)
-        return model, meta["result"]
-    result = train(model)
-    artifacts.save(stem, model.state_dict(), {"kind": kind, "key": key, "result": result})
-    return model, result
+    if not artifacts.exists(stem):
+        with entry_lock(stem):
+            if not artifacts.exists(stem):
+                result = train(model)
+                device = str(next(model.parameters()).device)
+                artifacts.save(stem, model.state_dict(), {"kind": kind, "key": key, "result": result, "machine": machine(device)})
+                return model, result
+    tensors, meta = artifacts.load(stem)
+    model.load_state_dict(tensors)
+    return model, meta["result"]
 
 
-def cached_poison(key: dict, make: Callable[[], PoisonSet], clean: Dataset) -> tuple[PoisonSet, float]:
-    """Load the poison set of ``key``, or ``make()`` it and store it with its wall time. Either way it is
-    validated against ``clean``. Returns (poison, seconds the attack took when it was made)."""
+def cached_poison(key: dict, make: Callable[[], PoisonSet], clean: Dataset, device: str = "auto") -> tuple[PoisonSet, float]:
+    """Load the poison set of ``key``, or ``make()`` it (on ``device``) and store it with its wall time. Either way
+    it is validated against ``clean``. Returns (poison, seconds the attack took when it was made)."""
     stem = cache_root() / "poison" / key_hash(key)
-    if artifacts.exists(stem):
-        tensors, meta = artifacts.load(stem)
-        return validate(PoisonSet.from_artifact(stem, tensors, meta), clean), meta["seconds"]
-    start = time.perf_counter()
-    poison = validate(make(), clean)
-    seconds = time.perf_counter() - start
-    poison.save(stem, key=key, seconds=seconds)
-    return poison, seconds
+    if not artifacts.exists(stem):
+        with entry_lock(stem):
+            if not artifacts.exists(stem):
+                start = time.perf_counter()
+                poison = validate(make(), clean)
+                seconds = time.perf_counter() - start
+                poison.save(stem, key=key, seconds=seconds, machine=machine(device))
+                return poison, seconds
+    tensors, meta = artifacts.load(stem)
+    return validate(PoisonSet.from_artifact(stem, tensors, meta), clean), meta["seconds"]
 
 
-def cached_result(kind: str, key: dict, compute: Callable[[], dict]) -> dict:
-    """A small JSON result of ``key`` (an evaluation): read it, or ``compute()`` it and store it atomically."""
-    path = cache_root() / kind / f"{key_hash(key)}.json"
-    if path.exists():
-        try:
-            return json.loads(path.read_text())["result"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise artifacts.ArtifactError(f"cached result {path} is corrupted: {e}") from e
-    result = compute()
-    artifacts.write_json(path, {"kind": kind, "key": key, "result": result})
-    return result
+def cached_result(kind: str, key: dict, compute: Callable[[], dict], device: str = "auto") -> dict:
+    """A small JSON result of ``key`` (an evaluation): read it, or ``compute()`` it (on ``device``) and store it
+    atomically."""
+    stem = cache_root() / kind / key_hash(key)
+    path = stem.with_name(f"{stem.name}.json")
+    if not path.exists():
+        with entry_lock(stem):
+            if not path.exists():
+                result = compute()
+                artifacts.write_json(path, {"kind": kind, "key": key, "result": result, "machine": machine(device)})
+                return result
+    try:
+        return json.loads(path.read_text())["result"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise artifacts.ArtifactError(f"cached result {path} is corrupted ({e}); delete it to recompute it") from e

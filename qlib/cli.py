@@ -7,6 +7,10 @@ from pathlib import Path
 
 import yaml
 
+from .artifacts import ArtifactError
+from .data import DataNotFoundError
+from .registry import ParameterError
+
 
 def _train(args) -> None:
     from .presets import load_preset
@@ -29,12 +33,42 @@ def _data(args) -> None:
         print(f"{args.dataset} {split}: {tuple(d.x.shape)} images, {d.num_classes} classes")
 
 
+def _parameter_file(path: str) -> dict:
+    """The parameters in a papermill-style YAML file (``-f``): a mapping of names to values."""
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ParameterError(f"parameter file {path!r} cannot be read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ParameterError(f"parameter file {path!r} is not YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ParameterError(f"parameter file {path!r} holds {type(values).__name__}; allowed: a YAML mapping of "
+                             "parameter names to values")
+    return values
+
+
 def _run(args) -> None:
+    from papermill.exceptions import PapermillExecutionError
+
     from .report import execute, report_dir, write_index
 
-    overrides = {k: yaml.safe_load(v) for k, v in args.param}
+    overrides = {}
+    for path in args.file:
+        overrides |= _parameter_file(path)
+    for name, text in args.param:
+        try:
+            overrides[name] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ParameterError(f"parameter {name}: value {text!r} is not YAML; allowed: a YAML scalar, list or "
+                                 "mapping such as 3, 0.1, true, [0, 1] or {eps: 0.1}") from None
     out_dir = Path(args.out) if args.out else report_dir(args.preset)
-    html = execute(Path(args.notebook), args.preset, out_dir, overrides)
+    notebook = Path(args.notebook)
+    try:
+        html = execute(notebook, args.preset, out_dir, overrides)
+    except PapermillExecutionError as e:
+        kept = out_dir / "failed" / notebook.name
+        sys.exit(f"qlib: {notebook.name} failed in cell {e.cell_index}: {e.ename}: {e.evalue}; the last good report "
+                 f"is untouched, this run's executed notebook is {kept}")
     print(f"wrote {html} and {write_index(out_dir)}")
 
 
@@ -57,11 +91,16 @@ def main(argv=None) -> None:
     p.add_argument("--preset", default="cpu")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="override one parameter (VALUE is read as YAML)")
+    p.add_argument("-f", "--file", action="append", default=[], metavar="FILE",
+                   help="override parameters from a YAML file of NAME: VALUE (as papermill -f); -p wins")
     p.add_argument("--out", help="output folder (default reports/<preset>)")
     p.set_defaults(func=_run)
 
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ParameterError, DataNotFoundError) as e:  # bad input: refused, as argparse refuses, with status 2
+        print(f"qlib: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except ArtifactError as e:
         sys.exit(f"qlib: error: {e}")

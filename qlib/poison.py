@@ -13,8 +13,8 @@ from . import artifacts
 
 def check_budget(eps_d: float) -> float:
     """ε_d is a fraction of the clean training set: it must lie in (0, 1]."""
-    if not isinstance(eps_d, (int, float)) or not 0 < eps_d <= 1:
-        raise ValueError(f"budget eps_d={eps_d!r} is outside (0, 1]")
+    if isinstance(eps_d, bool) or not isinstance(eps_d, (int, float)) or not 0 < eps_d <= 1:
+        raise ValueError(f"budget eps_d={eps_d!r}: allowed is a number in (0, 1]")
     return float(eps_d)
 
 

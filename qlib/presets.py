@@ -5,6 +5,10 @@ The YAML keys are the notebooks' parameters, so ``papermill -f qlib/presets/cpu.
 """
 
 import inspect
+import math
+import os
+import re
+import typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -15,7 +19,8 @@ from .attacks.gc import OPTIMIZERS
 from .attacks.unlearnable import UNLEARNABLE
 from .data import SOURCES
 from .models import MODELS
-from .poison import check_budget
+from .params import OWN, check_own, check_type
+from .registry import ParameterError, unknown_name
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
@@ -61,67 +66,71 @@ class Preset:
     targeted_epochs: int | None
 
     def __post_init__(self):
-        SOURCES.get(self.dataset)
-        MODELS.get(self.model)
-        for name in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"preset field {name}={getattr(self, name)!r} must be a positive integer")
-        for name in ("train_size", "test_size", "unlearnable_train_size", "targeted_train_size", "targeted_epochs"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"preset field {name}={v!r} must be a positive integer or null (all)")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"preset field lr={self.lr!r} must be a positive number")
-        if not (isinstance(self.width, (int, float)) and self.width > 0):
-            raise ValueError(f"preset field width={self.width!r} must be a positive number")
-        if not self.seeds or not all(isinstance(s, int) for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"preset field seeds={self.seeds!r} must be a non-empty list of distinct integers")
-        check_budget(self.eps_d)
-        check_budget(self.targeted_eps_d)
-        if not isinstance(self.targets, int) or self.targets < 1:
-            raise ValueError(f"preset field targets={self.targets!r} must be a positive integer")
-        seeds = self.targeted_seeds
-        if not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
-            raise ValueError(f"preset field targeted_seeds={seeds!r} must be a non-empty list of distinct integers")
-        if not (isinstance(self.eps_w, (int, float)) and self.eps_w > 0):
-            raise ValueError(f"preset field eps_w={self.eps_w!r} must be a positive number (a squared L2 budget)")
-        for name in ("gc_epochs", "tgda_epochs", "tgda_follower_steps", "tgda_cg_iters", "tgda_batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"preset field {name}={getattr(self, name)!r} must be a positive integer")
-        for name in ("gc_lr", "tgda_lr"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
-                raise ValueError(f"preset field {name}={getattr(self, name)!r} must be a positive number")
+        for name, hint in typing.get_type_hints(Preset).items():
+            check_type(name, getattr(self, name), hint, "preset field")
+        for name, registry in (("dataset", SOURCES), ("model", MODELS)):
+            if getattr(self, name) not in registry.names():
+                raise unknown_name(registry.kind, getattr(self, name), registry.names(), f"preset field {name}")
+        for name, (rule, allowed) in RANGES.items():
+            if not rule(getattr(self, name)):
+                raise ParameterError(f"preset field {name}={getattr(self, name)!r}: allowed is {allowed}")
         if self.gc_optimizer not in OPTIMIZERS:
-            raise ValueError(f"preset field gc_optimizer={self.gc_optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+            raise ParameterError(f"preset field gc_optimizer={self.gc_optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         check_unlearnable(self.unlearnable)
         check_settings("gradient_matching", self.gradient_matching, "gradient_matching", GM_SUPPLIED)
-        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"preset field device={self.device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
+        if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
+            raise ParameterError(f"preset field device={self.device!r}: allowed is 'auto', 'cpu' or 'cuda[:N]'")
 
     def asdict(self) -> dict:
         return asdict(self)
 
 
+def _positive(v) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _distinct(v) -> bool:
+    return len(v) > 0 and len(set(v)) == len(v)
+
+
+# Each field's range, after its type (the annotation) has been checked: (rule, what is allowed).
+RANGES = {
+    **{f: (lambda v: v >= 1, "a positive integer") for f in (
+        "epochs", "batch_size", "targets", "gc_epochs", "tgda_epochs", "tgda_follower_steps", "tgda_cg_iters",
+        "tgda_batch_size")},
+    **{f: (lambda v: v is None or v >= 1, "a positive integer or null (all)") for f in (
+        "train_size", "test_size", "unlearnable_train_size", "targeted_train_size", "targeted_epochs")},
+    **{f: (_positive, "a positive finite number") for f in ("width", "lr", "eps_w", "gc_lr", "tgda_lr")},
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0"),
+    **{f: (lambda v: 0 < v <= 1, "a number in (0, 1]") for f in ("eps_d", "targeted_eps_d")},
+    **{f: (_distinct, "a non-empty list of distinct integers") for f in ("seeds", "targeted_seeds")},
+}
 FIELDS = tuple(f.name for f in fields(Preset))
 SUPPLIED_BY_STUDY = ("model", "device")  # the surrogate and the device come from the preset's other fields
 GM_SUPPLIED = (*SUPPLIED_BY_STUDY, "target_image", "target_index", "adversarial_class", "scheme")  # set per trial
 
 
 def check_settings(attack: str, params, field: str, supplied=SUPPLIED_BY_STUDY) -> None:
-    """``params`` (preset field ``field``) are keyword arguments that attack ``attack`` accepts."""
-    accepted = set(inspect.signature(ATTACKS.get(attack)).parameters) - {"clean", "eps_d", "seed", *supplied}
-    if not isinstance(params, dict) or not set(params) <= accepted:
-        bad = sorted(set(params) - accepted) if isinstance(params, dict) else params
-        raise ValueError(f"preset field {field}: unknown setting(s) {bad}; valid: {', '.join(sorted(accepted))}")
+    """``params`` (preset field ``field``) are keyword arguments that attack ``attack`` accepts, each of the type the
+    attack's signature annotates."""
+    fn = ATTACKS.get(attack)
+    accepted = set(inspect.signature(fn).parameters) - {"clean", "eps_d", "seed", *supplied}
+    if not isinstance(params, dict):
+        raise ParameterError(f"preset field {field}={params!r}: allowed is a mapping of setting names to values")
+    if not set(params) <= accepted:
+        raise ParameterError(f"preset field {field}: unknown setting(s) {sorted(set(params) - accepted)}; valid: "
+                             f"{', '.join(sorted(accepted))}")
+    hints = typing.get_type_hints(fn)
+    for name, value in params.items():
+        if name in hints:
+            check_type(f"{field}.{name}", value, hints[name], "preset field")
 
 
-def check_unlearnable(settings) -> None:
+def check_unlearnable(settings: dict) -> None:
     """``settings`` maps unlearnable-example methods to keyword arguments each of them accepts."""
-    if not isinstance(settings, dict):
-        raise ValueError(f"preset field unlearnable={settings!r} must map method names to their settings")
     for name, params in settings.items():
         if name not in UNLEARNABLE:
-            raise ValueError(f"unknown unlearnable-example method {name!r} in preset field unlearnable; valid: {', '.join(UNLEARNABLE)}")
+            raise ParameterError(f"unknown unlearnable-example method {name!r} in preset field unlearnable; valid: {', '.join(UNLEARNABLE)}")
         check_settings(name, params, f"unlearnable.{name}")
 
 
@@ -130,29 +139,40 @@ def preset_names() -> list[str]:
 
 
 def _check_keys(keys, where: str) -> None:
-    unknown = sorted(set(keys) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"unknown preset field(s) {', '.join(unknown)} in {where}; valid: {', '.join(FIELDS)}")
+    for name in sorted(set(keys) - set(FIELDS)):
+        raise unknown_name("preset field", name, FIELDS, where)
 
 
 def read_yaml(name: str) -> dict:
     if name not in preset_names():
-        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(preset_names())}")
+        raise ParameterError(f"unknown preset {name!r}; valid: {', '.join(preset_names())}")
     values = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
     _check_keys(values, f"{name}.yaml")
     if values.get("preset") != name:
-        raise ValueError(f"{name}.yaml must say preset: {name}, it says {values.get('preset')!r}")
+        raise ParameterError(f"{name}.yaml must say preset: {name}, it says {values.get('preset')!r}")
     return values
 
 
 def load_preset(name: str, **overrides) -> Preset:
-    """The named preset with ``overrides`` applied; an override of None keeps the preset's value."""
+    """The named preset with ``overrides`` applied; an override of None keeps the preset's value. Any bad name or
+    value is a :class:`ParameterError` naming it and what is allowed."""
     _check_keys(overrides, "overrides")
-    base = Preset(**read_yaml(name))
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        base = Preset(**read_yaml(name))
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    except ParameterError:
+        raise
+    except (ValueError, TypeError) as e:  # a registry's unknown name, a budget, an attack setting
+        raise ParameterError(str(e)) from None
 
 
 def from_notebook(preset: str, namespace: dict) -> Preset:
     """Resolve a notebook's parameters: ``preset`` names the base; any preset field set (not None) in
-    ``namespace`` — by the parameters cell, papermill ``-p`` or ``-f`` — overrides it."""
+    ``namespace`` — by the parameters cell, papermill ``-p`` or ``-f`` — overrides it. The notebook's own
+    parameters found in ``namespace`` (``qlib.params.OWN``) are checked too."""
+    if not isinstance(preset, str) or preset not in preset_names():
+        source = " (from QLIB_PRESET)" if os.environ.get("QLIB_PRESET") == preset else ""
+        raise ParameterError(f"unknown preset {preset!r}{source}; valid: {', '.join(preset_names())}")
+    for name in OWN.keys() & namespace.keys():
+        check_own(name, namespace[name])
     return load_preset(preset, **{k: namespace[k] for k in FIELDS if k != "preset" and k in namespace})

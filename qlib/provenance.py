@@ -1,6 +1,7 @@
-"""What a result was measured on: preset, code version, software, hardware and wall time."""
+"""What a result was measured on: preset, code version, software, hardware (CPU, its kernels, threads) and wall time."""
 
 import datetime
+import os
 import platform
 import subprocess
 import time
@@ -23,17 +24,26 @@ def git_commit() -> str:
         return "unknown"
 
 
-def device_name(device: str = "auto") -> str:
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
-    return f"CPU: {cpu}, {torch.get_num_threads()} threads"
+        return platform.processor() or platform.machine()
+
+
+def machine(device: str = "auto") -> dict:
+    """What a float result depends on besides code, inputs and seed: the CPU and torch's CPU kernels (capability,
+    oneDNN's cap if set, threads), the torch version and the device. A record, not a cache key: on another CPU the
+    same seed gives other last bits, and training turns them into other numbers (README, "Determinism")."""
+    dev = resolve_device(device)
+    record = {"cpu": cpu_model(), "cpu capability": torch.backends.cpu.get_cpu_capability(),
+              "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        record["ONEDNN_MAX_CPU_ISA"] = os.environ["ONEDNN_MAX_CPU_ISA"]
+    return record
 
 
 def provenance(cfg: Preset, started: float) -> dict:
@@ -44,8 +54,7 @@ def provenance(cfg: Preset, started: float) -> dict:
         "model": f"{cfg.model} (width {cfg.width})",
         "seeds": ", ".join(map(str, cfg.seeds)),
         "git commit": git_commit(),
-        "torch": torch.__version__,
-        "device": device_name(cfg.device),
+        **machine(cfg.device),
         "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "wall time": f"{time.time() - started:.0f} s",
     }

@@ -1,8 +1,25 @@
 """Look-up by name, timm-style: ``REGISTRY.get("cnn")`` or a clear error listing the known names."""
 
+import difflib
+
+
+class ParameterError(ValueError):
+    """A bad parameter value or name. The message names the value and what is allowed; in a notebook the error
+    shows as that one line instead of a traceback."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this in place of the traceback
+        return [f"qlib: error: {self}"]
+
+
+def unknown_name(kind: str, name, valid, where: str = "") -> ParameterError:
+    """The error for an unknown ``name``: the closest valid names first, then all of them."""
+    close = difflib.get_close_matches(str(name), list(valid), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return ParameterError(f"unknown {kind} {name!r}{' in ' + where if where else ''}{hint}; valid: {', '.join(valid)}")
+
 
 class Registry:
-    """A named table of constructors; unknown names raise ``ValueError`` naming the valid ones."""
+    """A named table of constructors; an unknown name raises :class:`ParameterError` naming the valid ones."""
 
     def __init__(self, kind: str):
         self.kind = kind
@@ -19,7 +36,7 @@ class Registry:
 
     def get(self, name: str):
         if name not in self._items:
-            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+            raise unknown_name(self.kind, name, self.names())
         return self._items[name]
 
     def names(self) -> list[str]:

@@ -1,36 +1,120 @@
-"""Executing notebooks with papermill and rendering them, with an index page, into ``reports/<preset>/``."""
+"""Executing notebooks with papermill and rendering them, with an index page, into ``reports/<preset>/``.
+
+A report is a pair, the executed notebook and its HTML, that share a run id. Both are made in a scratch folder
+and moved into place only after the run succeeded, so a failed or killed run leaves the last good pair as it
+was; a failed run's executed notebook is kept under ``failed/`` for debugging. The index lists complete pairs
+only. Parameters are checked against the notebook's parameters cell before a kernel starts.
+"""
 
 import datetime
 import html
+import os
+import shutil
+import socket
+import tempfile
+import uuid
 from pathlib import Path
 
 import nbformat
 
+from .artifacts import atomic_write
 from .data import PROJECT_ROOT
-from .presets import read_yaml
+from .params import OWN, check_own, check_type, parse_hint
+from .registry import ParameterError, unknown_name
+from .presets import FIELDS, load_preset, read_yaml
 
 KERNEL = "qlib"
 HEADLINE_TAG = "headline"
+RUN_META = "qlib-run"  # the run id in the notebook's metadata and in the HTML's <meta>
+SCRATCH = ".partial-"  # scratch folders of runs in progress: .partial-<host>-<pid>-<notebook>-<random>
 
 
-def execute(notebook: Path, preset: str, out_dir: Path, overrides: dict | None = None, progress: bool = True) -> Path:
-    """Run ``notebook`` with the preset's YAML values (plus ``overrides``) as papermill parameters.
-
-    Writes the executed notebook and its HTML rendering into ``out_dir``; returns the HTML path.
-    """
+def notebook_parameters(notebook: Path) -> dict:
+    """The parameters ``notebook``'s cell tagged ``parameters`` declares, as papermill reads it, each with the type
+    a value must have beyond the preset's fields (which :func:`load_preset` checks): a notebook's own from
+    ``qlib.params.OWN``, any other from its annotation in the cell (None: any value)."""
     import papermill
 
     notebook = Path(notebook)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    executed = out_dir / notebook.name
+    if not notebook.is_file():
+        raise ParameterError(f"notebook {str(notebook)!r} not found; the project's notebooks: "
+                             f"{', '.join(p.name for p in sorted((PROJECT_ROOT / 'notebooks').glob('*.ipynb')))}")
+    declared = papermill.inspect_notebook(str(notebook))
+    if not declared:
+        raise ParameterError(f"notebook {notebook.name} has no cell tagged 'parameters'")
+    return {name: OWN[name][0] if name in OWN else parse_hint(p["inferred_type_name"]) if name not in FIELDS
+            and p["inferred_type_name"] != "None" else None for name, p in declared.items()}
+
+
+def check_parameters(notebook: Path, preset: str, values: dict) -> None:
+    """Refuse, with a :class:`ParameterError` naming the value and what is allowed, any name ``notebook`` does not
+    declare and any value of the wrong type or out of range, before anything runs or is written."""
+    hints = notebook_parameters(notebook)
+    for name, value in values.items():
+        if name == "preset":  # a preset file passed with -f names its preset: fine if it is the one chosen
+            if value != preset:
+                raise ParameterError(f"parameter preset={value!r}: choose the preset with --preset ({preset!r} now)")
+            continue
+        if name not in hints:
+            raise unknown_name("parameter", name, [n for n in hints if n != "preset"], Path(notebook).name)
+        if name in OWN:
+            check_own(name, value)
+        elif name not in FIELDS and hints[name] is not None:
+            check_type(name, value, hints[name])
+    load_preset(preset, **{k: v for k, v in values.items() if k in FIELDS})
+
+
+def execute(notebook: Path, preset: str, out_dir: Path, overrides: dict | None = None, progress: bool = True) -> Path:
+    """Run ``notebook`` with the preset's YAML values (plus ``overrides``) as papermill parameters and put the
+    executed notebook and its HTML into ``out_dir`` together; returns the HTML path.
+
+    A bad parameter is refused before a kernel starts. If the run fails, the executed notebook goes to
+    ``out_dir/failed/`` and the error is raised; the previous pair in ``out_dir`` is left untouched."""
+    import papermill
+
+    notebook, out_dir = Path(notebook), Path(out_dir)
+    check_parameters(notebook, preset, overrides or {})
     params = {**read_yaml(preset), **(overrides or {})}
-    papermill.execute_notebook(
-        str(notebook), str(executed), parameters=params, kernel_name=KERNEL, progress_bar=progress, cwd=str(notebook.parent)
-    )
-    return render(executed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_scratch(out_dir)
+    scratch = Path(tempfile.mkdtemp(dir=out_dir, prefix=f"{SCRATCH}{socket.gethostname()}-{os.getpid()}-{notebook.stem}-"))
+    executed = scratch / notebook.name
+    try:
+        try:
+            papermill.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name=KERNEL,
+                                       progress_bar=progress, cwd=str(notebook.parent))
+        except BaseException:
+            if executed.exists():
+                (out_dir / "failed").mkdir(exist_ok=True)
+                os.replace(executed, out_dir / "failed" / notebook.name)
+            raise
+        run = uuid.uuid4().hex
+        nb = nbformat.read(executed, as_version=4)
+        nb.metadata[RUN_META] = run
+        nbformat.write(nb, executed)
+        render(executed, run)
+        os.replace(executed, out_dir / notebook.name)
+        os.replace(executed.with_suffix(".html"), out_dir / f"{notebook.stem}.html")
+        (out_dir / "failed" / notebook.name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out_dir / f"{notebook.stem}.html"
 
 
-def render(executed: Path) -> Path:
+def _remove_abandoned_scratch(out_dir: Path) -> None:
+    """Scratch folders of this host's runs whose process is gone (killed): nothing else will remove them. Another
+    host's are left alone: its processes cannot be seen from here."""
+    for folder in out_dir.glob(f"{SCRATCH}{socket.gethostname()}-*"):
+        try:
+            os.kill(int(folder.name[len(SCRATCH) + len(socket.gethostname()) + 1:].split("-", 1)[0]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
+
+
+def render(executed: Path, run: str) -> Path:
+    """``executed`` as HTML beside it, stamped with the run id ``run``."""
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
@@ -39,8 +123,17 @@ def render(executed: Path) -> Path:
     exporter.register_preprocessor(CoalesceStreamsPreprocessor(enabled=True), enabled=True)
     body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     out = executed.with_suffix(".html")
-    out.write_text(body, encoding="utf-8")
+    out.write_text(body.replace("<head>", f'<head>\n<meta name="{RUN_META}" content="{run}">', 1), encoding="utf-8")
     return out
+
+
+def complete(executed: Path) -> bool:
+    """Whether ``executed`` and its HTML are one run's pair."""
+    page = executed.with_suffix(".html")
+    if not page.exists():
+        return False
+    run = nbformat.read(executed, as_version=4).metadata.get(RUN_META)
+    return run is not None and f'<meta name="{RUN_META}" content="{run}">' in page.read_text(encoding="utf-8")
 
 
 def _title(nb) -> str:
@@ -70,7 +163,7 @@ def write_index(out_dir: Path) -> Path:
     from nbconvert.filters.markdown import markdown2html
 
     items = []
-    for executed in sorted(out_dir.glob("*.ipynb")):
+    for executed in filter(complete, sorted(out_dir.glob("*.ipynb"))):
         nb = nbformat.read(executed, as_version=4)
         items.append(
             f'<section><h2><a href="{html.escape(executed.with_suffix(".html").name)}">{html.escape(_title(nb))}</a></h2>'
@@ -87,7 +180,7 @@ def write_index(out_dir: Path) -> Path:
         + "</body></html>"
     )
     index = out_dir / "index.html"
-    index.write_text(page, encoding="utf-8")
+    atomic_write(index, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return index
 
 

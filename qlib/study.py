@@ -1,6 +1,8 @@
 """Study runners: each returns tidy pandas DataFrames that a notebook shows and plots."""
 
 import inspect
+import os
+import signal
 import time
 from dataclasses import asdict
 
@@ -140,7 +142,7 @@ def attack_poison(cfg: Preset, name: str, seed: int, eps_d: float, train: data.D
             params["device"] = cfg.device
         return run_attack(name, train, eps_d, seed, **params)
 
-    return cached_poison(key, make, train)
+    return cached_poison(key, make, train, cfg.device)
 
 
 REGIMES = ("fp", "ptq", "qat")
@@ -174,7 +176,7 @@ def retrain_and_evaluate(poison: PoisonSet, scheme: QuantScheme, regime: str, cf
 
         key = {"model": model_key(cfg, seed, trained_as, train, nu), "regime": regime, "scheme": asdict(scheme),
                "test_size": cfg.test_size, "test_n": len(test)}
-        return cached_result("accuracy", key, compute)["acc"]
+        return cached_result("accuracy", key, compute, cfg.device)["acc"]
 
     clean_acc, acc = accuracy(None), accuracy(poison)
     return {"regime": regime, "scheme": scheme.name, "seed": seed, "attack": poison.provenance["attack"],
@@ -203,7 +205,15 @@ def attack_drops(cfg: Preset, attacks: list[str], eps_ds: list[float], cells: li
         rows.append({**row, "method": scheme.method, "attack_seconds": seconds, "objective_initial": objective.get("initial"),
                      "objective_final": objective.get("final"), "objective_steps": objective.get("steps"),
                      "norm": poison.provenance.get("norm"), "eps": poison.provenance.get("eps")})
+        _kill_for_test(len(rows))
     return pd.DataFrame(rows)
+
+
+def _kill_for_test(cells_done: int) -> None:
+    """Test hook (tests/test_resume.py): with ``QLIB_TEST_KILL_AFTER_CELLS=k`` the process SIGKILLs itself once k
+    cells of a grid are in the cache, so the kill-and-resume test is exact rather than a race against the clock."""
+    if cells_done == int(os.environ.get("QLIB_TEST_KILL_AFTER_CELLS", -1)):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def clean_baselines(cfg: Preset, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -74,7 +74,7 @@ def poison(cfg: Preset, seed: int, target: pd.Series, scheme: QuantScheme, train
                                  target_index=int(target.target_index), adversarial_class=int(target.adversarial_class),
                                  scheme=None if scheme.is_fp else scheme, device=cfg.device, **params)
 
-    return cached_poison(key, make, train)
+    return cached_poison(key, make, train, cfg.device)
 
 
 def victim(cfg: Preset, seed: int, scheme: QuantScheme, target: pd.Series, train: data.Dataset, test: data.Dataset,
@@ -95,7 +95,7 @@ def victim(cfg: Preset, seed: int, scheme: QuantScheme, target: pd.Series, train
 
     key = {"model": model_key(cfg, vseed, scheme, train, nu), "target_index": index, "test_size": cfg.test_size,
            "adversarial_class": int(target.adversarial_class), "test_n": len(test), "accuracy_images": ACCURACY_IMAGES}
-    return cached_result("targeted", key, compute)
+    return cached_result("targeted", key, compute, cfg.device)
 
 
 def targeted(cfg: Preset, progress: bool = True) -> pd.DataFrame:

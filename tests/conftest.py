@@ -1,6 +1,7 @@
 import gzip
 import pickle
 
+import effects
 import numpy as np
 import pytest
 import torch
@@ -102,11 +103,19 @@ def exact_logistic_regression(x: torch.Tensor, y: torch.Tensor) -> nn.Module:
     return model
 
 
-@pytest.fixture(scope="session")
-def fashion_e2e():
-    """(train, test, clean-test accuracy of the small CNN trained on train): the unlearnable-example end-to-end
-    checks compare a poisoned training run with this one."""
-    from ue_checks import accuracy_after_training, fashion_small
+def pytest_generate_tests(metafunc):
+    """A test that asserts an effect of training runs once per seed of ``QLIB_EFFECT_SEEDS`` (tests/effects.py)."""
+    if "effect_seed" in metafunc.fixturenames:
+        metafunc.parametrize("effect_seed", effects.seeds(), scope="module", ids=lambda s: f"seed{s}")
 
-    train, test = fashion_small()
-    return train, test, accuracy_after_training(train, test)
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "effect_seed" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.effect)
+
+
+@pytest.fixture
+def effect(request, effect_seed):
+    """The seed of an effect test and ``check(name, value)`` against its bound (tests/effects.py)."""
+    return effects.Effect(effect_seed, request.function, request.node.nodeid)

@@ -30,3 +30,12 @@ def test_run_executes_renders_and_indexes(tmp_path):
     assert "Clean FP accuracy on fashion-mnist" in html
     index = (tmp_path / "index.html").read_text()
     assert 'href="00_clean_baselines.html"' in index and "Clean FP accuracy on fashion-mnist" in index
+
+
+def test_a_preset_file_of_the_chosen_preset_is_a_parameter_file():
+    """``-f qlib/presets/smoke.yaml --preset smoke``, as papermill users pass a preset file: it names its own
+    preset, which is the chosen one, and every other key is a parameter of the notebook."""
+    from qlib.presets import read_yaml
+    from qlib.report import check_parameters
+
+    check_parameters(ROOT / "notebooks/01_ptq.ipynb", "smoke", read_yaml("smoke") | {"sweep_eps_d": [0.1]})

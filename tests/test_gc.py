@@ -19,19 +19,20 @@ def flat(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-def test_gc_reaches_a_reachable_target_on_logistic_regression():
+def test_gc_reaches_a_reachable_target_on_logistic_regression(effect):
     clean = blobs()
     # a known poison set that keeps labels and moves images: its retrained parameters are a reachable target
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(1 + effect.seed)
     idx = torch.randperm(len(clean), generator=g)[:45]
     known = clean.replace(torch.cat([clean.x, (1 - clean.x[idx])]), torch.cat([clean.y, clean.y[idx]]))
     w_c, target = logistic_regression(clean), logistic_regression(known)
-    poison = run_attack("gc", clean, 0.15, seed=1, target=target, epochs=600, lr=0.02, threshold=1e-4, device="cpu")
+    poison = run_attack("gc", clean, 0.15, seed=1 + effect.seed, target=target, epochs=600, lr=0.02, threshold=1e-4,
+                        device="cpu")
     objective = poison.provenance["objective"]
-    assert objective["final"] < 0.01 * objective["initial"]
+    effect.check("gc convex objective ratio", objective["final"] / objective["initial"])
     retrained = logistic_regression(clean.replace(torch.cat([clean.x, poison.x]), torch.cat([clean.y, poison.y])))
     before, after = (flat(w_c) - flat(target)).norm(), (flat(retrained) - flat(target)).norm()
-    assert after < 0.05 * before, f"retraining on μ+ν_GC lands {after:.3f} from ŵ; the clean optimum is {before:.3f}"
+    effect.check("gc convex distance ratio", after / before)  # retrained on μ+ν_GC, relative to the clean optimum
 
 
 def test_chunked_objective_and_gradient_match_one_pass():

@@ -130,25 +130,26 @@ def test_too_small_a_class_and_quantized_model_without_scheme(toy_setup):
 
 
 @pytest.fixture(scope="module")
-def fashion():
-    """The end-to-end Fashion-MNIST subset and a small CNN trained on it (the surrogate)."""
+def fashion(effect_seed):
+    """The end-to-end Fashion-MNIST subset and a small CNN trained on it from the seed (the surrogate)."""
     train, test = fashion_small()
-    model = create_model("cnn", train, E2E["width"], seed=0)
-    fit(model, train, epochs=E2E["epochs"], lr=E2E["lr"], batch_size=E2E["batch_size"], seed=0, progress=False, device="cpu")
+    model = create_model("cnn", train, E2E["width"], seed=effect_seed)
+    fit(model, train, epochs=E2E["epochs"], lr=E2E["lr"], batch_size=E2E["batch_size"], seed=effect_seed, progress=False,
+        device="cpu")
     model.eval()
     with torch.no_grad():
         correct = (model(test.x).argmax(1) == test.y).nonzero().flatten()
     return train, test, model, correct
 
 
-def test_descending_on_the_poisons_pulls_the_target_toward_the_adversarial_class(fashion):
+def test_descending_on_the_poisons_pulls_the_target_toward_the_adversarial_class(fashion, effect):
     """The mechanism: gradient steps on the poisons alone, from the surrogate, lower the target's adversarial
     loss far more than the same steps on the clean images they were made from."""
     train, test, model, correct = fashion
     t = int(correct[0])
     adv = (int(test.y[t]) + 3) % 10
-    p = gradient_matching(train, 0.05, 0, model=model, target_image=test.x[t], target_index=t, adversarial_class=adv,
-                          eps=0.3, steps=30, restarts=1, augment=False, device="cpu")
+    p = gradient_matching(train, 0.05, effect.seed, model=model, target_image=test.x[t], target_index=t,
+                          adversarial_class=adv, eps=0.3, steps=60, restarts=1, augment=False, device="cpu")
 
     def target_loss_after_descent(x):
         m = copy.deepcopy(model).eval()
@@ -161,7 +162,7 @@ def test_descending_on_the_poisons_pulls_the_target_toward_the_adversarial_class
             return nnf.cross_entropy(m(test.x[t:t + 1]), torch.tensor([adv])).item()
 
     poisoned, clean = target_loss_after_descent(p.x), target_loss_after_descent(train.x[p.indices])
-    assert poisoned < 0.5 * clean
+    effect.check("gm descent loss ratio", poisoned / clean)
 
 
 def linear(seed):
@@ -170,27 +171,31 @@ def linear(seed):
         return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
 
 
-def test_on_a_tiny_problem_the_attack_beats_a_random_perturbation(fashion):
+def test_on_a_tiny_problem_the_attack_beats_a_random_perturbation(effect):
     """A small model (softmax regression, whose training forgets its initialisation) on 1,000 Fashion-MNIST images,
-    10% poisons at ε = 0.3: over six targets and seeds, victims retrained from scratch (another seed than the
-    surrogate's) put the target in the adversarial class more often with gradient matching's poisons than with
-    sign noise of the same size on the same images (measured: 4 of 6 against 0 of 6)."""
-    train, test = fashion[:2]
-    surrogate = linear(0)
-    fit(surrogate, train, epochs=10, lr=0.05, batch_size=64, seed=0, progress=False, device="cpu")
+    10% poisons at ε = 0.3, ten targets: a victim retrained from scratch (another seed than the surrogate's) on
+    gradient matching's poisons gives the target's adversarial class at least e times the probability that a victim
+    trained on sign noise of the same size on the same images gives it, in at least 6 of the 10 trials. (Measured: in
+    9 or 10 of 10 for every seed and kernel setting, by 1.4 to 17 nats over 30 trials; the target itself flipped in
+    2-6 of 6 with the attack, 0-1 with noise, too spread a count for a bound that holds on every CPU.)"""
+    train, test = fashion_small()
+    surrogate = linear(effect.seed)
+    fit(surrogate, train, epochs=10, lr=0.05, batch_size=64, seed=effect.seed, progress=False, device="cpu")
     with torch.no_grad():
         correct = (surrogate.eval()(test.x).argmax(1) == test.y).nonzero().flatten()
-    hits = {"attack": 0, "random": 0}
-    for trial in range(6):
+    wins = 0
+    for trial in range(10 * effect.seed, 10 * effect.seed + 10):
         t = int(correct[trial * 7])
         adv = (int(test.y[t]) + 1 + trial) % 10
         p = gradient_matching(train, 0.1, trial, model=surrogate, target_image=test.x[t], target_index=t,
                               adversarial_class=adv, eps=0.3, steps=40, restarts=1, augment=False, device="cpu")
         noise = 0.3 * torch.randint(0, 2, p.x.shape, generator=torch.Generator().manual_seed(trial)).mul(2).sub(1)
         random = PoisonSet((train.x[p.indices] + noise).clamp(0, 1), p.y, p.indices, p.eps_d, p.provenance)
-        for kind, nu in (("attack", p), ("random", random)):
+        log_p_adv = []
+        for nu in (p, random):
             victim = linear(100 + trial)
             fit(victim, data.mix(train, nu), epochs=10, lr=0.05, batch_size=64, seed=100 + trial, progress=False, device="cpu")
             with torch.no_grad():
-                hits[kind] += int(victim.eval()(test.x[t:t + 1]).argmax()) == adv
-    assert hits["attack"] >= 3 and hits["attack"] > hits["random"], hits
+                log_p_adv.append(victim.eval()(test.x[t:t + 1]).log_softmax(1)[0, adv].item())
+        wins += log_p_adv[0] - log_p_adv[1] >= 1.0
+    effect.check("gm tiny problem wins over noise", wins)

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as nnf
@@ -9,12 +11,21 @@ from qlib.quant import QConv2d, parse_scheme, quantized_state
 from qlib.train import fit
 
 
+def train_toy(seed):
+    d = toy_dataset(n=160, size=28)
+    model = create_model("cnn", d, width=0.25, seed=seed)
+    fit(model, d, epochs=3, lr=0.05, batch_size=32, seed=seed, device="cpu", progress=False)
+    return model.eval(), d
+
+
 @pytest.fixture(scope="module")
 def trained():
-    d = toy_dataset(n=160, size=28)
-    model = create_model("cnn", d, width=0.25, seed=0)
-    fit(model, d, epochs=3, lr=0.05, batch_size=32, device="cpu", progress=False)
-    return model.eval(), d
+    return train_toy(0)
+
+
+@pytest.fixture(scope="module")
+def trained_seeded(effect_seed):
+    return train_toy(effect_seed)
 
 
 def loss(model, d):
@@ -23,13 +34,21 @@ def loss(model, d):
 
 
 @pytest.mark.parametrize("eps_w", [0.05, 0.5])
-def test_budget_is_met_and_the_loss_rises(trained, eps_w):
+def test_budget_is_met(trained, eps_w):
     model, d = trained
     target = gradpc(model, d, eps_w=eps_w, batch_size=32)
     eps = squared_distance(list(target.parameters()), list(model.parameters()))
     assert eps == pytest.approx(eps_w, rel=1e-3)
-    assert loss(target, d) > loss(model, d) + 0.1
     assert all(torch.equal(a, b) for a, b in zip(target.buffers(), model.buffers()))  # BN statistics untouched
+
+
+def test_the_loss_rises(trained_seeded, effect):
+    """At the paper's ε_w = 0.5 the training loss rises by 18-47 (measured over seeds); the statistic is log10 of
+    the rise, whose spread is small against its distance to log10 0.1. (At ε_w = 0.05 the rise was 0.14-2.3: too
+    spread for a bound that holds on every CPU.)"""
+    model, d = trained_seeded
+    rise = loss(gradpc(model, d, eps_w=0.5, batch_size=32), d) - loss(model, d)
+    effect.check("gradpc log10 loss rise at eps_w 0.5", math.log10(max(rise, 1e-12)))
 
 
 def test_deterministic_and_leaves_the_clean_model_alone(trained):

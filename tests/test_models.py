@@ -51,5 +51,5 @@ def test_same_seed_same_weights_and_global_rng_untouched():
 
 
 def test_unknown_model_lists_known():
-    with pytest.raises(ValueError, match="unknown model 'vgg'; known: cnn, resnet18"):
+    with pytest.raises(ValueError, match="unknown model 'vgg'; valid: cnn, resnet18"):
         create_model("vgg", toy_dataset(n=2))

@@ -24,7 +24,7 @@ def test_round_trip(tmp_path):
 
 @pytest.mark.parametrize("eps_d", [0, -0.1, 1.5, float("nan"), "0.03"])
 def test_budget_outside_unit_interval_is_rejected(eps_d):
-    with pytest.raises(ValueError, match=r"outside \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"allowed is a number in \(0, 1\]"):
         make(eps_d=eps_d)
 
 

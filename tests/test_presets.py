@@ -27,15 +27,17 @@ def test_unknown_preset_lists_valid_ones():
 
 
 def test_unknown_key_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown preset field\(s\) epoch .*valid: preset, dataset"):
+    with pytest.raises(ValueError, match=r"unknown preset field 'epoch' in overrides \(did you mean epochs.*valid: preset, dataset"):
         load_preset("cpu", epoch=3)
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("epochs", 0, "epochs"), ("seeds", [], "seeds"), ("seeds", [0, 0], r"seeds=\[0, 0\] must be a non-empty list of distinct"),
+    ("epochs", 0, "epochs"), ("seeds", [], "seeds"), ("seeds", [0, 0], r"seeds=\[0, 0\]: allowed is a non-empty list of distinct"),
     ("dataset", "mnist", "unknown dataset"),
     ("model", "vgg", "unknown model"), ("lr", -1, "lr"), ("device", "tpu", "device"), ("train_size", 0, "train_size"),
-    ("eps_d", 1.5, r"eps_d=1.5 is outside \(0, 1\]"), ("eps_d", 0, "outside"), ("eps_w", 0, "eps_w=0 must be a positive number"),
+    ("eps_d", 1.5, r"eps_d=1.5: allowed is a number in \(0, 1\]"), ("eps_d", 0, r"\(0, 1\]"),
+    ("eps_w", 0, "eps_w=0: allowed is a positive finite number"), ("epochs", True, "epochs=True: allowed is an integer"),
+    ("weight_decay", -1, "weight_decay=-1"), ("augment", "yes", "augment='yes': allowed is true or false"),
     ("gc_optimizer", "sgd", "gc_optimizer='sgd'; valid: adam, gd"), ("gc_epochs", 0, "gc_epochs"),
     ("tgda_cg_iters", 2.5, "tgda_cg_iters"), ("gc_lr", 0, "gc_lr"), ("tgda_lr", -1, "tgda_lr"),
 ])

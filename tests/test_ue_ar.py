@@ -3,19 +3,21 @@ original's raster loop, and stable, per-class distinct processes that a matching
 
 import pytest
 import torch
-from ue_checks import CLEARLY_LOWER, accuracy_after_training, check_contract, fashion_small
+from ue_checks import accuracy_drop, check_contract, fashion_small
 
 from qlib.attacks import run_attack
 from qlib.attacks.unlearnable import ar  # noqa: F401  (registers "ar")
 
 FASHION = {"eps": 3.0, "min_response": 5.0}  # the cpu preset (one channel, 28×28)
+# the end-to-end statistic (tests/effects.py) needs an effect large against its spread over seeds and CPUs:
+# twice the cpu preset's radius
+END_TO_END = {**FASHION, "eps": 6.0}
 SEARCH = {"max_norm": 50.0, "min_response": 5.0, "trials": 3, "max_candidates": 1_000_000}
 
 
 @pytest.fixture(scope="module")
-def poisoned(fashion_e2e):
-    train, _, _ = fashion_e2e
-    return run_attack("ar", train, 1.0, seed=0, **FASHION)
+def poisoned(effect_seed):
+    return run_attack("ar", fashion_small()[0], 1.0, seed=effect_seed, **END_TO_END)
 
 
 def filter_classifier(coefficients, noise):
@@ -55,13 +57,13 @@ def test_processes_are_stable_and_distinct():
     assert torch.equal(filter_classifier(coefficients, noise), y)
 
 
-def test_poison_is_a_filter_shortcut(poisoned, fashion_e2e):
+def test_poison_is_a_filter_shortcut(poisoned):
     """A linear classifier cannot see AR noise (zero mean in every class); its matching filters can, after clipping."""
-    delta = poisoned.x - fashion_e2e[0].x
+    delta = poisoned.x - fashion_small()[0].x
     coefficients = torch.tensor(poisoned.provenance["coefficients"])
     assert (filter_classifier(coefficients, delta) == poisoned.y).float().mean() >= 0.95
 
 
-def test_poison_lowers_clean_accuracy(poisoned, fashion_e2e):
-    train, test, clean_acc = fashion_e2e
-    assert accuracy_after_training(train, test, poisoned) <= clean_acc - CLEARLY_LOWER
+def test_poison_lowers_clean_accuracy(poisoned, effect):
+    """The mean over 6 victims: with 3 the drop varied from 35 to 45 points between seeds and kernels (measured)."""
+    effect.check("ar drop", accuracy_drop(poisoned, effect.seed, victims=6))

@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as nnf
 from torch.func import jacrev, vmap
-from ue_checks import CLEARLY_LOWER, accuracy_after_training, check_contract, fashion_small
+from ue_checks import accuracy_drop, check_contract, fashion_small
 
 from qlib.attacks import run_attack
 from qlib.attacks.unlearnable import ntga  # noqa: F401
@@ -12,6 +12,8 @@ from qlib.attacks.unlearnable.ntk import _EarlyStopInverse, erf_kernels, gd_mse_
 
 W2, B2, DEPTH = 1.76, 0.18, 5
 FASHION = {"eps": 16 / 255, "steps": 3, "val_size": 1000}  # the cpu preset's settings
+# the end-to-end statistic (tests/effects.py) needs an effect large against its spread over seeds and CPUs
+END_TO_END = {**FASHION, "eps": 0.15}
 SMALL = {"steps": 2, "block_size": 100, "val_size": 100}  # eps: the default 8/255
 
 
@@ -19,10 +21,9 @@ def test_contract():
     check_contract("ntga", fashion_small(200, 100)[0], "linf", 8 / 255, **SMALL)
 
 
-def test_poison_makes_fashion_unlearnable(fashion_e2e):
-    train, test, clean_acc = fashion_e2e
-    poison = run_attack("ntga", train, 1.0, seed=0, **FASHION)
-    assert accuracy_after_training(train, test, poison) <= clean_acc - CLEARLY_LOWER
+def test_poison_makes_fashion_unlearnable(effect):
+    poison = run_attack("ntga", fashion_small()[0], 1.0, seed=effect.seed, **END_TO_END)
+    effect.check("ntga drop", accuracy_drop(poison, effect.seed))
 
 
 def random_erf_network(d, width, g):

@@ -5,16 +5,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import toy_dataset
-from ue_checks import CLEARLY_LOWER, accuracy_after_training, check_contract, fashion_small, linear_fit_on_noise
+from ue_checks import accuracy_drop, check_contract, fashion_small, linear_fit_on_noise
 
 from qlib.attacks import run_attack
 from qlib.attacks.unlearnable import ops  # noqa: F401  (registers "ops")
 
 
 @pytest.fixture(scope="module")
-def poisoned(fashion_e2e):
-    train, _, _ = fashion_e2e
-    return run_attack("ops", train, 1.0, seed=0)
+def poisoned(effect_seed):
+    return run_attack("ops", fashion_small()[0], 1.0, seed=effect_seed)
 
 
 def brute_force(x: np.ndarray, y: np.ndarray, num_classes: int):
@@ -71,10 +70,10 @@ def test_each_class_shares_one_pixel_and_colour():
         assert torch.all(poison.x[members, :, p["row"], p["col"]] == torch.tensor(p["colour"], dtype=torch.float32))
 
 
-def test_poison_is_a_linear_shortcut(poisoned, fashion_e2e):
-    assert linear_fit_on_noise(poisoned, fashion_e2e[0]) >= 0.95
+def test_poison_is_a_linear_shortcut(poisoned, effect):
+    effect.check("ops linear fit", linear_fit_on_noise(poisoned, fashion_small()[0]))
 
 
-def test_poison_lowers_clean_accuracy(poisoned, fashion_e2e):
-    train, test, clean_acc = fashion_e2e
-    assert accuracy_after_training(train, test, poisoned) <= clean_acc - CLEARLY_LOWER
+def test_poison_lowers_clean_accuracy(poisoned, effect):
+    """The mean over 8 victims: one victim's accuracy on this poison varies by ±5 points (measured)."""
+    effect.check("ops drop", accuracy_drop(poisoned, effect.seed, victims=8))

