@@ -10,8 +10,8 @@ Several processes may share a cache (a cluster run, two notebooks at once). Each
 (``.locks/<kind>-<key>.lock``, taken with ``filelock``): whoever takes it first computes the entry, the others wait
 and then load it, so an entry is computed once and nobody reads one that is being written. The operating system
 drops the lock of a process that dies, so a crashed writer blocks nobody; its scratch files are removed by the
-next holder. Every entry records the machine it was computed on (``qlib.provenance.machine``): the device is the
-one the model was trained on, or the one the caller passes.
+next holder. Every entry records the machine it was computed on (``qlib.provenance.machine``: CPU, torch, device,
+numeric policy): the device is the one the model was trained on, or the one the caller passes.
 """
 
 import contextlib
@@ -26,7 +26,7 @@ from typing import Callable
 from filelock import FileLock, Timeout
 from torch import nn
 
-from . import __version__, artifacts
+from . import __version__, artifacts, devices
 from .attacks.base import validate
 from .data import PROJECT_ROOT, Dataset
 from .poison import PoisonSet
@@ -66,17 +66,19 @@ def entry_lock(stem: Path):
 # read without the lock, which also lets a read-only cache be used; one that does not is computed under it.
 
 
-def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], dict]) -> tuple[nn.Module, dict]:
-    """``build()`` a model, then load its weights from the cache, or ``train(model)`` it and store the weights
-    with the JSON-serialisable result ``train`` returned. Returns (model, result)."""
+def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], dict],
+                 device: str = "auto") -> tuple[nn.Module, dict]:
+    """``build()`` a model and put it on ``devices.resolve(device)``, then load its weights from the cache, or
+    ``train(model)`` it there and store the weights with the JSON-serialisable result ``train`` returned. Either
+    way the model comes back on that device. Returns (model, result)."""
     stem = cache_root() / kind / key_hash(key)
-    model = build()
+    model = devices.place(build(), device)
     if not artifacts.exists(stem):
         with entry_lock(stem):
             if not artifacts.exists(stem):
                 result = train(model)
-                device = str(next(model.parameters()).device)
-                artifacts.save(stem, model.state_dict(), {"kind": kind, "key": key, "result": result, "machine": machine(device)})
+                artifacts.save(stem, model.state_dict(), {"kind": kind, "key": key, "result": result,
+                                                          "machine": machine(str(devices.of(model)))})
                 return model, result
     tensors, meta = artifacts.load(stem)
     model.load_state_dict(tensors)

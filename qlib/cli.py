@@ -1,4 +1,5 @@
-"""``python -m qlib``: train the clean baselines of a preset, fetch data, or run a notebook into reports/."""
+"""``python -m qlib``: train the clean baselines of a preset, fetch data, run a notebook into reports/, or count what
+a preset costs."""
 
 import argparse
 import sys
@@ -31,6 +32,24 @@ def _data(args) -> None:
     for split in ("train", "test"):
         d = load(args.dataset, split)
         print(f"{args.dataset} {split}: {tuple(d.x.shape)} images, {d.num_classes} classes")
+
+
+def _cost(args) -> None:
+    from . import cost
+    from .presets import load_preset
+
+    cfg = load_preset(args.preset)
+    record = cost.read_unit_costs(Path(args.unit_costs)) if args.unit_costs else None
+    if args.processes and not record:
+        raise ParameterError("--processes needs --unit-costs: the gain comes from a bench/gpu_check.py measurement")
+    seconds = cost.with_processes(record, args.processes) if args.processes else record["seconds"] if record else None
+    table = cost.table(cfg, seconds)
+    print(f"preset {cfg.preset}: work on an empty cache, notebooks in order (each entry once, where first needed)")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if record:
+        trainings = f", {args.processes} trainings at once per device" if args.processes else ", one thing at a time"
+        print(f"unit costs: {args.unit_costs} ({record['device']}, torch {record['torch']}, {record['model']}{trainings})")
+        print(cost.summary(table).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
 
 def _parameter_file(path: str) -> dict:
@@ -95,6 +114,13 @@ def main(argv=None) -> None:
                    help="override parameters from a YAML file of NAME: VALUE (as papermill -f); -p wins")
     p.add_argument("--out", help="output folder (default reports/<preset>)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("cost", help="count a preset's units of work per notebook and, with unit costs, its hours")
+    p.add_argument("--preset", default="paper")
+    p.add_argument("--unit-costs", metavar="FILE", help="a bench/gpu_check.py result (bench/results/unit_costs_*.json)")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="price trainings as N processes per device, by the throughput gain the unit costs measured")
+    p.set_defaults(func=_cost)
 
     args = parser.parse_args(argv)
     try:

@@ -105,6 +105,7 @@ class Source:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    sizes: dict[str, int]  # split -> number of images, for planning without the files (qlib.cost)
 
 
 # -- Fashion-MNIST: IDX files, gzipped or not -------------------------------------------------
@@ -195,6 +196,7 @@ SOURCES.register("fashion-mnist")(
         num_classes=10,
         mean=(0.2860,),
         std=(0.3530,),
+        sizes={"train": 60000, "test": 10000},
     )
 )
 
@@ -209,6 +211,7 @@ SOURCES.register("cifar10")(
         num_classes=10,
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
+        sizes={"train": 50000, "test": 10000},
     )
 )
 

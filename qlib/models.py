@@ -22,6 +22,14 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class GlobalAvgPool(nn.Module):
+    """The mean over each channel's positions, (N, C, H, W) → (N, C): ``AdaptiveAvgPool2d(1)`` and ``Flatten``
+    in one, with a deterministic CUDA backward (``qlib.numerics``)."""
+
+    def forward(self, x):
+        return x.mean((2, 3))
+
+
 def conv_bn(cin, cout, stride=1):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout))
 
@@ -49,7 +57,7 @@ def resnet18(num_classes, in_channels, image_size, mean, std, width=1.0):
         stride = 1 if i == 0 else 2
         layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
         cin = cout
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    layers += [GlobalAvgPool(), nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)
 
 

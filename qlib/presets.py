@@ -40,16 +40,19 @@ class Preset:
     augment: bool
     seeds: list[int]
     device: str  # "auto", "cpu", "cuda", "cuda:1", …
+    deterministic: bool  # deterministic algorithms (qlib.numerics): a non-deterministic kernel is an error
     eps_d: float  # poison budget of the indiscriminate tables (the paper: 0.03)
     eps_w: float  # GradPC target's squared budget ‖ŵ − w_c‖² for GC and GC-Q (the paper: 0.5)
     gc_epochs: int  # GC / GC-Q steps on the poison images (the paper: 2000, early stop below 1)
     gc_lr: float
     gc_optimizer: str  # "adam" or "gd"
+    gc_chunk: int  # poisons per forward/backward of GC and GC-Q (bounds their memory; the result does not depend on it)
     tgda_epochs: int  # TGDA / TGDA-Q leader steps (the paper: 200)
     tgda_lr: float  # the leader's Adam step on the pixels
     tgda_follower_steps: int
     tgda_cg_iters: int
     tgda_batch_size: int
+    tgda_chunk: int  # images per graph in TGDA's Hessian products and follower steps (bounds their memory)
     # Unlearnable examples (Table 5): keyword arguments of each method, by name; a method not listed runs with
     # its defaults, the original CIFAR-10 settings. Table 5 trains on a subset of ``unlearnable_train_size``
     # images (null: ``train_size``), since every image is perturbed and every column retrains on all of them.
@@ -97,7 +100,7 @@ def _distinct(v) -> bool:
 RANGES = {
     **{f: (lambda v: v >= 1, "a positive integer") for f in (
         "epochs", "batch_size", "targets", "gc_epochs", "tgda_epochs", "tgda_follower_steps", "tgda_cg_iters",
-        "tgda_batch_size")},
+        "tgda_batch_size", "gc_chunk", "tgda_chunk")},
     **{f: (lambda v: v is None or v >= 1, "a positive integer or null (all)") for f in (
         "train_size", "test_size", "unlearnable_train_size", "targeted_train_size", "targeted_epochs")},
     **{f: (_positive, "a positive finite number") for f in ("width", "lr", "eps_w", "gc_lr", "tgda_lr")},

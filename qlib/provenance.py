@@ -8,9 +8,9 @@ import time
 
 import torch
 
+from . import devices, numerics
 from .data import PROJECT_ROOT
 from .presets import Preset
-from .train import resolve_device
 
 
 def git_commit() -> str:
@@ -35,12 +35,13 @@ def cpu_model() -> str:
 
 def machine(device: str = "auto") -> dict:
     """What a float result depends on besides code, inputs and seed: the CPU and torch's CPU kernels (capability,
-    oneDNN's cap if set, threads), the torch version and the device. A record, not a cache key: on another CPU the
+    oneDNN's cap if set, threads), the torch version, the device and the numeric policy in force. A record, not a cache key: on another CPU the
     same seed gives other last bits, and training turns them into other numbers (README, "Determinism")."""
-    dev = resolve_device(device)
+    dev = devices.resolve(device)
     record = {"cpu": cpu_model(), "cpu capability": torch.backends.cpu.get_cpu_capability(),
               "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
+              "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+              "numerics": numerics.policy(dev)}
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):
         record["ONEDNN_MAX_CPU_ISA"] = os.environ["ONEDNN_MAX_CPU_ISA"]
     return record

@@ -111,11 +111,16 @@ def ablation_attack(scheme: QuantScheme, paq: bool, ghat: bool) -> tuple[str, di
     return "gc_q", {"paq": paq, "quantized_grad": ghat}, "PAQ only" if paq else "ĝ only"
 
 
+def ablation_grid(cfg: Preset) -> list[tuple]:
+    """Table 4's cells (seed, scheme, PAQ, ĝ)."""
+    return [(seed, scheme, paq, ghat) for seed in cfg.seeds for scheme in ABLATION_SCHEMES for paq, ghat in SWITCHES]
+
+
 def table4(cfg: Preset, progress: bool = True) -> pd.DataFrame:
     """Table 4's runs: GC-Q's four (PAQ, ĝ) combinations against weight-only QAT at 1 (BNN), 4 and 8 bits,
     at ε_d = ``cfg.eps_d``, once per seed. One progress bar over the grid; shared poisons are made once."""
     train, test = load_data(cfg)
-    grid = [(seed, scheme, paq, ghat) for seed in cfg.seeds for scheme in ABLATION_SCHEMES for paq, ghat in SWITCHES]
+    grid = ablation_grid(cfg)
     rows = []
     bar = tqdm(grid, desc="GC-Q ablation", disable=not progress)
     for seed, scheme, paq, ghat in bar:

@@ -5,11 +5,12 @@ import os
 import signal
 import time
 from dataclasses import asdict
+from typing import Sized
 
 import pandas as pd
 from tqdm import tqdm
 
-from . import data, paper
+from . import data, numerics, paper
 from .attacks import ATTACKS, run_attack
 from .cache import cached_model, cached_poison, cached_result
 from .attacks.gradpc import gradpc, paq, squared_distance
@@ -29,7 +30,9 @@ FP = parse_scheme("fp")
 
 
 def load_data(cfg: Preset) -> tuple[data.Dataset, data.Dataset]:
-    """The preset's training and test sets. Subsets are drawn with seed 0, so every seed sees the same data."""
+    """The preset's training and test sets. Subsets are drawn with seed 0, so every seed sees the same data. Every
+    runner starts here, so this is also where the preset's numeric policy is set (``numerics.configure``)."""
+    numerics.configure(cfg.deterministic)
     train = data.load(cfg.dataset, "train").subset(cfg.train_size, seed=0)
     test = data.load(cfg.dataset, "test").subset(cfg.test_size, seed=0)
     return train, test
@@ -38,10 +41,16 @@ def load_data(cfg: Preset) -> tuple[data.Dataset, data.Dataset]:
 TRAIN_FIELDS = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
 
 
-def model_key(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, poison: PoisonSet | None = None) -> dict:
-    """Everything that determines the model :func:`trained_model` returns: its cache key."""
+def model_key(cfg: Preset, seed: int, scheme: QuantScheme, train: Sized, poison: PoisonSet | None = None) -> dict:
+    """Everything that determines the model :func:`trained_model` returns, less its curve: its cache key."""
     return {**{f: getattr(cfg, f) for f in TRAIN_FIELDS}, "seed": seed, "scheme": asdict(scheme), "train_n": len(train),
             "poison": poison.digest() if poison is not None else None}
+
+
+def trained_key(cfg: Preset, seed: int, scheme: QuantScheme, train: Sized, poison: PoisonSet | None = None,
+                curve: bool = True) -> dict:
+    """The cache key of :func:`trained_model`'s entry: :func:`model_key`, marked when a FP model has no curve."""
+    return model_key(cfg, seed, scheme, train, poison) | ({} if curve or not scheme.is_fp else {"curve": False})
 
 
 def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Dataset, test: data.Dataset,
@@ -49,7 +58,8 @@ def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Datas
     """The model of ``cfg`` trained from ``seed`` on μ (``train``) or on the set ``poison`` makes (μ+ν, or μ with
     its images replaced for unlearnable examples; see ``data.mix``): full precision, or QAT under ``scheme``.
     A full-precision model records its test accuracy after every epoch (notebook 00's learning curve) unless
-    ``curve`` is False (same weights, a cache entry of its own). Cached on disk; returns (model, per-epoch history)."""
+    ``curve`` is False (same weights, a cache entry of its own). Cached on disk, returned on the preset's device;
+    returns (model, per-epoch history)."""
     train_set = train if poison is None else data.mix(train, poison)
 
     def build():
@@ -60,12 +70,20 @@ def trained_model(cfg: Preset, seed: int, scheme: QuantScheme, train: data.Datas
         history = fit(  # per-epoch test accuracy only for FP, whose learning curve notebook 00 plots
             model, train_set, test if scheme.is_fp and curve else None, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
             weight_decay=cfg.weight_decay, augment=cfg.augment, seed=seed, device=cfg.device, progress=False,
+            counted_as=scheme.name,
         )
         return {"history": history}
 
-    key = model_key(cfg, seed, scheme, train, poison) | ({} if curve or not scheme.is_fp else {"curve": False})
-    model, result = cached_model("trained", key, build, run)
+    model, result = cached_model("trained", trained_key(cfg, seed, scheme, train, poison, curve), build, run, cfg.device)
     return model, result["history"]
+
+
+GRADPC = {"lr": 1.0, "epochs": 1}  # GradPC's settings for the targets of GC and GC-Q
+
+
+def target_key(cfg: Preset, seed: int, train: Sized) -> dict:
+    """The cache key of :func:`gradpc_target`'s entry."""
+    return {"clean": model_key(cfg, seed, FP, train), "eps_w": cfg.eps_w, "gradpc": GRADPC}
 
 
 def gradpc_target(cfg: Preset, seed: int, train: data.Dataset, test: data.Dataset):
@@ -76,12 +94,11 @@ def gradpc_target(cfg: Preset, seed: int, train: data.Dataset, test: data.Datase
 
     def corrupt(model):
         start = time.perf_counter()
-        model.load_state_dict(gradpc(clean, train, eps_w=cfg.eps_w, batch_size=cfg.batch_size, seed=seed).state_dict())
+        model.load_state_dict(gradpc(clean, train, eps_w=cfg.eps_w, batch_size=cfg.batch_size, seed=seed, **GRADPC).state_dict())
         eps = squared_distance(list(model.state_dict().values()), list(clean.state_dict().values()))
         return {"eps_w": eps, "seconds": time.perf_counter() - start}
 
-    key = {"clean": model_key(cfg, seed, FP, train), "eps_w": cfg.eps_w, "gradpc": {"lr": 1.0, "epochs": 1}}
-    target, result = cached_model("target", key, lambda: create_model(cfg.model, train, cfg.width, seed), corrupt)
+    target, result = cached_model("target", target_key(cfg, seed, train), lambda: create_model(cfg.model, train, cfg.width, seed), corrupt, cfg.device)
     return target.eval(), result
 
 
@@ -92,10 +109,10 @@ def attack_params(cfg: Preset, name: str) -> dict:
     """The preset's hyperparameters of attack ``name`` (those of GC for GC-Q, of TGDA for TGDA-Q)."""
     base = QUANTIZATION_AWARE.get(name, name)
     if base == "gc":
-        return {"epochs": cfg.gc_epochs, "lr": cfg.gc_lr, "optimizer": cfg.gc_optimizer}
+        return {"epochs": cfg.gc_epochs, "lr": cfg.gc_lr, "optimizer": cfg.gc_optimizer, "chunk": cfg.gc_chunk}
     if base == "tgda":
         return {"epochs": cfg.tgda_epochs, "leader_lr": cfg.tgda_lr, "follower_steps": cfg.tgda_follower_steps,
-                "cg_iters": cfg.tgda_cg_iters, "batch_size": cfg.tgda_batch_size}
+                "cg_iters": cfg.tgda_cg_iters, "batch_size": cfg.tgda_batch_size, "chunk": cfg.tgda_chunk}
     ATTACKS.get(name)
     return dict(cfg.unlearnable.get(name, {}))
 
@@ -113,6 +130,20 @@ def surrogate(cfg: Preset, name: str, seed: int, train: data.Dataset, test: data
     return None
 
 
+def poison_key(cfg: Preset, name: str, seed: int, eps_d: float, train: Sized, scheme: QuantScheme | None = None,
+               **switches) -> tuple[dict, dict]:
+    """(the cache key of :func:`attack_poison`'s entry, the attack's keyword arguments from the preset and ``switches``)."""
+    params = {**attack_params(cfg, name), **switches}
+    base, aware = QUANTIZATION_AWARE.get(name, name), name in QUANTIZATION_AWARE
+    if aware and (scheme is None or scheme.is_fp):
+        raise ValueError(f"attack {name!r} is quantization-aware and needs a quantized scheme, got {scheme}")
+    key = {"attack": name, "eps_d": eps_d, "seed": seed, "params": dict(params), "scheme": asdict(scheme) if aware else None,
+           "clean": model_key(cfg, seed, FP, train)}
+    if base == "gc":
+        key["eps_w"] = cfg.eps_w
+    return key, params
+
+
 def attack_poison(cfg: Preset, name: str, seed: int, eps_d: float, train: data.Dataset, test: data.Dataset,
                   scheme: QuantScheme | None = None, **switches) -> tuple[PoisonSet, float]:
     """ν of attack ``name`` at budget ``eps_d`` against the seed's models, with the preset's hyperparameters.
@@ -122,19 +153,12 @@ def attack_poison(cfg: Preset, name: str, seed: int, eps_d: float, train: data.D
     others ignore it. ``switches`` are further keyword arguments of the attack (GC-Q's ``paq`` and
     ``quantized_grad`` for Table 4); they join the cache key. Cached on disk; returns (ν, the attack's wall
     time when it ran)."""
-    params = {**attack_params(cfg, name), **switches}
-    base, aware = QUANTIZATION_AWARE.get(name, name), name in QUANTIZATION_AWARE
-    if aware and (scheme is None or scheme.is_fp):
-        raise ValueError(f"attack {name!r} is quantization-aware and needs a quantized scheme, got {scheme}")
-    key = {"attack": name, "eps_d": eps_d, "seed": seed, "params": dict(params), "scheme": asdict(scheme) if aware else None,
-           "clean": model_key(cfg, seed, FP, train)}
-    if base == "gc":
-        key["eps_w"] = cfg.eps_w
-    if aware:
+    key, params = poison_key(cfg, name, seed, eps_d, train, scheme, **switches)
+    if name in QUANTIZATION_AWARE:
         params["scheme"] = scheme
 
     def make():
-        if base == "gc":
+        if QUANTIZATION_AWARE.get(name, name) == "gc":
             params["target"] = gradpc_target(cfg, seed, train, test)[0]
         elif (model := surrogate(cfg, name, seed, train, test)) is not None:
             params["model"] = model
@@ -146,6 +170,14 @@ def attack_poison(cfg: Preset, name: str, seed: int, eps_d: float, train: data.D
 
 
 REGIMES = ("fp", "ptq", "qat")
+
+
+def accuracy_key(cfg: Preset, seed: int, regime: str, scheme: QuantScheme, train: Sized, test: Sized,
+                 nu: PoisonSet | None) -> dict:
+    """The cache key of the test accuracy :func:`retrain_and_evaluate` reads for ``regime`` and ``scheme``."""
+    trained_as = scheme if regime == "qat" else FP
+    return {"model": model_key(cfg, seed, trained_as, train, nu), "regime": regime, "scheme": asdict(scheme),
+            "test_size": cfg.test_size, "test_n": len(test)}
 
 
 def retrain_and_evaluate(poison: PoisonSet, scheme: QuantScheme, regime: str, cfg: Preset, seed: int,
@@ -174,13 +206,17 @@ def retrain_and_evaluate(poison: PoisonSet, scheme: QuantScheme, regime: str, cf
                 model = ptq(model, scheme, calib=train if nu is None else data.mix(train, nu))
             return {"acc": evaluate(model, test)}
 
-        key = {"model": model_key(cfg, seed, trained_as, train, nu), "regime": regime, "scheme": asdict(scheme),
-               "test_size": cfg.test_size, "test_n": len(test)}
-        return cached_result("accuracy", key, compute, cfg.device)["acc"]
+        return cached_result("accuracy", accuracy_key(cfg, seed, regime, scheme, train, test, nu), compute, cfg.device)["acc"]
 
     clean_acc, acc = accuracy(None), accuracy(poison)
     return {"regime": regime, "scheme": scheme.name, "seed": seed, "attack": poison.provenance["attack"],
             "eps_d": poison.eps_d, "clean_acc": clean_acc, "acc": acc, "drop": acc - clean_acc}
+
+
+def attack_grid(cfg: Preset, attacks: list[str], eps_ds: list[float], cells: list[tuple[str, QuantScheme]]) -> list[tuple]:
+    """The cells (seed, attack, ε_d, regime, scheme) of :func:`attack_drops`: quantization-aware attacks skip FP."""
+    return [(seed, name, eps_d, regime, scheme) for seed in cfg.seeds for name in attacks for eps_d in eps_ds
+            for regime, scheme in cells if not (name in QUANTIZATION_AWARE and scheme.is_fp)]
 
 
 def attack_drops(cfg: Preset, attacks: list[str], eps_ds: list[float], cells: list[tuple[str, QuantScheme]],
@@ -193,8 +229,7 @@ def attack_drops(cfg: Preset, attacks: list[str], eps_ds: list[float], cells: li
     One progress bar counts the cells of the whole grid.
     """
     train, test = load_data(cfg)
-    grid = [(seed, name, eps_d, regime, scheme) for seed in cfg.seeds for name in attacks for eps_d in eps_ds
-            for regime, scheme in cells if not (name in QUANTIZATION_AWARE and scheme.is_fp)]
+    grid = attack_grid(cfg, attacks, eps_ds, cells)
     rows = []
     bar = tqdm(grid, desc="attack grid", disable=not progress)
     for seed, name, eps_d, regime, scheme in bar:

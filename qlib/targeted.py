@@ -11,6 +11,7 @@ misclassification. Clean victims of the same seeds give the rates without poison
 """
 
 import math
+from typing import Sized
 from dataclasses import replace
 
 import pandas as pd
@@ -59,14 +60,19 @@ def choose_targets(cfg: Preset, train: data.Dataset, test: data.Dataset) -> pd.D
                          "adversarial_class": ((test.y[index] + shift) % test.num_classes).tolist()})
 
 
+def poison_key(cfg: Preset, seed: int, target, scheme: QuantScheme, train: Sized) -> dict:
+    """The cache key of :func:`poison`'s entry (``target``: a row with ``target_index`` and ``adversarial_class``)."""
+    return {"attack": "gradient_matching", "eps_d": cfg.targeted_eps_d, "seed": seed, "params": dict(cfg.gradient_matching),
+            "target_index": int(target.target_index), "adversarial_class": int(target.adversarial_class),
+            "surrogate": model_key(cfg, seed, scheme, train), "test_size": cfg.test_size}
+
+
 def poison(cfg: Preset, seed: int, target: pd.Series, scheme: QuantScheme, train: data.Dataset,
            test: data.Dataset) -> tuple[PoisonSet, float]:
     """The trial's poisons: gradient matching against the clean surrogate of ``seed``, through the QAT model of
     ``scheme`` unless it is FP. Cached; returns (ν, the attack's wall time when it ran)."""
     params = dict(cfg.gradient_matching)
-    key = {"attack": "gradient_matching", "eps_d": cfg.targeted_eps_d, "seed": seed, "params": params,
-           "target_index": int(target.target_index), "adversarial_class": int(target.adversarial_class),
-           "surrogate": model_key(cfg, seed, scheme, train), "test_size": cfg.test_size}
+    key = poison_key(cfg, seed, target, scheme, train)
 
     def make():
         surrogate = trained_model(cfg, seed, scheme, train, test, curve=False)[0]
@@ -75,6 +81,13 @@ def poison(cfg: Preset, seed: int, target: pd.Series, scheme: QuantScheme, train
                                  scheme=None if scheme.is_fp else scheme, device=cfg.device, **params)
 
     return cached_poison(key, make, train, cfg.device)
+
+
+def victim_key(cfg: Preset, seed: int, scheme: QuantScheme, target, train: Sized, test: Sized, nu: PoisonSet | None) -> dict:
+    """The cache key of :func:`victim`'s reading."""
+    return {"model": model_key(cfg, seed + VICTIM_SEED, scheme, train, nu), "target_index": int(target.target_index),
+            "test_size": cfg.test_size, "adversarial_class": int(target.adversarial_class), "test_n": len(test),
+            "accuracy_images": ACCURACY_IMAGES}
 
 
 def victim(cfg: Preset, seed: int, scheme: QuantScheme, target: pd.Series, train: data.Dataset, test: data.Dataset,
@@ -93,22 +106,30 @@ def victim(cfg: Preset, seed: int, scheme: QuantScheme, target: pd.Series, train
         acc = evaluate(model, test.subset(ACCURACY_IMAGES, seed=0))
         return {"pred": int(probs.argmax()), "p_adv": float(probs[int(target.adversarial_class)]), "acc": acc}
 
-    key = {"model": model_key(cfg, vseed, scheme, train, nu), "target_index": index, "test_size": cfg.test_size,
-           "adversarial_class": int(target.adversarial_class), "test_n": len(test), "accuracy_images": ACCURACY_IMAGES}
-    return cached_result("targeted", key, compute, cfg.device)
+    return cached_result("targeted", victim_key(cfg, seed, scheme, target, train, test, nu), compute, cfg.device)
+
+
+def trial_grid(cfg: Preset, targets: pd.DataFrame) -> list[tuple]:
+    """The cells (target row, seed, precision, kind of poison) of :func:`targeted`; aware poisons skip FP."""
+    return [(t, seed, scheme, kind) for t in targets.itertuples() for seed in cfg.targeted_seeds for scheme in PRECISIONS
+            for kind in POISONS if not (kind == "aware" and scheme.is_fp)]
+
+
+def check_seeds(cfg: Preset) -> None:
+    """Trial seeds may not be victim seeds: a surrogate would also be another trial's victim."""
+    if clash := sorted(set(cfg.targeted_seeds) & {s + VICTIM_SEED for s in cfg.targeted_seeds}):
+        raise ValueError(f"targeted_seeds {cfg.targeted_seeds}: seed(s) {clash} would train a surrogate that is also "
+                         f"another trial's victim (victims use seed + {VICTIM_SEED}); use distinct seeds below {VICTIM_SEED}")
 
 
 def targeted(cfg: Preset, progress: bool = True) -> pd.DataFrame:
     """Every trial (target × seed) against every precision: clean victims, quantization-oblivious poisons, and
     quantization-aware poisons at each QAT precision. One tidy row per trial, precision and kind of poison."""
     cfg = targeted_preset(cfg)
-    if clash := sorted(set(cfg.targeted_seeds) & {s + VICTIM_SEED for s in cfg.targeted_seeds}):
-        raise ValueError(f"targeted_seeds {cfg.targeted_seeds}: seed(s) {clash} would train a surrogate that is also "
-                         f"another trial's victim (victims use seed + {VICTIM_SEED}); use distinct seeds below {VICTIM_SEED}")
+    check_seeds(cfg)
     train, test = load_data(cfg)
     targets = choose_targets(cfg, train, test)
-    grid = [(t, seed, scheme, kind) for t in targets.itertuples() for seed in cfg.targeted_seeds for scheme in PRECISIONS
-            for kind in POISONS if not (kind == "aware" and scheme.is_fp)]
+    grid = trial_grid(cfg, targets)
     rows = []
     bar = tqdm(grid, desc="targeted trials", disable=not progress)
     for t, seed, scheme, kind in bar:

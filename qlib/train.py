@@ -12,13 +12,9 @@ import torch
 import torch.nn.functional as nnf
 from tqdm import tqdm
 
+from . import devices
+from .counters import count
 from .data import Dataset
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def augment_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -55,6 +51,7 @@ def evaluate(model: torch.nn.Module, data: Dataset, batch_size: int = 256) -> fl
     for i in range(0, len(data), batch_size):
         xb, yb = data.x[i:i + batch_size].to(device), data.y[i:i + batch_size].to(device)
         correct += (model(xb).argmax(1) == yb).sum()
+    count("eval images", len(data))
     model.train(was_training)
     return correct.item() / len(data)
 
@@ -75,11 +72,13 @@ def fit(
     fast: bool = True,
     progress: bool = True,
     desc: str = "fit",
+    counted_as: str = "fp",
 ) -> list[dict]:
-    """Train ``model`` in place; return one dict per epoch (loss, train and test accuracy, lr, seconds)."""
+    """Train ``model`` in place; return one dict per epoch (loss, train and test accuracy, lr, seconds). Its
+    optimizer steps and images are counted (``qlib.counters``) under ``counted_as``, the scheme's name."""
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be ≥ 1, got epochs={epochs}, batch_size={batch_size}")
-    dev = resolve_device(device)
+    dev = devices.resolve(device)
     model.to(dev)
     if fast:
         model.to(memory_format=torch.channels_last)
@@ -116,6 +115,8 @@ def fit(
             loss.backward()
             opt.step()
             sched.step()
+            count(f"train steps/{counted_as}")
+            count(f"train images/{counted_as}", len(yb))
             loss_sum += loss.detach() * len(yb)
             correct += (out.argmax(1) == yb).sum()
         row = {

@@ -24,8 +24,9 @@ def setup(tmp_path, monkeypatch):
 
 def test_attack_params_come_from_the_preset(setup):
     cfg, _, _ = setup
-    assert study.attack_params(cfg, "gc") == study.attack_params(cfg, "gc_q") == {"epochs": 3, "lr": 0.1, "optimizer": "adam"}
-    assert study.attack_params(cfg, "tgda_q") == {"epochs": 2, "leader_lr": 0.05, "follower_steps": 1, "cg_iters": 2, "batch_size": 40}
+    assert study.attack_params(cfg, "gc") == study.attack_params(cfg, "gc_q") == {"epochs": 3, "lr": 0.1, "optimizer": "adam", "chunk": 512}
+    assert study.attack_params(cfg, "tgda_q") == {"epochs": 2, "leader_lr": 0.05, "follower_steps": 1, "cg_iters": 2, "batch_size": 40,
+                                                    "chunk": 2048}
     assert study.attack_params(cfg, "label_flip") == {}
     with pytest.raises(ValueError, match="unknown attack 'gcq'"):
         study.attack_params(cfg, "gcq")

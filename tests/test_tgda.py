@@ -89,3 +89,33 @@ def test_tgda_bad_arguments(surrogate, bad):
     clean, model = surrogate
     with pytest.raises(ValueError):
         run_attack("tgda", clean, 0.1, seed=1, model=model, **{**RUN, **bad})
+
+
+def test_chunked_total_derivative_and_follower_step_equal_the_single_graph():
+    """Bounded memory changes nothing but float summation order: pieces of 8 images against one graph."""
+    from qlib.attacks.tgda import follower_step
+
+    d = toy_dataset(100, channels=3, size=8)
+    model = create_model("cnn", d, 0.25, 0).eval()
+    x, y, tx, ty, vx, vy = d.x[:40], d.y[:40], d.x[40:85], d.y[40:85], d.x[85:], d.y[85:]
+    whole = total_derivative(model, x, y, tx, ty, vx, vy, 3, 0.0, None)
+    chunked = total_derivative(model, x, y, tx, ty, vx, vy, 3, 0.0, 8)
+    assert whole.abs().max() > 0
+    torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-4 * whole.abs().max().item())
+    states = []
+    for chunk in (None, 8):
+        m = create_model("cnn", d, 0.25, 0).eval()
+        follower_step(m, list(m.parameters()), tx, ty, x, y, 0.1, chunk)
+        states.append(m.state_dict())
+    for k in states[0]:
+        torch.testing.assert_close(states[1][k], states[0][k])
+
+
+def test_tgda_units_count_the_images_of_every_leader_step(surrogate):
+    from qlib.counters import UNITS, counting
+
+    clean, model = surrogate
+    params = {"epochs": 2, "follower_steps": 1, "cg_iters": 1, "batch_size": 40, "chunk": 16}
+    with counting() as ran:
+        run_attack("tgda", clean, 0.1, 0, model=model, device="cpu", **params)
+    assert ran["attack/tgda"] == UNITS.get("tgda")(len(clean), 0.1, params) == 2 * (40 - 12 + 12)

@@ -19,6 +19,7 @@ stationary point of training on μ + ν:
   with respect to each chunk's images, which is that chunk's share of ∇_x ½‖G‖².
 """
 
+import inspect
 import math
 
 import torch
@@ -27,9 +28,10 @@ from torch import nn
 from tqdm import tqdm
 
 from ..artifacts import tensor_digest
+from ..counters import UNITS, count
 from ..data import Dataset
 from ..poison import PoisonSet
-from ..train import resolve_device
+from .. import devices
 from .base import ATTACKS, poison_count, source_indices
 
 OPTIMIZERS = ("adam", "gd")
@@ -54,8 +56,9 @@ def clean_gradient(model: nn.Module, params, clean: Dataset, batch_size: int = 1
     return total
 
 
-def cancel_objective(model: nn.Module, params, g_clean, x: torch.Tensor, y: torch.Tensor, chunk: int):
-    """½‖g_clean + ∇_w ℓ((x, y); w)‖² and its gradient with respect to ``x`` (eq. 4)."""
+def cancel_objective(model: nn.Module, params, g_clean, x: torch.Tensor, y: torch.Tensor, chunk: int, attack: str = "gc"):
+    """½‖g_clean + ∇_w ℓ((x, y); w)‖² and its gradient with respect to ``x`` (eq. 4); its poisons are counted as
+    ``attack``'s unit."""
     G = [g.clone() for g in g_clean]
     for i in range(0, len(x), chunk):
         loss = nnf.cross_entropy(model(x[i:i + chunk]), y[i:i + chunk], reduction="sum")
@@ -68,6 +71,7 @@ def cancel_objective(model: nn.Module, params, g_clean, x: torch.Tensor, y: torc
         g_chunk = torch.autograd.grad(loss, params, create_graph=True)
         inner = sum((g * t).sum() for g, t in zip(g_chunk, G))
         (grad_x[i:i + chunk],) = torch.autograd.grad(inner, xc)
+    count(f"attack/{attack}", len(x))
     return 0.5 * sum((t ** 2).sum() for t in G).item(), grad_x
 
 
@@ -79,7 +83,7 @@ def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *
         raise ValueError(f"unknown optimizer={optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     if epochs < 1 or not lr > 0 or chunk < 1:
         raise ValueError(f"epochs, lr and chunk must be positive, got epochs={epochs}, lr={lr}, chunk={chunk}")
-    dev = resolve_device(device)
+    dev = devices.resolve(device)
     model = model.to(dev).eval()
     params = gradient_parameters(model, layers)
     idx = source_indices(len(clean), poison_count(eps_d, len(clean)), seed)
@@ -91,7 +95,7 @@ def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *
     history = []
     bar = tqdm(range(epochs), desc=attack, disable=not progress, leave=False)
     for _ in bar:
-        value, grad_x = cancel_objective(model, params, g_clean, x, y, chunk)
+        value, grad_x = cancel_objective(model, params, g_clean, x, y, chunk, attack)
         history.append(value)
         bar.set_postfix(objective=f"{value:.4g}")
         if value < threshold or not math.isfinite(value):
@@ -102,7 +106,7 @@ def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *
         with torch.no_grad():
             x.clamp_(0, 1)
     else:
-        history.append(cancel_objective(model, params, g_clean, x, y, chunk)[0])
+        history.append(cancel_objective(model, params, g_clean, x, y, chunk, attack)[0])
     params_record = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "threshold": threshold, "chunk": chunk,
                      "layers": layers, **extra}
     provenance = {"attack": attack, "params": params_record, "seed": seed, "labels": "kept",
@@ -118,3 +122,12 @@ def gc(clean: Dataset, eps_d: float, seed: int, *, target: nn.Module, epochs: in
     return gradient_cancel(target, clean, eps_d, seed, epochs=epochs, lr=lr, optimizer=optimizer, threshold=threshold,
                            chunk=chunk, layers=layers, device=device, progress=progress, attack="gc",
                            extra={"target": tensor_digest(target.state_dict().values())})
+
+
+@UNITS.register("gc")
+@UNITS.register("gc_q")
+def gc_units(n: int, eps_d: float, params: dict) -> int:
+    """Poisons through one evaluation of eq. (4) and its gradient (a forward, a backward and a double backward each),
+    summed over the ``epochs`` steps and the final evaluation; fewer when the objective stops early below
+    ``threshold``."""
+    return (params.get("epochs", inspect.signature(gc).parameters["epochs"].default) + 1) * poison_count(eps_d, n)

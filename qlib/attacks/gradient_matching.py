@@ -27,15 +27,18 @@ loss of its last step), and the recorded initial loss is likewise without augmen
 """
 
 import copy
+import inspect
 
 import torch
 from torch import nn
 
 from ..artifacts import tensor_digest
+from ..counters import UNITS, count
 from ..data import Dataset
 from ..poison import PoisonSet
 from ..quant import QuantScheme, Twin, approximate_gradient, calibrate, quantize_modules
-from ..train import augment_batch, resolve_device
+from .. import devices
+from ..train import augment_batch
 from .base import ATTACKS, poison_count
 
 TAU = 0.1  # the signed-Adam step relative to ε
@@ -99,7 +102,7 @@ def gradient_matching(clean: Dataset, eps_d: float, seed: int, *, model: nn.Modu
         raise ValueError(f"steps, restarts and batch_size must be ≥ 1, got {steps}, {restarts}, {batch_size}")
     if target_image.shape != clean.x.shape[1:]:
         raise ValueError(f"target image is {tuple(target_image.shape)}, training images {tuple(clean.x.shape[1:])}")
-    dev = resolve_device(device)
+    dev = devices.resolve(device)
     idx = adversarial_sources(clean, eps_d, adversarial_class, seed)
     net = surrogate_network(model, scheme, clean, dev)
     x0 = clean.x[idx].to(dev)
@@ -127,6 +130,7 @@ def gradient_matching(clean: Dataset, eps_d: float, seed: int, *, model: nn.Modu
             for loss in losses(delta, augment):
                 grad += torch.autograd.grad(loss, delta)[0]
                 value += loss.item()
+            count("attack/gradient_matching", len(idx))
             curve.append(value)
             delta.grad = grad.sign()
             opt.step()
@@ -148,3 +152,12 @@ def gradient_matching(clean: Dataset, eps_d: float, seed: int, *, model: nn.Modu
     }
     x = (x0 + best_delta).clamp(0, 1).cpu()
     return PoisonSet(x, y.cpu(), idx, eps_d, provenance)
+
+
+@UNITS.register("gradient_matching")
+def gradient_matching_units(n: int, eps_d: float, params: dict) -> int:
+    """Poisons through one step of the alignment objective (a forward, a backward and a double backward each),
+    over ``steps`` × ``restarts``; the restarts' unaugmented first and last evaluations are not counted."""
+    defaults = {k: v.default for k, v in inspect.signature(gradient_matching).parameters.items()}
+    p = {**defaults, **params}
+    return p["steps"] * p["restarts"] * poison_count(eps_d, n)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from ..counters import UNITS, count
 from ..data import Dataset
 from ..quant import QuantScheme, ptq
 
@@ -40,6 +41,7 @@ def gradpc(model: nn.Module, train: Dataset, eps_w: float = 0.5, lr: float = 1.0
         perm = torch.randperm(len(train), generator=g)
         for i in range(0, len(train), batch_size):
             idx = perm[i:i + batch_size]
+            count("attack/gradpc", len(idx))
             loss = nnf.cross_entropy(target(train.x[idx].to(device)), train.y[idx].to(device))
             grads = torch.autograd.grad(loss, params)
             norm = torch.sqrt(sum((gr ** 2).sum() for gr in grads)).clamp_min(1e-12)
@@ -51,6 +53,12 @@ def gradpc(model: nn.Module, train: Dataset, eps_w: float = 0.5, lr: float = 1.0
                     for p, c in zip(params, w_c):
                         p.copy_(c + (p - c) * (radius / delta))
     return target
+
+
+@UNITS.register("gradpc")
+def gradpc_units(n: int, eps_d: float, params: dict) -> int:
+    """Images GradPC takes a gradient step on: ``epochs`` passes over the ``n`` training images (``eps_d`` unused)."""
+    return params.get("epochs", 1) * n
 
 
 def paq(target: nn.Module, scheme: QuantScheme) -> nn.Module:

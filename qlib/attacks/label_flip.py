@@ -1,5 +1,6 @@
 """Label flip (Section 4.1): copies of a seeded random ε_d fraction of μ with y ← C − 1 − y."""
 
+from ..counters import UNITS
 from ..data import Dataset
 from ..poison import PoisonSet
 from .base import ATTACKS, poison_count, source_indices
@@ -11,3 +12,9 @@ def label_flip(clean: Dataset, eps_d: float, seed: int) -> PoisonSet:
     idx = source_indices(len(clean), poison_count(eps_d, len(clean)), seed)
     provenance = {"attack": "label_flip", "params": {}, "seed": seed, "labels": "flipped"}
     return PoisonSet(clean.x[idx].clone(), clean.num_classes - 1 - clean.y[idx], idx, eps_d, provenance)
+
+
+@UNITS.register("label_flip")
+def label_flip_units(n: int, eps_d: float, params: dict) -> int:
+    """None: label flip copies images and passes nothing through a network."""
+    return 0

@@ -29,10 +29,11 @@ from torch import nn
 from tqdm import tqdm
 
 from ..artifacts import tensor_digest
+from ..counters import UNITS, count
 from ..data import Dataset
 from ..poison import PoisonSet
 from ..quant import QuantScheme, calibrate, quantize_modules
-from ..train import resolve_device
+from .. import devices
 from .base import ATTACKS, poison_count, source_indices
 
 
@@ -59,24 +60,64 @@ def conjugate_gradient(matvec, b: list[torch.Tensor], iters: int, tol: float = 1
     return x
 
 
+def pieces(train_x, train_y, x, y, chunk: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The training batch and the poisons of ℓ₂ in pieces of at most ``chunk`` images each."""
+    return ([(train_x[i:i + chunk], train_y[i:i + chunk]) for i in range(0, len(train_y), chunk)]
+            + [(x[i:i + chunk], y[i:i + chunk]) for i in range(0, len(y), chunk)])
+
+
 def total_derivative(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_x, train_y, val_x, val_y,
-                     cg_iters: int = 16, damping: float = 0.0) -> torch.Tensor:
-    """D_ν ℓ₁ = −∇_{νw} ℓ₂ (∇_{ww} ℓ₂ + λI)⁻¹ ∇_w ℓ₁ for poison images ``x`` (eq. 11)."""
+                     cg_iters: int = 16, damping: float = 0.0, chunk: int | None = None) -> torch.Tensor:
+    """D_ν ℓ₁ = −∇_{νw} ℓ₂ (∇_{ww} ℓ₂ + λI)⁻¹ ∇_w ℓ₁ for poison images ``x`` (eq. 11).
+
+    ℓ₂ is a sum over pieces of at most ``chunk`` images (None: one piece for the batch, one for the poisons). With
+    those two pieces one graph of ∇_w ℓ₂ serves every Hessian-vector product; with more, each product rebuilds the
+    graph of one piece at a time, so memory holds one piece's double-backward graph whatever the number of
+    poisons, at the price of a forward and backward per piece per product."""
     params = [p for p in model.parameters() if p.requires_grad]
     x = x.detach().requires_grad_(True)
     g1 = torch.autograd.grad(nnf.cross_entropy(model(val_x), val_y), params)
     n = len(train_y) + len(y)
-    l2 = (nnf.cross_entropy(model(train_x), train_y, reduction="sum") + nnf.cross_entropy(model(x), y, reduction="sum")) / n
-    g2 = torch.autograd.grad(l2, params, create_graph=True)
+    parts = pieces(train_x, train_y, x, y, chunk or max(len(train_y), len(y)))
+
+    def gradient(part):  # ∇_w of the pieces' share of ℓ₂, differentiable
+        loss = sum(nnf.cross_entropy(model(px), py, reduction="sum") for px, py in part) / n
+        return torch.autograd.grad(loss, params, create_graph=True)
+
+    whole = gradient(parts) if len(parts) <= 2 else None
+    graphs = lambda: [whole] if whole is not None else (gradient([part]) for part in parts)
 
     def hessian(v):
-        hv = torch.autograd.grad(_dot(g2, v), params, retain_graph=True)
+        hv = [torch.zeros_like(p) for p in params]
+        for g2 in graphs():
+            for h, t in zip(hv, torch.autograd.grad(_dot(g2, v), params, retain_graph=whole is not None)):
+                h += t
         return [h + damping * vi for h, vi in zip(hv, v)]
 
     # normal equations HᵀH v = Hᵀ g₁: well posed even where the network's Hessian is indefinite
-    v = conjugate_gradient(lambda u: hessian(hessian(u)), hessian(list(g1)), cg_iters)
-    (d,) = torch.autograd.grad(_dot(g2, [t.detach() for t in v]), x)
+    v = [t.detach() for t in conjugate_gradient(lambda u: hessian(hessian(u)), hessian(list(g1)), cg_iters)]
+    if whole is not None:
+        (d,) = torch.autograd.grad(_dot(whole, v), x)
+        return -d
+    d = torch.zeros_like(x)
+    for part in parts[len(parts) - -(-len(y) // chunk):]:  # the poisons' pieces: only they depend on x
+        d += torch.autograd.grad(_dot(gradient([part]), v), x)[0]
     return -d
+
+
+def follower_step(model: nn.Module, params, train_x, train_y, x, y, lr: float, chunk: int | None) -> None:
+    """One gradient step of the weights on ℓ₂ (eq. 12), its gradient summed over pieces of ``chunk`` images."""
+    if chunk is None or len(train_y) + len(y) <= chunk:
+        loss = nnf.cross_entropy(model(torch.cat([train_x, x])), torch.cat([train_y, y]))
+        grads = torch.autograd.grad(loss, params)
+    else:
+        n, grads = len(train_y) + len(y), [torch.zeros_like(p) for p in params]
+        for px, py in pieces(train_x, train_y, x.detach(), y, chunk):
+            for t, gp in zip(grads, torch.autograd.grad(nnf.cross_entropy(model(px), py, reduction="sum") / n, params)):
+                t += gp
+    with torch.no_grad():
+        for p, gp in zip(params, grads):
+            p -= lr * gp
 
 
 LEADER_OPTIMIZERS = ("adam", "gd")
@@ -84,15 +125,15 @@ LEADER_OPTIMIZERS = ("adam", "gd")
 
 def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: int, leader_lr: float,
           leader_optimizer: str, follower_steps: int, follower_lr: float, batch_size: int, val_fraction: float, cg_iters: int,
-          damping: float, device: str, progress: bool, attack: str, extra: dict) -> PoisonSet:
-    if epochs < 1 or follower_steps < 0 or batch_size < 2 or not 0 < val_fraction < 1 or cg_iters < 1:
+          damping: float, chunk: int | None, device: str, progress: bool, attack: str, extra: dict) -> PoisonSet:
+    if epochs < 1 or follower_steps < 0 or batch_size < 2 or not 0 < val_fraction < 1 or cg_iters < 1 or (chunk is not None and chunk < 1):
         raise ValueError(f"bad TGDA arguments: epochs={epochs}, follower_steps={follower_steps}, batch_size={batch_size}, "
-                         f"val_fraction={val_fraction} (must be in (0, 1)), cg_iters={cg_iters}")
+                         f"val_fraction={val_fraction} (must be in (0, 1)), cg_iters={cg_iters}, chunk={chunk} (≥ 1 or None)")
     if not leader_lr > 0 or not follower_lr > 0 or damping < 0:
         raise ValueError(f"leader_lr={leader_lr} and follower_lr={follower_lr} must be positive, damping={damping} ≥ 0")
     if leader_optimizer not in LEADER_OPTIMIZERS:
         raise ValueError(f"unknown leader_optimizer={leader_optimizer!r}; valid: {', '.join(LEADER_OPTIMIZERS)}")
-    dev = resolve_device(device)
+    dev = devices.resolve(device)
     model = model.to(dev).eval()
     params = [p for p in model.parameters() if p.requires_grad]
     idx = source_indices(len(clean), poison_count(eps_d, len(clean)), seed)
@@ -105,7 +146,7 @@ def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: 
         batch = torch.randperm(len(clean), generator=g)[:batch_size]
         val, tr = batch[:n_val], batch[n_val:]
         tx, ty, vx, vy = clean.x[tr].to(dev), clean.y[tr].to(dev), clean.x[val].to(dev), clean.y[val].to(dev)
-        d = total_derivative(model, x, y, tx, ty, vx, vy, cg_iters, damping)
+        d = total_derivative(model, x, y, tx, ty, vx, vy, cg_iters, damping, chunk)
         if adam is None:  # eq. (11): ascend the validation loss
             x += leader_lr * d
         else:
@@ -113,21 +154,30 @@ def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: 
             adam.step()
         x.clamp_(0, 1)
         for _ in range(follower_steps):  # eq. (12) (eq. 14 on a QAT network)
-            loss = nnf.cross_entropy(model(torch.cat([tx, x])), torch.cat([ty, y]))
-            with torch.no_grad():
-                for p, gp in zip(params, torch.autograd.grad(loss, params)):
-                    p -= follower_lr * gp
+            follower_step(model, params, tx, ty, x, y, follower_lr, chunk)
+        count(f"attack/{attack}", len(tr) + len(y))
         with torch.no_grad():
             val_losses.append(nnf.cross_entropy(model(vx), vy).item())
     record = {"epochs": epochs, "leader_lr": leader_lr, "leader_optimizer": leader_optimizer, "follower_steps": follower_steps, "follower_lr": follower_lr,
-              "batch_size": batch_size, "val_fraction": val_fraction, "cg_iters": cg_iters, "damping": damping, **extra}
+              "batch_size": batch_size, "val_fraction": val_fraction, "cg_iters": cg_iters, "damping": damping, "chunk": chunk, **extra}
     provenance = {"attack": attack, "params": record, "seed": seed, "labels": "kept",
                   "validation_loss": {"first": val_losses[0], "last": val_losses[-1]}}
     return PoisonSet(x.cpu(), y.cpu(), idx, eps_d, provenance)
 
 
 DEFAULTS = {"epochs": 200, "leader_lr": 0.01, "leader_optimizer": "adam", "follower_steps": 20, "follower_lr": 0.1, "batch_size": 1000,
-            "val_fraction": 0.3, "cg_iters": 16, "damping": 0.0, "device": "auto", "progress": False}
+            "val_fraction": 0.3, "cg_iters": 16, "damping": 0.0, "chunk": None, "device": "auto", "progress": False}
+
+
+@UNITS.register("tgda")
+@UNITS.register("tgda_q")
+def tgda_units(n: int, eps_d: float, params: dict) -> int:
+    """Images in ℓ₂ per leader step (the training part of the batch and every poison; each goes through the
+    2·cg_iters + 1 Hessian-vector products and the follower steps), summed over the ``epochs`` leader steps."""
+    p = {**DEFAULTS, **params}
+    n_val = max(1, round(p["val_fraction"] * p["batch_size"]))
+    batch = min(p["batch_size"], n)
+    return p["epochs"] * (batch - min(n_val, batch) + poison_count(eps_d, n))
 
 
 @ATTACKS.register("tgda")

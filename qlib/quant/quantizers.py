@@ -106,8 +106,8 @@ class IntActivation(nn.Module):
         elif not self.seen:
             raise RuntimeError("activation quantizer used before calibration: run ptq(..., calib=data) or train first")
         lo, hi = int_range(self.bits, signed=bool(self.running_min < 0))
-        s = (self.running_max / hi).clamp_min(torch.finfo(torch.float32).tiny).to(x.dtype)
-        return P_Q(x, s, lo, hi)
+        s = (self.running_max / hi).clamp_min(torch.finfo(torch.float32).tiny)
+        return P_Q(x.float(), s, lo, hi).to(x.dtype)  # the grid in float32 under bf16 autocast too (qlib.numerics)
 
     def extra_repr(self):
         return f"bits={self.bits}, momentum={self.momentum}"

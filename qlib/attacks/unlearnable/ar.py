@@ -26,6 +26,9 @@ Deviations from the original:
   uses one fixed file for every run).
 - ``eps`` and ``min_response`` are CIFAR-10's (3×32×32). Fashion-MNIST's are the caller's (``cpu`` preset):
   the response of a unit-L2 signal grows like √d, so ``min_response`` 5 ≈ 10·√(784/3072) there.
+
+Work unit (``qlib.counters``, ``ar_units``): images given noise, one AR sample each; the coefficient search (cached,
+the same for every run of a shape) is not counted.
 """
 
 import functools
@@ -33,11 +36,12 @@ import functools
 import torch
 import torch.nn.functional as nnf
 
+from ... import devices
+from ...counters import UNITS
 from ...data import Dataset
 from ...poison import PoisonSet
-from ...train import resolve_device
-from ..base import ATTACKS
-from .common import chosen, make_poison, scale_l2
+from ..base import ATTACKS, poison_count
+from .common import chosen, make_poison, scale_l2, settings, tally
 
 KERNEL = 3
 SEARCH_BATCH = 512  # candidates run at once; fixed, since it orders the random draws
@@ -124,9 +128,17 @@ def ar(clean: Dataset, eps_d: float, seed: int, *, eps: float = 1.0, crop: int =
     size = tuple(x.shape[-2:])
     coefficients = find_coefficients(clean.num_classes, x.shape[1], size, crop, coefficient_seed, max_norm=max_norm,
                                      min_response=min_response, trials=trials, max_candidates=max_candidates)
-    b = coefficients[y].to(resolve_device(device))
+    b = coefficients[y].to(devices.resolve(device))
     noise = scale_l2(sample(b, size, crop, torch.Generator().manual_seed(seed)), eps).cpu()
+    tally("ar", len(b))
     params = {"eps": eps, "crop": crop, "max_norm": max_norm, "min_response": min_response, "trials": trials,
               "max_candidates": max_candidates, "coefficient_seed": coefficient_seed}
     return make_poison(clean, idx, x + noise, eps_d, seed, "ar", params, "l2", eps,
                        coefficients=coefficients.tolist())
+
+
+@UNITS.register("ar")
+def ar_units(n: int, eps_d: float, params: dict) -> int:
+    """AR's unit: images given noise, the round(ε_d·N) chosen ones (``params`` change no count)."""
+    settings(ar, params)  # a name AR does not take fails here as in the attack
+    return poison_count(eps_d, n)

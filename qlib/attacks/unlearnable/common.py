@@ -5,11 +5,20 @@ Unlearnable examples modify the training set itself: the poison *replaces* the i
 Each attack bounds its perturbation δ = x_poison − x in its own norm (L∞, L2 or L0, in pixel space [0, 1]);
 the norm and radius go into the provenance, and ``attacks.base.validate`` checks every image against them.
 Labels are never changed.
+
+Each attack counts its unit of work where it does it (``tally``, ``qlib.counters``) and registers in
+``qlib.counters.UNITS`` the function that predicts that count from ``settings``: images through the network,
+forward and backward, for the attacks that differentiate one (EM, REM, TAP, DC, NTGA); images given noise for
+the model-free ones (SN, AR, OPS).
 """
+
+import inspect
+from typing import Callable
 
 import torch
 from torch import nn
 
+from ...counters import count
 from ...data import Dataset
 from ...poison import PoisonSet
 from ..base import poison_count, source_indices
@@ -21,6 +30,25 @@ def chosen(clean: Dataset, eps_d: float, seed: int) -> torch.Tensor:
     """The sorted indices of the round(ε_d·N) training images to perturb (all of them when ε_d = 1)."""
     n = len(clean)
     return source_indices(n, poison_count(eps_d, n), seed).sort().values
+
+
+def tally(attack: str, n: int) -> None:
+    """Count ``n`` units of ``attack``'s work, as ``attack/<name>`` (``qlib.counters``)."""
+    count(f"attack/{attack}", n)
+
+
+def settings(attack: Callable, params: dict) -> dict:
+    """``params`` over the defaults of ``attack``'s signature: the settings a call with ``params`` runs with.
+    A name the attack does not take raises TypeError, as the call would."""
+    signature = inspect.signature(attack)
+    signature.bind_partial(**params)
+    defaults = {k: p.default for k, p in signature.parameters.items() if p.default is not p.empty}
+    return {**defaults, **params}
+
+
+def batch_rows(n: int, batch_size: int) -> int:
+    """The size of a mini-batch of ``batch_size`` drawn from ``n`` items: all of them when fewer."""
+    return min(batch_size, n)
 
 
 def project_linf(delta: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -41,12 +69,14 @@ def minibatches(n: int, batch_size: int, g: torch.Generator):
 
 
 def sgd_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int,
-              batch_size: int, g: torch.Generator) -> None:
-    """``steps`` optimizer steps of the mean cross-entropy on random mini-batches of (x, y), in train mode."""
+              batch_size: int, g: torch.Generator, attack: str) -> None:
+    """``steps`` optimizer steps of the mean cross-entropy on random mini-batches of (x, y), in train mode;
+    each counts its images as ``attack``'s work."""
     model.train()
     for _ in range(steps):
-        idx = torch.randint(0, len(x), (min(batch_size, len(x)),), generator=g).to(x.device)
+        idx = torch.randint(0, len(x), (batch_rows(len(x), batch_size),), generator=g).to(x.device)
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        tally(attack, len(idx))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -34,6 +34,10 @@ Implementation notes and deviations:
 - The official script tests every trial's generator by training a scratch classifier on its poison and keeps
   the one with the lowest clean test accuracy; this needs a test set, so we keep the last generator.
 - The scaled-down ``cpu`` preset passes fewer trials and steps, a narrower U-Net and a larger generator lr.
+
+Work unit (``qlib.counters``, ``dc_units``): the images of the steps that train g, each image counted once per step
+(its generator update through the pseudo-update and its classifier update); making the poisons with the final g
+(forward only) is not counted.
 """
 
 import copy
@@ -43,11 +47,12 @@ import torch.nn.functional as nnf
 from torch import nn
 from torch.func import functional_call
 
+from ... import devices
+from ...counters import UNITS
 from ...data import Dataset
 from ...poison import PoisonSet
-from ...train import resolve_device
 from ..base import ATTACKS
-from .common import chosen, make_poison, minibatches
+from .common import batch_rows, chosen, make_poison, minibatches, settings, tally
 
 LEVELS = 3  # the original U-Net's down-sampling levels
 CL = torch.channels_last  # same values; measured 15% faster for DC's step (small CNN, 1 CPU core), standard on GPUs
@@ -120,7 +125,7 @@ def fresh_classifier(model: nn.Module, trial: int, g: torch.Generator, dev: torc
 def batch_stream(n: int, batch_size: int, g: torch.Generator):
     """Mini-batch indices, epoch after epoch, each in a fresh random order; an epoch's last, incomplete batch
     is dropped (a batch of one would break BatchNorm in train mode)."""
-    size = min(batch_size, n)
+    size = batch_rows(n, batch_size)
     while True:
         yield from (b for b in minibatches(n, batch_size, g) if len(b) == size)
 
@@ -128,7 +133,8 @@ def batch_stream(n: int, batch_size: int, g: torch.Generator):
 def train_generator(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, *, eps: float, trials: int,
                     steps: int, ae_lr: float, lr: float, batch_size: int, ae_width: int,
                     dev: torch.device) -> tuple[nn.Module, list[float]]:
-    """The trained generator (evaluation mode) and each trial's mean confusion loss."""
+    """The trained generator (evaluation mode) and each trial's mean confusion loss. Each step counts its
+    images as DC's work."""
     g = torch.Generator().manual_seed(seed)
     ae = make_generator(x.shape[1], ae_width, seed, dev)
     frozen = copy.deepcopy(ae).eval()
@@ -154,6 +160,7 @@ def train_generator(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: in
             cls_opt.zero_grad(set_to_none=True)
             loss.backward()
             cls_opt.step()
+            tally("dc", len(idx))
         frozen.load_state_dict(ae.state_dict())
         history.append(total / steps)
     return frozen, history
@@ -177,7 +184,7 @@ def dc(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float 
                          f"batch_size={batch_size} (≥ 2 for BatchNorm), ae_width={ae_width}")
     if len(clean) < 2:
         raise ValueError("DC trains its classifier with BatchNorm on batches: it needs at least 2 training images")
-    dev = resolve_device(device)
+    dev = devices.resolve(device)
     params = {"eps": eps, "trials": trials, "steps": steps, "ae_lr": ae_lr, "lr": lr, "batch_size": batch_size,
               "ae_width": ae_width}
     # g learns on the whole clean set, as in the original; only the chosen images are replaced
@@ -185,3 +192,11 @@ def dc(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float 
     idx = chosen(clean, eps_d, seed)
     x_poison = perturb(ae, clean.x[idx].to(dev), eps, batch_size)
     return make_poison(clean, idx, x_poison, eps_d, seed, "dc", params, "linf", eps, confusion_loss=history)
+
+
+@UNITS.register("dc")
+def dc_units(n: int, eps_d: float, params: dict) -> int:
+    """DC's unit: images in the steps that train g (each one generator update and one classifier update):
+    ``trials`` × ``steps`` mini-batches of the whole clean set, whatever ε_d."""
+    s = settings(dc, params)
+    return s["trials"] * s["steps"] * batch_rows(n, s["batch_size"])

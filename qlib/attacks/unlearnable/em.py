@@ -28,6 +28,9 @@ whole set and applies part of it). Fashion-MNIST's scaled-down settings are pass
 
 ``min_min`` is also REM's loop (``rem.py``): its ``inner`` hook adds an adversarial ρ to x + δ before every
 surrogate step and every δ step.
+
+Work unit (``qlib.counters``, ``em_units``): images through the surrogate, forward and backward, in its SGD steps
+and δ steps; the error checks (forward only) are not counted.
 """
 
 import copy
@@ -37,12 +40,13 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from ... import devices
 from ...artifacts import tensor_digest
+from ...counters import UNITS
 from ...data import Dataset
 from ...poison import PoisonSet
-from ...train import resolve_device
-from ..base import ATTACKS
-from .common import chosen, make_poison, minibatches, project_linf, sgd_steps
+from ..base import ATTACKS, poison_count
+from .common import batch_rows, chosen, make_poison, minibatches, project_linf, settings, sgd_steps, tally
 
 # (model, x + δ, y, generator) -> ρ, a perturbation held fixed while the loss at x + δ + ρ is differentiated
 Inner = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
@@ -59,30 +63,34 @@ def project(delta: torch.Tensor, x: torch.Tensor, eps: float, classwise: bool) -
 
 
 def descend(model: nn.Module, x, y, delta, *, eps: float, step_size: float, steps: int, classwise: bool,
-            inner: Inner | None, g: torch.Generator) -> torch.Tensor:
-    """``steps`` signed-gradient steps lowering CE(f(x + δ [+ ρ]), y) in δ, each projected (min over δ)."""
+            inner: Inner | None, g: torch.Generator, attack: str = "em") -> torch.Tensor:
+    """``steps`` signed-gradient steps lowering CE(f(x + δ [+ ρ]), y) in δ, each projected (min over δ); each
+    counts the images of ``x`` as ``attack``'s work."""
     for _ in range(steps):
         delta = delta.detach().requires_grad_(True)
         xp = poisoned(x, y, delta, classwise)
         if inner is not None:  # ρ held fixed (Danskin): the gradient at x + δ + ρ flows to δ unchanged
             xp = xp + inner(model, xp.detach(), y, g)
         (grad,) = torch.autograd.grad(nnf.cross_entropy(model(xp), y), delta)
+        tally(attack, len(x))
         delta = project(delta.detach() - step_size * grad.sign(), x, eps, classwise)
     return delta.detach()
 
 
 def surrogate_steps(model: nn.Module, opt, x, y, steps: int, batch_size: int, g: torch.Generator,
-                    inner: Inner | None) -> None:
-    """``steps`` SGD steps on random mini-batches of (x + δ, y); with ``inner``, on x + δ + ρ (adversarial training)."""
+                    inner: Inner | None, attack: str) -> None:
+    """``steps`` SGD steps on random mini-batches of (x + δ, y); with ``inner``, on x + δ + ρ (adversarial training).
+    Each step counts its images as ``attack``'s work."""
     if inner is None:
-        sgd_steps(model, opt, x, y, steps, batch_size, g)
+        sgd_steps(model, opt, x, y, steps, batch_size, g, attack)
         return
     for _ in range(steps):
-        idx = torch.randint(0, len(x), (min(batch_size, len(x)),), generator=g).to(x.device)
+        idx = torch.randint(0, len(x), (batch_rows(len(x), batch_size),), generator=g).to(x.device)
         xb, yb = x[idx], y[idx]
         rho = inner(model, xb, yb, g)
         model.train()
         loss = nnf.cross_entropy(model(xb + rho), yb)
+        tally(attack, len(idx))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -110,14 +118,16 @@ def initial_noise(x, y, num_classes: int, eps: float, classwise: bool, random_st
 
 def min_min(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, eps: float, step_size: float,
             pgd_steps: int, train_steps: int, stop_error: float | None, max_rounds: int, batch_size: int, lr: float,
-            classwise: bool, random_start: bool, g: torch.Generator, inner: Inner | None = None):
-    """The min-min loop; returns (x + δ, record). ``stop_error=None`` runs all ``max_rounds`` rounds."""
+            classwise: bool, random_start: bool, g: torch.Generator, attack: str, inner: Inner | None = None):
+    """The min-min loop; returns (x + δ, record). ``stop_error=None`` runs all ``max_rounds`` rounds. Its
+    surrogate and δ steps count as ``attack``'s work."""
     delta = initial_noise(x, y, num_classes, eps, classwise, random_start, g)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     errors, losses = [], []
-    pgd = {"eps": eps, "step_size": step_size, "steps": pgd_steps, "classwise": classwise, "inner": inner, "g": g}
+    pgd = {"eps": eps, "step_size": step_size, "steps": pgd_steps, "classwise": classwise, "inner": inner, "g": g,
+           "attack": attack}
     for _ in range(max_rounds):
-        surrogate_steps(model, opt, poisoned(x, y, delta, classwise), y, train_steps, batch_size, g, inner)
+        surrogate_steps(model, opt, poisoned(x, y, delta, classwise), y, train_steps, batch_size, g, inner, attack)
         model.eval()
         for idx in minibatches(len(x), batch_size, g):
             idx = idx.to(x.device)
@@ -147,7 +157,7 @@ def check_pgd(eps: float, step_size: float, pgd_steps: int, train_steps: int, ma
 def run_min_min(clean: Dataset, eps_d: float, seed: int, model: nn.Module, *, attack: str, params: dict, device: str,
                 inner: Inner | None, random_start: bool) -> PoisonSet:
     """Run ``min_min`` with ``params`` on the chosen images of ``clean`` on a copy of ``model``; the PoisonSet."""
-    dev = resolve_device(device)
+    dev = devices.resolve(device)
     digest = tensor_digest(model.state_dict().values())
     idx = chosen(clean, eps_d, seed)
     # channels_last (values unchanged): the small CNN's forward and backward run about twice as fast on a CPU
@@ -156,7 +166,7 @@ def run_min_min(clean: Dataset, eps_d: float, seed: int, model: nn.Module, *, at
     g = torch.Generator().manual_seed(seed)
     knobs = {k: params[k] for k in ("eps", "step_size", "pgd_steps", "train_steps", "stop_error", "max_rounds",
                                     "batch_size", "lr", "classwise")}
-    x_poison, record = min_min(surrogate, x, y, clean.num_classes, random_start=random_start, g=g,
+    x_poison, record = min_min(surrogate, x, y, clean.num_classes, random_start=random_start, g=g, attack=attack,
                                inner=inner, **knobs)
     return make_poison(clean, idx, x_poison.contiguous(), eps_d, seed, attack, params, "linf", params["eps"], model=digest, **record)
 
@@ -170,3 +180,18 @@ def em(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float 
     params = {"eps": eps, "step_size": step_size, "pgd_steps": pgd_steps, "train_steps": train_steps,
               "stop_error": stop_error, "max_rounds": max_rounds, "batch_size": batch_size, "lr": lr, "classwise": classwise}
     return run_min_min(clean, eps_d, seed, model, attack="em", params=params, device=device, inner=None, random_start=False)
+
+
+def min_min_units(n: int, eps_d: float, s: dict, passes: int) -> int:
+    """The images ``min_min`` puts through the surrogate, forward and backward, when it runs all ``max_rounds``
+    rounds on the round(ε_d·N) chosen images: per round ``train_steps`` mini-batches and ``pgd_steps`` passes over
+    the images, each image going through ``passes`` times (1; REM's inner ascent adds ``adv_steps``)."""
+    k = poison_count(eps_d, n)
+    return s["max_rounds"] * passes * (s["train_steps"] * batch_rows(k, s["batch_size"]) + s["pgd_steps"] * k)
+
+
+@UNITS.register("em")
+def em_units(n: int, eps_d: float, params: dict) -> int:
+    """EM's unit: images through the surrogate, forward and backward (its SGD steps and δ steps). The count of a
+    run of all ``max_rounds`` rounds, the most: a run that reaches ``stop_error`` stops earlier and counts less."""
+    return min_min_units(n, eps_d, settings(em, params), passes=1)

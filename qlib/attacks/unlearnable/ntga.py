@@ -31,16 +31,22 @@ Where this differs from the official code (lionelmessi6410/ntga):
   images and ε = 0.1, the L∞ radius the preset gives every L∞ method (blocks stay 512). Measured on 6,000
   images, the width-0.5 CNN lost 5 points of accuracy at 8/255, 39 at 12/255 and 49 at 16/255 (the official
   MNIST budget is 0.3). The images are flattened as the original FNN does (28·28 = 784 inputs instead of 3072).
+
+Work unit (``qlib.counters``, ``ntga_units``): training images through the surrogate, forward and backward, in the
+PGD steps (a step of a block computes its kernels with the ``val_size`` validation images and an eigendecomposition
+of the block's, so a step's time grows faster than its image count with ``block_size`` and ``val_size``); the
+final validation loss of each block (forward only) is not counted.
 """
 
 import torch
 import torch.nn.functional as nnf
 
+from ... import devices
+from ...counters import UNITS
 from ...data import Dataset
 from ...poison import PoisonSet
-from ...train import resolve_device
-from ..base import ATTACKS
-from .common import chosen, make_poison, project_linf
+from ..base import ATTACKS, poison_count
+from .common import chosen, make_poison, project_linf, settings, tally
 from .ntk import erf_kernels, gd_mse_weights
 
 
@@ -91,10 +97,12 @@ def blocks(idx: torch.Tensor, block_size: int, g: torch.Generator) -> list[torch
 def pgd_block(surrogate: Surrogate, x: torch.Tensor, y: torch.Tensor, x_val, y_val, num_classes: int, *, eps: float,
               steps: int, step_size: float, val_chunk: int) -> tuple[torch.Tensor, float]:
     """B-NTGA on one block: signed ascent steps on the validation loss, projected onto the L∞ ball and [0, 1].
-    Returns the poisoned block and the validation loss of the clean one."""
+    Returns the poisoned block and the validation loss of the clean one. Each step counts the block's images as
+    NTGA's work."""
     delta, losses = torch.zeros_like(x), []
     for _ in range(steps):
         loss, grad = surrogate.val_loss_grad(x + delta, y, x_val, y_val, num_classes, val_chunk)
+        tally("ntga", len(x))
         losses.append(loss)
         delta = project_linf(delta + step_size * grad.sign(), x, eps)
     return x + delta, losses[0]
@@ -112,7 +120,7 @@ def ntga(clean: Dataset, eps_d: float, seed: int, *, eps: float = 8 / 255, steps
         raise ValueError(f"steps, block_size, val_size, val_chunk and eps must be positive, got steps={steps}, "
                          f"block_size={block_size}, val_size={val_size}, val_chunk={val_chunk}, eps={eps}")
     step_size = 1.1 * eps / steps if step_size is None else step_size
-    dev = resolve_device(device)
+    dev = devices.resolve(device)
     g = torch.Generator().manual_seed(seed)
     idx = chosen(clean, eps_d, seed)
     val = torch.randperm(len(clean), generator=g)[:val_size]
@@ -132,3 +140,10 @@ def ntga(clean: Dataset, eps_d: float, seed: int, *, eps: float = 8 / 255, steps
               "val_size": len(val), "val_chunk": val_chunk}
     objective = {"clean": sum(before) / len(before), "final": sum(after) / len(after), "blocks": len(before)}
     return make_poison(clean, idx, x_poison, eps_d, seed, "ntga", params, "linf", eps, objective=objective)
+
+
+@UNITS.register("ntga")
+def ntga_units(n: int, eps_d: float, params: dict) -> int:
+    """NTGA's unit: training images through the surrogate, forward and backward: ``steps`` PGD steps of each of
+    the round(ε_d·N) chosen images, which the blocks split among them."""
+    return settings(ntga, params)["steps"] * poison_count(eps_d, n)

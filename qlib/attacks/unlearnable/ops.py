@@ -18,15 +18,18 @@ Deviations from the original (none change a choice on natural images):
   rank NaN above everything and pick a pair that changes nothing);
 - ties go to the first pair in (row, column, colour) order (the original's unstable argsort leaves this open);
 - excluded pairs score −∞, not 0, so they are never chosen.
+
+Work unit (``qlib.counters``, ``ops_units``): images searched, counted per class as its pixels are scored.
 """
 
 import torch
 
+from ... import devices
+from ...counters import UNITS
 from ...data import Dataset
 from ...poison import PoisonSet
-from ...train import resolve_device
-from ..base import ATTACKS
-from .common import chosen, make_poison
+from ..base import ATTACKS, poison_count
+from .common import chosen, make_poison, settings, tally
 
 
 def extreme_colours(channels: int) -> torch.Tensor:
@@ -47,14 +50,17 @@ def scores(x: torch.Tensor) -> torch.Tensor:
 
 
 def search(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[int, tuple[int, int, int]]:
-    """{class: (row, col, colour index)} maximising s_k, classes in order, each pair used by one class only."""
+    """{class: (row, col, colour index)} maximising s_k, classes in order, each pair used by one class only.
+    Each class's images count as OPS's work."""
     y = y.to(x.device)
     taken = []
     choice = {}
     for k in range(num_classes):
         if not (y == k).any():
             continue
-        s = scores(x[y == k]).cpu()
+        images = x[y == k]
+        s = scores(images).cpu()
+        tally("ops", len(images))
         for pair in taken:
             s[pair] = -torch.inf
         best = tuple(int(i) for i in torch.unravel_index(s.argmax(), s.shape))  # argmax: the first maximum
@@ -68,10 +74,17 @@ def ops(clean: Dataset, eps_d: float, seed: int, *, device: str = "cpu") -> Pois
     """Set each class's best (pixel, extreme colour) in every chosen image of the class (no surrogate model)."""
     idx = chosen(clean, eps_d, seed)
     x, y = clean.x[idx].clone(), clean.y[idx]
-    choice = search(x.to(resolve_device(device)), y, clean.num_classes)
+    choice = search(x.to(devices.resolve(device)), y, clean.num_classes)
     colours = extreme_colours(x.shape[1]).to(x.dtype)
     for k, (row, col, colour) in choice.items():
         x[y == k, :, row, col] = colours[colour]
     pixels = [{"class": k, "row": row, "col": col, "colour": colours[colour].int().tolist()}
               for k, (row, col, colour) in choice.items()]
     return make_poison(clean, idx, x, eps_d, seed, "ops", {}, "l0", 1, pixels=pixels)
+
+
+@UNITS.register("ops")
+def ops_units(n: int, eps_d: float, params: dict) -> int:
+    """OPS's unit: images searched, the round(ε_d·N) chosen ones."""
+    settings(ops, params)  # a name OPS does not take fails here as in the attack
+    return poison_count(eps_d, n)

@@ -24,27 +24,33 @@ original's learning-rate decay (×0.1 every 2000 steps) is dropped; the original
 augmented images and averages δ's gradient over 5 random crops/flips (expectation over transformations); here
 there is no augmentation, as our victims train without it. Fashion-MNIST's scaled-down settings are passed by
 the caller.
+
+Work unit (``qlib.counters``, ``rem_units``): images through the surrogate, forward and backward: EM's SGD and δ
+steps and every step of the inner ascent.
 """
 
 import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from ...counters import UNITS
 from ...data import Dataset
 from ...poison import PoisonSet
 from ..base import ATTACKS
-from .common import project_linf
-from .em import check_pgd, run_min_min
+from .common import project_linf, settings, tally
+from .em import check_pgd, min_min_units, run_min_min
 
 
 def pgd_ascent(model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, *, eps: float, step_size: float,
                steps: int) -> torch.Tensor:
-    """ρ in the L∞ ball of radius ``eps`` (x + ρ in [0, 1]) raising CE(f(x + ρ), y): ``steps`` signed steps from a random start."""
+    """ρ in the L∞ ball of radius ``eps`` (x + ρ in [0, 1]) raising CE(f(x + ρ), y): ``steps`` signed steps from a random
+    start, each counting the images of ``x`` as REM's work."""
     model.eval()
     rho = project_linf(((2 * torch.rand(x.shape, generator=g) - 1) * eps).to(x), x, eps)
     for _ in range(steps):
         rho.requires_grad_(True)
         (grad,) = torch.autograd.grad(nnf.cross_entropy(model(x + rho), y), rho)
+        tally("rem", len(x))
         rho = project_linf(rho.detach() + step_size * grad.sign(), x, eps)
     return rho.detach()
 
@@ -69,3 +75,12 @@ def rem(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float
         return pgd_ascent(model, x, y, g, eps=adv_eps, step_size=adv_step_size, steps=adv_steps)
 
     return run_min_min(clean, eps_d, seed, model, attack="rem", params=params, device=device, inner=inner, random_start=True)
+
+
+@UNITS.register("rem")
+def rem_units(n: int, eps_d: float, params: dict) -> int:
+    """REM's unit: images through the surrogate, forward and backward (its SGD steps, δ steps and the
+    ``adv_steps`` ascent steps before each). The count of a run of all ``max_rounds`` rounds, the most: a run
+    given a ``stop_error`` that it reaches stops earlier and counts less."""
+    s = settings(rem, params)
+    return min_min_units(n, eps_d, s, passes=s["adv_steps"] + 1)

@@ -21,16 +21,19 @@ Deviations from the original:
 - ``patch`` and ``pixel_scale`` are CIFAR-10's. Fashion-MNIST's are the caller's (``cpu`` preset): patch 7
   keeps the 4×4 grid of blocks on 28×28, and pixel_scale 24/255 (4×) is needed because at 6/255 the poison
   leaves the small CNN's accuracy unchanged (its flat black background clips half of any noise).
+
+Work unit (``qlib.counters``, ``sn_units``): images given noise, counted per class as its cluster's draws are made.
 """
 
 import math
 
 import torch
 
+from ...counters import UNITS
 from ...data import Dataset
 from ...poison import PoisonSet
-from ..base import ATTACKS
-from .common import chosen, make_poison, scale_l2
+from ..base import ATTACKS, poison_count
+from .common import chosen, make_poison, scale_l2, settings, tally
 
 
 def hypercube_vertices(n: int, dims: int, g: torch.Generator) -> torch.Tensor:
@@ -44,12 +47,15 @@ def hypercube_vertices(n: int, dims: int, g: torch.Generator) -> torch.Tensor:
 
 
 def make_classification(y: torch.Tensor, num_classes: int, dims: int, class_sep: float, g: torch.Generator):
-    """One draw per label in ``y`` from its class's Gaussian cluster: z·A_k + centre_k (see the docstring)."""
+    """One draw per label in ``y`` from its class's Gaussian cluster: z·A_k + centre_k (see the docstring). Each
+    draw counts as SN's work."""
     centres = class_sep * (2 * hypercube_vertices(num_classes, dims, g) - 1)
     z = torch.randn(len(y), dims, generator=g)
     for k in range(num_classes):
         a = 2 * torch.rand(dims, dims, generator=g) - 1
-        z[y == k] = z[y == k] @ a + centres[k]
+        mine = y == k
+        z[mine] = z[mine] @ a + centres[k]
+        tally("sn", int(mine.sum()))
     return z
 
 
@@ -76,3 +82,10 @@ def sn(clean: Dataset, eps_d: float, seed: int, *, patch: int = 8, class_sep: fl
                      class_sep=class_sep, radius=radius)
     params = {"patch": patch, "class_sep": class_sep, "pixel_scale": pixel_scale}
     return make_poison(clean, idx, x + noise, eps_d, seed, "sn", params, "l2", radius)
+
+
+@UNITS.register("sn")
+def sn_units(n: int, eps_d: float, params: dict) -> int:
+    """SN's unit: images given noise, the round(ε_d·N) chosen ones (``params`` change no count)."""
+    settings(sn, params)  # a name SN does not take fails here as in the attack
+    return poison_count(eps_d, n)
