@@ -14,7 +14,9 @@ Unit names:
 """
 
 import contextlib
+import inspect
 from collections import Counter
+from typing import Callable
 
 from .registry import Registry
 
@@ -37,3 +39,12 @@ def counting():
         yield counter
     finally:
         _ACTIVE.remove(counter)
+
+
+def settings(attack: Callable, params: dict) -> dict:
+    """``params`` over the defaults of ``attack``'s signature: the settings a call with ``params`` runs with, for a
+    ``UNITS`` predictor. A name the attack does not take raises TypeError, as the call would."""
+    signature = inspect.signature(attack)
+    signature.bind_partial(**params)
+    defaults = {k: p.default for k, p in signature.parameters.items() if p.default is not p.empty}
+    return {**defaults, **params}

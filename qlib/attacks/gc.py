@@ -19,7 +19,6 @@ stationary point of training on μ + ν:
   with respect to each chunk's images, which is that chunk's share of ∇_x ½‖G‖².
 """
 
-import inspect
 import math
 
 import torch
@@ -28,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..artifacts import tensor_digest
-from ..counters import UNITS, count
+from ..counters import UNITS, count, settings
 from ..data import Dataset
 from ..poison import PoisonSet
 from .. import devices
@@ -124,10 +123,11 @@ def gc(clean: Dataset, eps_d: float, seed: int, *, target: nn.Module, epochs: in
                            extra={"target": tensor_digest(target.state_dict().values())})
 
 
-@UNITS.register("gc")
-@UNITS.register("gc_q")
-def gc_units(n: int, eps_d: float, params: dict) -> int:
-    """Poisons through one evaluation of eq. (4) and its gradient (a forward, a backward and a double backward each),
-    summed over the ``epochs`` steps and the final evaluation; fewer when the objective stops early below
-    ``threshold``."""
-    return (params.get("epochs", inspect.signature(gc).parameters["epochs"].default) + 1) * poison_count(eps_d, n)
+def cancel_units(attack):
+    """The ``UNITS`` predictor of an attack that runs the GC loop (GC, GC-Q): poisons through one evaluation of
+    eq. (4) and its gradient (a forward, a backward and a double backward each), over the ``epochs`` steps and the
+    final evaluation; fewer when the objective stops early below ``threshold``."""
+    return lambda n, eps_d, params: (settings(attack, params)["epochs"] + 1) * poison_count(eps_d, n)
+
+
+UNITS.register("gc")(cancel_units(gc))

@@ -24,11 +24,12 @@ import copy
 from torch import nn
 
 from ..artifacts import tensor_digest
+from ..counters import UNITS
 from ..data import Dataset
 from ..poison import PoisonSet
 from ..quant import QuantScheme, Twin, calibrate, quantize_modules, quantized_state
 from .base import ATTACKS
-from .gc import gradient_cancel
+from .gc import cancel_units, gradient_cancel
 
 
 class BackwardOnly(nn.Module):
@@ -76,3 +77,6 @@ def gc_q(clean: Dataset, eps_d: float, seed: int, *, target: nn.Module, scheme: 
              "target": tensor_digest(target.state_dict().values())}
     return gradient_cancel(net, clean, eps_d, seed, epochs=epochs, lr=lr, optimizer=optimizer, threshold=threshold,
                            chunk=chunk, layers=layers, device=device, progress=progress, attack="gc_q", extra=extra)
+
+
+UNITS.register("gc_q")(cancel_units(gc_q))

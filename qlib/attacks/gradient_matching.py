@@ -27,13 +27,12 @@ loss of its last step), and the recorded initial loss is likewise without augmen
 """
 
 import copy
-import inspect
 
 import torch
 from torch import nn
 
 from ..artifacts import tensor_digest
-from ..counters import UNITS, count
+from ..counters import UNITS, count, settings
 from ..data import Dataset
 from ..poison import PoisonSet
 from ..quant import QuantScheme, Twin, approximate_gradient, calibrate, quantize_modules
@@ -158,6 +157,5 @@ def gradient_matching(clean: Dataset, eps_d: float, seed: int, *, model: nn.Modu
 def gradient_matching_units(n: int, eps_d: float, params: dict) -> int:
     """Poisons through one step of the alignment objective (a forward, a backward and a double backward each),
     over ``steps`` × ``restarts``; the restarts' unaugmented first and last evaluations are not counted."""
-    defaults = {k: v.default for k, v in inspect.signature(gradient_matching).parameters.items()}
-    p = {**defaults, **params}
+    p = settings(gradient_matching, params)
     return p["steps"] * p["restarts"] * poison_count(eps_d, n)

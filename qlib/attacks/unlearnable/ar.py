@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as nnf
 
 from ... import devices
-from ...counters import UNITS
+from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
 from ..base import ATTACKS, poison_count
-from .common import chosen, make_poison, scale_l2, settings, tally
+from .common import chosen, make_poison, scale_l2, tally
 
 KERNEL = 3
 SEARCH_BATCH = 512  # candidates run at once; fixed, since it orders the random draws

@@ -7,13 +7,10 @@ the norm and radius go into the provenance, and ``attacks.base.validate`` checks
 Labels are never changed.
 
 Each attack counts its unit of work where it does it (``tally``, ``qlib.counters``) and registers in
-``qlib.counters.UNITS`` the function that predicts that count from ``settings``: images through the network,
+``qlib.counters.UNITS`` the function that predicts that count (``qlib.counters.settings`` fills its defaults): images through the network,
 forward and backward, for the attacks that differentiate one (EM, REM, TAP, DC, NTGA); images given noise for
 the model-free ones (SN, AR, OPS).
 """
-
-import inspect
-from typing import Callable
 
 import torch
 from torch import nn
@@ -35,15 +32,6 @@ def chosen(clean: Dataset, eps_d: float, seed: int) -> torch.Tensor:
 def tally(attack: str, n: int) -> None:
     """Count ``n`` units of ``attack``'s work, as ``attack/<name>`` (``qlib.counters``)."""
     count(f"attack/{attack}", n)
-
-
-def settings(attack: Callable, params: dict) -> dict:
-    """``params`` over the defaults of ``attack``'s signature: the settings a call with ``params`` runs with.
-    A name the attack does not take raises TypeError, as the call would."""
-    signature = inspect.signature(attack)
-    signature.bind_partial(**params)
-    defaults = {k: p.default for k, p in signature.parameters.items() if p.default is not p.empty}
-    return {**defaults, **params}
 
 
 def batch_rows(n: int, batch_size: int) -> int:

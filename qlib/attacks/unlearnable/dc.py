@@ -48,11 +48,11 @@ from torch import nn
 from torch.func import functional_call
 
 from ... import devices
-from ...counters import UNITS
+from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
 from ..base import ATTACKS
-from .common import batch_rows, chosen, make_poison, minibatches, settings, tally
+from .common import batch_rows, chosen, make_poison, minibatches, tally
 
 LEVELS = 3  # the original U-Net's down-sampling levels
 CL = torch.channels_last  # same values; measured 15% faster for DC's step (small CNN, 1 CPU core), standard on GPUs

@@ -42,11 +42,11 @@ from torch import nn
 
 from ... import devices
 from ...artifacts import tensor_digest
-from ...counters import UNITS
+from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
 from ..base import ATTACKS, poison_count
-from .common import batch_rows, chosen, make_poison, minibatches, project_linf, settings, sgd_steps, tally
+from .common import batch_rows, chosen, make_poison, minibatches, project_linf, sgd_steps, tally
 
 # (model, x + δ, y, generator) -> ρ, a perturbation held fixed while the loss at x + δ + ρ is differentiated
 Inner = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]

@@ -42,11 +42,11 @@ import torch
 import torch.nn.functional as nnf
 
 from ... import devices
-from ...counters import UNITS
+from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
 from ..base import ATTACKS, poison_count
-from .common import chosen, make_poison, project_linf, settings, tally
+from .common import chosen, make_poison, project_linf, tally
 from .ntk import erf_kernels, gd_mse_weights
 
 

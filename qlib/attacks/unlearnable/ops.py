@@ -25,11 +25,11 @@ Work unit (``qlib.counters``, ``ops_units``): images searched, counted per class
 import torch
 
 from ... import devices
-from ...counters import UNITS
+from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
 from ..base import ATTACKS, poison_count
-from .common import chosen, make_poison, settings, tally
+from .common import chosen, make_poison, tally
 
 
 def extreme_colours(channels: int) -> torch.Tensor:

@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from ...counters import UNITS
+from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
 from ..base import ATTACKS
-from .common import project_linf, settings, tally
+from .common import project_linf, tally
 from .em import check_pgd, min_min_units, run_min_min
 
 

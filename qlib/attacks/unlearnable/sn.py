@@ -29,11 +29,11 @@ import math
 
 import torch
 
-from ...counters import UNITS
+from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
 from ..base import ATTACKS, poison_count
-from .common import chosen, make_poison, scale_l2, settings, tally
+from .common import chosen, make_poison, scale_l2, tally
 
 
 def hypercube_vertices(n: int, dims: int, g: torch.Generator) -> torch.Tensor:

@@ -34,11 +34,11 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from ... import devices
-from ...counters import UNITS
+from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
 from ..base import ATTACKS, poison_count
-from .common import chosen, make_poison, project_linf, settings, tally
+from .common import chosen, make_poison, project_linf, tally
 
 TAU = 0.05  # the official step size relative to ε (``--tau``)
 
