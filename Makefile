@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PRESET ?= cpu
+# How `make reproduce` computes the cells: local (a process pool on this machine), serial or ray (README "Running on a cluster").
+EXECUTOR ?= local
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 INSTALLED := $(VENV)/.installed
 # The exact versions the committed reports were made with; `make setup CONSTRAINTS=` installs without them.
@@ -31,7 +33,9 @@ data: $(INSTALLED)
 	fi
 	$(PY) -m qlib data fashion-mnist
 
+# Every cell of every notebook first (one progress bar; cached), then each notebook rendered from the cache.
 reproduce: setup
+	$(PY) -m qlib grid all --preset $(PRESET) --executor $(EXECUTOR)
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb (preset $(PRESET))"; \
 	  $(PY) -m qlib run $$nb --preset $(PRESET) || exit 1; \

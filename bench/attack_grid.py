@@ -1,4 +1,4 @@
-"""Run ``qlib.study.attack_drops`` on a preset and print the per-seed rows and the mean ± std per cell.
+"""Run an attack grid (``qlib.experiments.attack_grid``) on a preset and print the per-seed rows and the mean ± std per cell.
 
     .venv/bin/python bench/attack_grid.py --attacks label_flip tgda gc --eps-d 0.03 0.1 --cells fp \
         [--cells fp ptq:4W qat:1W1A:bnn] [--preset cpu] [-o key=value ...] [--csv out.csv]
@@ -12,9 +12,12 @@ import time
 import pandas as pd
 import yaml
 
+from qlib.experiments import attack_grid, grid_cells
+from qlib.paper import FP
+from qlib.pipeline import compute
 from qlib.presets import load_preset
 from qlib.quant import parse_scheme
-from qlib.study import FP, attack_drops, mean_std
+from qlib.stats import mean_std
 
 
 def cell(text: str):
@@ -36,7 +39,9 @@ def main():
     overrides = dict(o.split("=", 1) for o in args.override)
     cfg = load_preset(args.preset, **{k: yaml.safe_load(v) for k, v in overrides.items()})
     start = time.time()
-    df = attack_drops(cfg, args.attacks, args.eps_d, [cell(c) for c in args.cells])
+    entries = attack_grid.entries(cfg, args.attacks, args.eps_d, [cell(c) for c in args.cells])
+    compute(grid_cells(entries), threads=cfg.threads)
+    df = attack_grid.rows(entries)
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
     print(df.drop(columns=["method"]).to_string(float_format=lambda v: f"{v:.4g}"))

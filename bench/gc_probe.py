@@ -1,7 +1,7 @@
 """Probe: what does GC's effect on a retrained FP model depend on? (Issue 4's investigation.)
 
-For each seed and ε_w: the cached clean FP model, a GradPC target ŵ of squared budget ε_w, and the
-squared norm of the clean gradient at ŵ (what the poisons must cancel). Then for each ε_d: GC poisons,
+For each seed and ε_w: the cached clean FP model, its GradPC target ŵ of squared budget ε_w, and the
+squared norm of the clean gradient at ŵ (what the poisons must cancel); every step is a cached cell. Then for each ε_d: GC poisons,
 retraining on μ+ν in full precision, and label flip at the same ε_d for comparison. One JSON line per
 (seed, ε_w, ε_d) goes to stdout: target accuracy, GC objective initial → final, wall times and drops.
 
@@ -11,14 +11,19 @@ retraining on μ+ν in full precision, and label flip at the same ε_d for compa
 
 import argparse
 import json
-import time
+from dataclasses import replace
 
-from qlib.attacks import run_attack
 from qlib.attacks.gc import clean_gradient, gradient_parameters
-from qlib.attacks.gradpc import gradpc
+from qlib.cells import accuracy, load_data, poison, target
+from qlib.paper import FP
+from qlib.pipeline import compute
 from qlib.presets import load_preset
-from qlib.study import FP, load_data, retrain_and_evaluate, trained_model
-from qlib.train import evaluate
+
+
+def drop(cfg, seed, nu) -> float:
+    clean, poisoned = accuracy(cfg, seed, "fp", FP), accuracy(cfg, seed, "fp", FP, nu)
+    compute([clean, poisoned], threads=cfg.threads, progress=False)
+    return poisoned.value()["acc"] - clean.value()["acc"]
 
 
 def main():
@@ -34,26 +39,26 @@ def main():
     parser.add_argument("--no-flip", action="store_true", help="skip the label-flip comparison")
     args = parser.parse_args()
 
-    cfg = load_preset(args.preset, epochs=args.retrain_epochs)
-    train, test = load_data(cfg)
+    base_cfg = load_preset(args.preset, epochs=args.retrain_epochs, gc_epochs=args.steps, gc_lr=args.lr,
+                           gc_optimizer=args.optimizer)
+    train, _ = load_data(base_cfg)
     for seed in args.seeds:
-        clean, _ = trained_model(cfg, seed, FP, train, test)
         for eps_w in args.eps_w:
-            target = gradpc(clean, train, eps_w=eps_w, batch_size=cfg.batch_size, seed=seed).eval()
-            g = clean_gradient(target, gradient_parameters(target, "all"), train)
-            base = {"seed": seed, "eps_w": eps_w, "clean_acc": evaluate(clean, test), "target_acc": evaluate(target, test),
+            cfg = replace(base_cfg, eps_w=eps_w)
+            corrupted = target(cfg, seed)
+            compute([corrupted, accuracy(cfg, seed, "fp", FP)], threads=cfg.threads, progress=False)
+            model, result = corrupted.value()
+            g = clean_gradient(model, gradient_parameters(model, "all"), train)
+            base = {"seed": seed, "eps_w": eps_w, "clean_acc": accuracy(cfg, seed, "fp", FP).value()["acc"],
                     "half_clean_grad_sq": 0.5 * sum((t ** 2).sum().item() for t in g), "retrain_epochs": cfg.epochs,
                     "steps": args.steps, "lr": args.lr, "optimizer": args.optimizer, "train_size": len(train)}
             for eps_d in args.eps_d:
-                start = time.time()
-                poison = run_attack("gc", train, eps_d, seed, target=target, epochs=args.steps, lr=args.lr,
-                                    optimizer=args.optimizer, device=cfg.device)
-                row = {**base, "eps_d": eps_d, "gc_seconds": time.time() - start, **poison.provenance["objective"],
-                       "mean_abs_dx": (poison.x - train.x[poison.indices]).abs().mean().item()}
-                row["gc_drop"] = retrain_and_evaluate(poison, FP, "fp", cfg, seed, train, test)["drop"]
+                gc = poison(cfg, "gc", seed, eps_d)
+                row = {**base, "eps_d": eps_d, "gc_drop": drop(cfg, seed, gc)}
+                nu, seconds = gc.value()
+                row |= {"gc_seconds": seconds, **nu.provenance["objective"], "mean_abs_dx": (nu.x - train.x[nu.indices]).abs().mean().item()}
                 if not args.no_flip:
-                    flip = run_attack("label_flip", train, eps_d, seed)
-                    row["flip_drop"] = retrain_and_evaluate(flip, FP, "fp", cfg, seed, train, test)["drop"]
+                    row["flip_drop"] = drop(cfg, seed, poison(cfg, "label_flip", seed, eps_d))
                 print(json.dumps(row), flush=True)
 
 

@@ -6,7 +6,7 @@
 Plain Python with torch, pandas, pyyaml, filelock, safetensors and tqdm: no papermill, Jupyter or network. It writes
 CIFAR-format files of its own (class-coloured noise) into a scratch folder and keeps its cache there.
 
-Part 1 runs every notebook's grids (``qlib.grids``) at the ``paper`` architecture with tiny sizes, first on an empty
+Part 1 computes every notebook's cells (``qlib.experiments``) at the ``paper`` architecture with tiny sizes, first on an empty
 cache, counting the work done (``qlib.counters``) and checking it against the cost model's plan (``qlib.cost``),
 then again on the warm cache, which must train and attack nothing. Every model the cache returns must be on the
 device (``qlib.devices``).
@@ -42,7 +42,7 @@ os.environ["QLIB_DATA"] = str(SCRATCH / "data")
 os.environ["QLIB_SYSTEM_DATA"] = str(SCRATCH / "system")
 os.environ["QLIB_CACHE"] = str(SCRATCH / "cache")
 
-from qlib import cost, devices, grids, numerics, study, targeted, ue_tables  # noqa: E402  (after the folders are set)
+from qlib import cells, cost, devices, numerics, paper  # noqa: E402  (after the folders are set)
 from qlib.artifacts import atomic_write  # noqa: E402
 from qlib.attacks import ATTACKS  # noqa: E402
 from qlib.attacks.gc import cancel_objective, clean_gradient, gradient_parameters  # noqa: E402
@@ -50,6 +50,9 @@ from qlib.attacks.gradpc import gradpc  # noqa: E402
 from qlib.attacks.unlearnable import UNLEARNABLE  # noqa: E402
 from qlib.counters import counting  # noqa: E402
 from qlib.data import Dataset  # noqa: E402
+from qlib.executors import available_cores  # noqa: E402
+from qlib.experiments import NOTEBOOKS, declared, ptq, targeted, unlearnable  # noqa: E402
+from qlib.pipeline import compute  # noqa: E402
 from qlib.models import create_model  # noqa: E402
 from qlib.presets import load_preset  # noqa: E402
 from qlib.quant import parse_scheme, prepare_qat  # noqa: E402
@@ -98,9 +101,9 @@ def tensors(n: int, seed: int = 0) -> Dataset:
 def check_preset(width: float, device: str) -> object:
     """The ``paper`` preset at tiny sizes: every grid of every notebook, one seed, one epoch, few attack steps; GC's
     chunk small enough that it takes its chunked path (TGDA's chunked path is part 2's, at the paper's chunk)."""
-    smoke = load_preset("smoke")
+    smoke, paper_threads = load_preset("smoke"), load_preset("paper").threads
     return load_preset(
-        "paper", width=width, device=device, epochs=1, batch_size=25, seeds=[0], gc_epochs=1, gc_chunk=1,
+        "paper", width=width, device=device, threads=min(paper_threads, available_cores()), epochs=1, batch_size=25, seeds=[0], gc_epochs=1, gc_chunk=1,
         tgda_epochs=1, tgda_follower_steps=1, tgda_cg_iters=1, tgda_batch_size=20, tgda_chunk=2048,
         unlearnable=smoke.unlearnable,
         gradient_matching={"eps": 16 / 255, "steps": 2, "restarts": 2, "batch_size": 8, "augment": True},
@@ -113,14 +116,15 @@ def on_device(model, cfg) -> bool:
 
 
 def part1(cfg, record: dict, full: dict[str, int]) -> None:
-    sweep = cost.sweep_defaults()
+    own = {"sweep_eps_d": ptq.SWEEP_EPS_D}
     if full["train"] < 100:  # --tiny: notebook 01's smallest budget (1%) would buy no poison
-        sweep["sweep_eps_d"] = [e for e in sweep["sweep_eps_d"] if e * full["train"] >= 1]
-    planned = cost.plan(cfg, sweep, full)
-    for notebook in grids.NOTEBOOKS:
+        own["sweep_eps_d"] = [e for e in own["sweep_eps_d"] if e * full["train"] >= 1]
+    planned = cost.plan(cfg, own)
+    grid = lambda notebook: compute(declared(notebook, cfg, own), threads=cfg.threads, progress=False)
+    for notebook in NOTEBOOKS:
         start = time.perf_counter()
         with counting() as ran:
-            grids.GRIDS.get(notebook)(cfg, sweep)
+            grid(notebook)
         exact = +ran == planned[notebook]
         record["part 1"][notebook] = {"empty cache seconds": round(time.perf_counter() - start, 2), "counts as planned": exact}
         say(f"part 1 {notebook}: empty cache {time.perf_counter() - start:.1f} s, counts as planned: {exact}")
@@ -129,18 +133,16 @@ def part1(cfg, record: dict, full: dict[str, int]) -> None:
             raise SystemExit(f"part 1: {notebook} ran other work than the cost model planned (ran, planned): {diff}")
     start = time.perf_counter()
     with counting() as ran:
-        for notebook in grids.NOTEBOOKS:
-            grids.GRIDS.get(notebook)(cfg, sweep)
-    recomputed = {u: n for u, n in ran.items() if u != "eval images"}
+        for notebook in NOTEBOOKS:
+            grid(notebook)
     record["part 1"]["warm cache seconds"] = round(time.perf_counter() - start, 2)
-    say(f"part 1 warm cache: all notebooks {time.perf_counter() - start:.1f} s, recomputed {recomputed or 'nothing'}")
-    if recomputed:
-        raise SystemExit(f"part 1: the warm cache recomputed {recomputed}")
-    train, test = study.load_data(cfg)
-    loaded = {"clean FP": study.trained_model(cfg, 0, study.FP, train, test)[0],
-              "QAT 1W1A bnn++": study.trained_model(cfg, 0, parse_scheme("1W1A", "bnn++"), train, test)[0],
-              "GradPC target": study.gradpc_target(cfg, 0, train, test)[0],
-              "targeted surrogate": study.trained_model(targeted.targeted_preset(cfg), 0, study.FP, train, test, curve=False)[0]}
+    say(f"part 1 warm cache: all notebooks {time.perf_counter() - start:.1f} s, recomputed {+ran or 'nothing'}")
+    if +ran:
+        raise SystemExit(f"part 1: the warm cache recomputed {+ran}")
+    loaded = {"clean FP": cells.trained(cfg, 0, paper.FP).value()[0],
+              "QAT 1W1A bnn++": cells.trained(cfg, 0, parse_scheme("1W1A", "bnn++")).value()[0],
+              "GradPC target": cells.target(cfg, 0).value()[0],
+              "targeted surrogate": cells.trained(targeted.preset(cfg), 0, paper.FP, curve=False).value()[0]}
     misplaced = [name for name, model in loaded.items() if not on_device(model, cfg)]
     record["part 1"]["loaded on the device"] = not misplaced
     say(f"part 1: models loaded from the cache on {devices.resolve(cfg.device)}: {'all' if not misplaced else misplaced}")
@@ -172,7 +174,7 @@ def measured(dev: torch.device, work) -> tuple[float, Counter, int | None]:
 
 def paper_schemes() -> dict:
     """Every scheme the ``paper`` plan trains, by name."""
-    schemes = [study.FP, *study.QAT_SCHEMES, *targeted.QAT_SCHEMES, *(s for _, s in ue_tables.UE_CELLS)]
+    schemes = [paper.FP, *paper.QAT_SCHEMES, *targeted.QAT_SCHEMES, *(s for _, s in unlearnable.SETTINGS)]
     return {s.name: s for s in schemes}
 
 

@@ -2,9 +2,10 @@
 
 A second run of a notebook with the same parameters loads its models and poisons instead of redoing them,
 and a killed run resumes from the last finished entry. Entries are artifacts (safetensors + checksummed
-manifest) or small JSON files under ``$QLIB_CACHE`` (default ``cache/`` in the project). The key holds the
-training fields, seed and scheme, not the code: after changing training or quantization code, delete the cache
-(``rm -rf cache``). A corrupted entry is an error that names the file.
+manifest) or small JSON files under ``$QLIB_CACHE`` (default ``cache/`` in the project). An entry is a cell of
+``qlib.pipeline``: its key holds what determines it (training fields, seed, scheme, inputs) and the version of
+the code that computes it (``qlib.cells.VERSIONS``, an attack's ``Needs.version``), so changed code that bumps
+its version gets new entries. A corrupted entry is an error that names the file.
 
 Several processes may share a cache (a cluster run, two notebooks at once). Each entry has a lock
 (``.locks/<kind>-<key>.lock``, taken with ``filelock``): whoever takes it first computes the entry, the others wait
@@ -33,8 +34,17 @@ from .poison import PoisonSet
 from .provenance import machine
 
 
+COMPUTED: set[str] = set()  # ids (``<kind>/<hash>``) of the entries this process computed and wrote
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("QLIB_CACHE", PROJECT_ROOT / "cache"))
+
+
+def has(kind: str, key: dict) -> bool:
+    """Does the cache hold the finished entry of ``kind`` and ``key`` (an artifact or a JSON result)?"""
+    stem = cache_root() / kind / key_hash(key)
+    return stem.with_name(f"{stem.name}.json").exists() or artifacts.exists(stem)
 
 
 def key_hash(key: dict) -> str:
@@ -79,16 +89,18 @@ def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Ca
                 result = train(model)
                 artifacts.save(stem, model.state_dict(), {"kind": kind, "key": key, "result": result,
                                                           "machine": machine(str(devices.of(model)))})
+                COMPUTED.add(f"{kind}/{stem.name}")
                 return model, result
     tensors, meta = artifacts.load(stem)
     model.load_state_dict(tensors)
     return model, meta["result"]
 
 
-def cached_poison(key: dict, make: Callable[[], PoisonSet], clean: Dataset, device: str = "auto") -> tuple[PoisonSet, float]:
+def cached_poison(kind: str, key: dict, make: Callable[[], PoisonSet], clean: Dataset,
+                  device: str = "auto") -> tuple[PoisonSet, float]:
     """Load the poison set of ``key``, or ``make()`` it (on ``device``) and store it with its wall time. Either way
     it is validated against ``clean``. Returns (poison, seconds the attack took when it was made)."""
-    stem = cache_root() / "poison" / key_hash(key)
+    stem = cache_root() / kind / key_hash(key)
     if not artifacts.exists(stem):
         with entry_lock(stem):
             if not artifacts.exists(stem):
@@ -96,6 +108,7 @@ def cached_poison(key: dict, make: Callable[[], PoisonSet], clean: Dataset, devi
                 poison = validate(make(), clean)
                 seconds = time.perf_counter() - start
                 poison.save(stem, key=key, seconds=seconds, machine=machine(device))
+                COMPUTED.add(f"{kind}/{stem.name}")
                 return poison, seconds
     tensors, meta = artifacts.load(stem)
     return validate(PoisonSet.from_artifact(stem, tensors, meta), clean), meta["seconds"]
@@ -111,6 +124,7 @@ def cached_result(kind: str, key: dict, compute: Callable[[], dict], device: str
             if not path.exists():
                 result = compute()
                 artifacts.write_json(path, {"kind": kind, "key": key, "result": result, "machine": machine(device)})
+                COMPUTED.add(f"{kind}/{stem.name}")
                 return result
     try:
         return json.loads(path.read_text())["result"]

@@ -1,5 +1,5 @@
-"""``python -m qlib``: train the clean baselines of a preset, fetch data, run a notebook into reports/, or count what
-a preset costs."""
+"""``python -m qlib``: compute the cells of notebooks (``grid``), run a notebook into reports/ (``run``), train the clean
+baselines of a preset, fetch data, or count what a preset costs."""
 
 import argparse
 import sys
@@ -14,12 +14,14 @@ from .registry import ParameterError
 
 
 def _train(args) -> None:
+    from .experiments import clean
     from .presets import load_preset
-    from .study import clean_baselines, fmt_pct, mean_std
+    from .stats import fmt_pct, mean_std
 
     cfg = load_preset(args.preset, epochs=args.epochs, seeds=args.seeds)
     started = time.time()
-    finals, _ = clean_baselines(cfg)
+    schemes, _ = clean.run(cfg)
+    finals = schemes[schemes.regime == "FP"][["seed", "test_acc", "train_seconds"]]
     print(finals.to_string(index=False))
     s = mean_std(finals, "test_acc").iloc[0]
     print(f"clean FP test accuracy ({cfg.dataset}, {cfg.model}): {fmt_pct(s['mean'], s['std'])} over {int(s['n'])} seed(s), "
@@ -66,11 +68,8 @@ def _parameter_file(path: str) -> dict:
     return values
 
 
-def _run(args) -> None:
-    from papermill.exceptions import PapermillExecutionError
-
-    from .report import execute, report_dir, write_index
-
+def _overrides(args) -> dict:
+    """The values of ``-f FILE`` (in order) and ``-p NAME VALUE`` (which win), read as YAML."""
     overrides = {}
     for path in args.file:
         overrides |= _parameter_file(path)
@@ -80,6 +79,52 @@ def _run(args) -> None:
         except yaml.YAMLError:
             raise ParameterError(f"parameter {name}: value {text!r} is not YAML; allowed: a YAML scalar, list or "
                                  "mapping such as 3, 0.1, true, [0, 1] or {eps: 0.1}") from None
+    return overrides
+
+
+def _grid(args) -> None:
+    from . import pipeline
+    from .artifacts import write_json
+    from .experiments import NOTEBOOKS, declared, experiment
+    from .params import OWN, check_own
+    from .presets import FIELDS, load_preset
+    from .registry import unknown_name
+
+    overrides = _overrides(args)
+    for name in overrides:
+        if name not in FIELDS and name not in OWN:
+            raise unknown_name("parameter", name, [*FIELDS, *OWN])
+    own = {k: v for k, v in overrides.items() if k in OWN}
+    for name, value in own.items():
+        check_own(name, value)
+    cfg = load_preset(args.preset, **{k: v for k, v in overrides.items() if k in FIELDS})
+    notebooks = list(NOTEBOOKS) if args.notebooks == ["all"] else args.notebooks
+    for notebook in notebooks:
+        experiment(notebook)  # an unknown name is refused before anything runs
+    started = time.time()
+    cells = [c for notebook in notebooks for c in declared(notebook, cfg, own)]
+    total = len(pipeline.graph(cells))
+    result = pipeline.compute(cells, args.executor, threads=cfg.threads, workers=args.workers, address=cfg.ray_address,
+                              gpus=cfg.gpus_per_cell, desc=f"grid ({args.executor})")
+    wall = time.time() - started
+    computed = sum(r["computed"] for r in result["runs"].values())
+    print(f"{computed} of {total} cells computed here ({total - result['cells']} were in the cache, "
+          f"{result['cells'] - computed} computed meanwhile by another process) in {wall:.0f} s "
+          f"with executor {args.executor}; render with: python -m qlib run NOTEBOOK --preset {cfg.preset}")
+    if args.timings:
+        by_id = {c.id: c for c in pipeline.graph(cells)}
+        record = {"preset": cfg.preset, "executor": args.executor, "workers": args.workers, "threads": cfg.threads,
+                  "notebooks": notebooks, "wall_seconds": wall, "cells": [
+                      {"id": cid, "kind": by_id[cid].kind, "label": by_id[cid].label, **r} for cid, r in result["runs"].items()]}
+        write_json(Path(args.timings), record)
+
+
+def _run(args) -> None:
+    from papermill.exceptions import PapermillExecutionError
+
+    from .report import execute, report_dir, write_index
+
+    overrides = _overrides(args)
     out_dir = Path(args.out) if args.out else report_dir(args.preset)
     notebook = Path(args.notebook)
     try:
@@ -104,6 +149,20 @@ def main(argv=None) -> None:
     p = sub.add_parser("data", help="make sure a dataset is available (project folder, system folder, download)")
     p.add_argument("dataset", nargs="?", default="fashion-mnist")
     p.set_defaults(func=_data)
+
+    p = sub.add_parser("grid", help="compute every cell the named notebooks need, with one progress bar, before rendering")
+    p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="notebook names or paths (00_clean_baselines, "
+                   "notebooks/01_ptq.ipynb, …) or 'all'")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--executor", default="serial", choices=["serial", "local", "ray"],
+                   help="serial: in this process; local: a pool of worker processes; ray: a Ray cluster (preset "
+                        "field ray_address or $QLIB_RAY_ADDRESS; none: a Ray runtime on this machine)")
+    p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="override a preset field or a notebook's own parameter (VALUE is read as YAML)")
+    p.add_argument("-f", "--file", action="append", default=[], metavar="FILE", help="overrides from a YAML file; -p wins")
+    p.add_argument("--timings", metavar="FILE", help="write each pending cell's kind, label, seconds and whether this run computed it, as JSON")
+    p.set_defaults(func=_grid)
 
     p = sub.add_parser("run", help="execute a notebook with papermill and render it to reports/<preset>/")
     p.add_argument("notebook")

@@ -1,4 +1,15 @@
-"""The paper's published numbers (Lu et al. 2024; CIFAR-10, ResNet-18), shown beside ours, labelled as the paper's."""
+"""The paper's schemes and published numbers (Lu et al. 2024; CIFAR-10, ResNet-18), shown beside ours, labelled as
+the paper's."""
+
+from .quant import parse_scheme
+
+# The paper's schemes (Section 4.1): PTQ at 1, 4, 8 bits (Table 1) and the QAT rows of Table 3.
+FP = parse_scheme("fp")
+PTQ_SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("4W"), parse_scheme("8W")]
+QAT_SCHEMES = [
+    parse_scheme("1W", "bnn"), parse_scheme("1W1A", "bnn"), parse_scheme("1W", "bnn++"), parse_scheme("1W1A", "bnn++"),
+    parse_scheme("4W"), parse_scheme("4W4A"), parse_scheme("8W"), parse_scheme("8W8A"),
+]
 
 # Clean test accuracy by (regime, task, method): Table 1 (FP and PTQ) and Table 3 (QAT).
 CLEAN = {

@@ -41,6 +41,12 @@ class Preset:
     seeds: list[int]
     device: str  # "auto", "cpu", "cuda", "cuda:1", …
     deterministic: bool  # deterministic algorithms (qlib.numerics): a non-deterministic kernel is an error
+    # Execution (qlib.executors): torch threads per cell, which every executor pins (the thread count changes trained
+    # weights bit for bit, so a cell's result must not depend on how it was run); the Ray cluster to join (null:
+    # $QLIB_RAY_ADDRESS, else a Ray runtime on this machine); GPUs each cell declares to Ray (a fraction packs cells).
+    threads: int
+    ray_address: str | None
+    gpus_per_cell: float
     eps_d: float  # poison budget of the indiscriminate tables (the paper: 0.03)
     eps_w: float  # GradPC target's squared budget ‖ŵ − w_c‖² for GC and GC-Q (the paper: 0.5)
     gc_epochs: int  # GC / GC-Q steps on the poison images (the paper: 2000, early stop below 1)
@@ -100,11 +106,12 @@ def _distinct(v) -> bool:
 RANGES = {
     **{f: (lambda v: v >= 1, "a positive integer") for f in (
         "epochs", "batch_size", "targets", "gc_epochs", "tgda_epochs", "tgda_follower_steps", "tgda_cg_iters",
-        "tgda_batch_size", "gc_chunk", "tgda_chunk")},
+        "tgda_batch_size", "gc_chunk", "tgda_chunk", "threads")},
     **{f: (lambda v: v is None or v >= 1, "a positive integer or null (all)") for f in (
         "train_size", "test_size", "unlearnable_train_size", "targeted_train_size", "targeted_epochs")},
     **{f: (_positive, "a positive finite number") for f in ("width", "lr", "eps_w", "gc_lr", "tgda_lr")},
     "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0"),
+    "gpus_per_cell": (lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0 (a fraction lets Ray pack cells on a GPU)"),
     **{f: (lambda v: 0 < v <= 1, "a number in (0, 1]") for f in ("eps_d", "targeted_eps_d")},
     **{f: (_distinct, "a non-empty list of distinct integers") for f in ("seeds", "targeted_seeds")},
 }

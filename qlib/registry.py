@@ -19,20 +19,28 @@ def unknown_name(kind: str, name, valid, where: str = "") -> ParameterError:
 
 
 class Registry:
-    """A named table of constructors; an unknown name raises :class:`ParameterError` naming the valid ones."""
+    """A named table of constructors, each with what it declared when it was registered (``meta``); an unknown name
+    raises :class:`ParameterError` naming the valid ones."""
 
     def __init__(self, kind: str):
         self.kind = kind
         self._items = {}
+        self._meta = {}
 
-    def register(self, name: str):
+    def register(self, name: str, meta=None):
         def add(fn):
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = fn
+            self._meta[name] = meta
             return fn
 
         return add
+
+    def meta(self, name: str):
+        """What ``name`` declared when it was registered (None if nothing)."""
+        self.get(name)
+        return self._meta[name]
 
     def get(self, name: str):
         if name not in self._items:

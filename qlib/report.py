@@ -21,7 +21,7 @@ from .artifacts import atomic_write
 from .data import PROJECT_ROOT
 from .params import OWN, check_own, check_type, parse_hint
 from .registry import ParameterError, unknown_name
-from .presets import FIELDS, load_preset, read_yaml
+from .presets import FIELDS, load_preset
 
 KERNEL = "qlib"
 HEADLINE_TAG = "headline"
@@ -74,7 +74,7 @@ def execute(notebook: Path, preset: str, out_dir: Path, overrides: dict | None =
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     check_parameters(notebook, preset, overrides or {})
-    params = {**read_yaml(preset), **(overrides or {})}
+    params = {"preset": preset, **(overrides or {})}  # the notebook loads the preset's other values by name
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_scratch(out_dir)
     scratch = Path(tempfile.mkdtemp(dir=out_dir, prefix=f"{SCRATCH}{socket.gethostname()}-{os.getpid()}-{notebook.stem}-"))

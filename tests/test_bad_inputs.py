@@ -28,6 +28,7 @@ from qlib.quant import parse_scheme
 
 ROOT = Path(__file__).parents[1]
 NB00, NB01 = "notebooks/00_clean_baselines.ipynb", "notebooks/01_ptq.ipynb"
+NB04, NB05 = "notebooks/04_unlearnable.ipynb", "notebooks/05_targeted.ipynb"
 SMOKE = (ROOT / "qlib/presets/smoke.yaml").read_text()
 CLEAN = toy_dataset(40)
 
@@ -133,22 +134,24 @@ CASES = {
     "run: epochs true": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "epochs", "true"), ["epochs=True", "allowed is an integer"]),
     "run: repeated seeds": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "seeds", "[0, 0]"), ["seeds=[0, 0]", "distinct integers"]),
     "run: value not YAML": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "seeds", "[0,"), ["'[0,'", "allowed: a YAML"]),
-    "run: budget above 1": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "eps_d", "1.5"), ["eps_d=1.5", "(0, 1]"]),
-    "run: NaN budget": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "eps_d", ".nan"), ["eps_d=nan", "(0, 1]"]),
+    "run: budget above 1": Case(lambda c: run(c, NB01, "--preset", "smoke", "-p", "eps_d", "1.5"), ["eps_d=1.5", "(0, 1]"]),
+    "run: NaN budget": Case(lambda c: run(c, NB01, "--preset", "smoke", "-p", "eps_d", ".nan"), ["eps_d=nan", "(0, 1]"]),
     "run: notebook's own budget list": Case(lambda c: run(c, NB01, "--preset", "smoke", "-p", "sweep_eps_d", "[0.1, 0]"),
                                             ["sweep_eps_d", "eps_d=0", "(0, 1]"]),
     "run: notebook's own attack list": Case(lambda c: run(c, NB01, "--preset", "smoke", "-p", "sweep_attacks", "[gcc]"),
                                             ["'gcc'", "allowed: ar, dc"]),
     "run: another notebook's parameter": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "sweep_eps_d", "[0.1]"),
                                               ["'sweep_eps_d'", "valid:"]),
-    "run: unknown optimizer": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "gc_optimizer", "sgd"), ["'sgd'", "valid: adam, gd"]),
-    "run: unknown unlearnable method": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "unlearnable", "{xyz: {}}"),
+    "run: a preset field the notebook does not use": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "eps_d", "0.1"),
+                                                          ["unknown parameter 'eps_d'", "00_clean_baselines.ipynb", "valid: dataset"]),
+    "run: unknown optimizer": Case(lambda c: run(c, NB01, "--preset", "smoke", "-p", "gc_optimizer", "sgd"), ["'sgd'", "valid: adam, gd"]),
+    "run: unknown unlearnable method": Case(lambda c: run(c, NB04, "--preset", "smoke", "-p", "unlearnable", "{xyz: {}}"),
                                             ["'xyz'", "valid: em, tap"]),
-    "run: unknown attack setting": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "gradient_matching", "{epsilon: 0.1}"),
+    "run: unknown attack setting": Case(lambda c: run(c, NB05, "--preset", "smoke", "-p", "gradient_matching", "{epsilon: 0.1}"),
                                         ["'epsilon'", "valid:"]),
-    "run: attack setting of the wrong type": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "gradient_matching", "{steps: 2.5}"),
+    "run: attack setting of the wrong type": Case(lambda c: run(c, NB05, "--preset", "smoke", "-p", "gradient_matching", "{steps: 2.5}"),
                                                   ["gradient_matching.steps=2.5", "allowed is an integer"]),
-    "run: attack settings that are not a mapping": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "unlearnable", "{em: 5}"),
+    "run: attack settings that are not a mapping": Case(lambda c: run(c, NB04, "--preset", "smoke", "-p", "unlearnable", "{em: 5}"),
                                                         ["unlearnable.em=5", "allowed is a mapping"]),
     "run -f: a preset file of another preset": Case(lambda c: run(c, NB00, "--preset", "smoke", "-f", "qlib/presets/cpu.yaml"),
                                                     ["preset='cpu'", "--preset ('smoke' now)"]),

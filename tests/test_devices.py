@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from qlib import artifacts, devices, study
+from qlib import artifacts, cells, devices
 from qlib.cache import cached_model
 from qlib.data import SOURCES, _find
+from qlib.paper import FP
 from qlib.presets import load_preset
 from qlib.quant import parse_scheme
 
@@ -46,14 +47,13 @@ def test_the_studys_cached_models_come_back_on_the_device(monkeypatch):
     """The clean FP model, a QAT model, GradPC's target and a targeted surrogate, computed on the CPU, then read from
     the cache with the device pointed elsewhere: each comes back there."""
     cfg = load_preset("smoke", train_size=200, test_size=100)
-    train, test = study.load_data(cfg)
     scheme = parse_scheme("4W")
-    study.trained_model(cfg, 0, scheme, train, test)
-    study.gradpc_target(cfg, 0, train, test)
-    study.trained_model(cfg, 0, study.FP, train, test, curve=False)
+    models = [cells.trained(cfg, 0, FP), cells.trained(cfg, 0, scheme), cells.target(cfg, 0),
+              cells.trained(cfg, 0, FP, curve=False)]
+    for cell in models:
+        cell.value()
     point_at_meta(monkeypatch)
-    loaded = [study.trained_model(cfg, 0, study.FP, train, test)[0], study.trained_model(cfg, 0, scheme, train, test)[0],
-              study.gradpc_target(cfg, 0, train, test)[0], study.trained_model(cfg, 0, study.FP, train, test, curve=False)[0]]
+    loaded = [cell.value()[0] for cell in models]
     assert [devices.of(m) for m in loaded] == [META] * 4
 
 

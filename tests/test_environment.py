@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).parents[1]
-CONDA_TO_PIP = {"pytorch": "torch"}
+CONDA_TO_PIP = {"pytorch": "torch", "ray-core": "ray"}  # conda-forge names
 
 
 def split(requirement: str) -> tuple[str, str]:

@@ -75,7 +75,7 @@ def test_gc_q_needs_a_quantized_scheme(setup):
 
 def test_quantized_grad_matters_for_bnn_weights(setup):
     """BNN's F = α·sign(w) passes α·1_[−1,1](w) ⊙ ∇ back, so ĝ reweights each layer by α: Table 4 computes
-    its 1-bit ĝ cells, while at 4 and 8 bits it shares them (qlib.qat_tables.ablation_attack)."""
+    its 1-bit ĝ cells, while at 4 and 8 bits it shares them (qlib.experiments.ablation.attack_of)."""
     clean, target = setup
     scheme = parse_scheme("1W", "bnn")
     runs = {q: initial(run_attack("gc_q", clean, 0.1, seed=2, target=target, scheme=scheme, paq=True, quantized_grad=q, **RUN))

@@ -23,14 +23,89 @@ def test_committed_without_outputs(path):
             assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs"
 
 
+PRESET_LINE = 'preset: str = os.environ.get("QLIB_PRESET", "cpu")'
+PARAMETER = re.compile(r"^(?P<name>\w+): (?P<hint>[^=]+?) = (?P<value>.+?)  # (?P<help>.+) \(cpu: (?P<cpu>.+)\)$")
+
+
+def parameter_lines(source: str) -> list[str]:
+    """The parameters cell's lines that are neither blank, a comment nor an import."""
+    return [line for line in source.splitlines() if line.strip() and not line.startswith(("#", "import "))]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_first_code_cell_is_the_parameters_cell(path):
+    """The parameters cell: ``preset`` first (from QLIB_PRESET), then one typed line per parameter, each with a help
+    comment naming the ``cpu`` preset's value: a preset field this notebook uses (None keeps the preset's value,
+    the type is the field's) or one of the notebook's own (qlib.params.OWN, its default the cpu value)."""
+    import typing
+
+    import yaml
+
+    from qlib.params import OWN, parse_hint
+    from qlib.presets import Preset, read_yaml
+
     nb = nbformat.read(path, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
     assert "parameters" in first.metadata.get("tags", [])
-    assert 'os.environ.get("QLIB_PRESET", "cpu")' in first.source
-    for field in FIELDS:  # every preset field can be set by papermill -p / -f
-        assert re.search(rf"^{field} = ", first.source, re.M), f"{path.name}: parameters cell lacks {field}"
+    lines = parameter_lines(first.source)
+    assert lines[0].startswith(PRESET_LINE + "  # "), f"{path.name}: the first parameter is not the preset: {lines[0]!r}"
+    cpu, hints, seen = read_yaml("cpu"), typing.get_type_hints(Preset), set()
+    for line in lines[1:]:
+        match = PARAMETER.match(line)
+        assert match, f"{path.name}: not a typed parameter with a help comment naming the cpu value: {line!r}"
+        name, hint, said = match["name"], parse_hint(match["hint"]), yaml.safe_load(match["cpu"])
+        assert name not in seen and name != "preset", f"{path.name}: {name} is set twice"
+        seen.add(name)
+        assert match["help"].strip(), f"{path.name}: {name} has no help"
+        if name in FIELDS:
+            assert match["value"] == "None", f"{path.name}: {name} should be None (keep the preset's value)"
+            field = hints[name]
+            assert hint in (field, *[a for a in typing.get_args(field) if a is not type(None)]), \
+                f"{path.name}: {name} is annotated {match['hint']}, the preset field is {field}"
+            if isinstance(cpu[name], dict):  # long mappings are abbreviated to their keys
+                assert list(said) == list(cpu[name]), f"{path.name}: {name}'s cpu value says {said}, cpu.yaml {cpu[name]}"
+            else:
+                assert said == cpu[name], f"{path.name}: {name}'s comment says cpu: {said!r}, cpu.yaml has {cpu[name]!r}"
+        else:
+            assert name in OWN, f"{path.name}: {name} is neither a preset field nor one of qlib.params.OWN"
+            assert hint == OWN[name][0], f"{path.name}: {name} is annotated {match['hint']}"
+            assert yaml.safe_load(match["value"]) == said, f"{path.name}: {name}'s default is not its cpu value"
+    assert seen & set(FIELDS), f"{path.name}: the parameters cell sets no preset field"
+
+
+# A valid value other than the smoke preset's, per preset field.
+ALTERED = {
+    "dataset": "cifar10", "model": "resnet18", "width": 0.5, "train_size": 800, "test_size": 400, "epochs": 2,
+    "batch_size": 50, "lr": 0.1, "weight_decay": 0.0, "augment": True, "seeds": [1], "device": "cpu",
+    "deterministic": True, "threads": 2, "ray_address": "ray://elsewhere:10001", "gpus_per_cell": 0.5, "eps_d": 0.1,
+    "eps_w": 0.02, "gc_epochs": 4, "gc_lr": 0.2, "gc_optimizer": "gd", "gc_chunk": 64, "tgda_epochs": 3, "tgda_lr": 0.1,
+    "tgda_follower_steps": 3, "tgda_cg_iters": 3, "tgda_batch_size": 100, "tgda_chunk": 1024, "unlearnable": {},
+    "unlearnable_train_size": 500, "gradient_matching": {"eps": 0.2, "steps": 2, "restarts": 1, "augment": False},
+    "targets": 2, "targeted_seeds": [1], "targeted_eps_d": 0.1, "targeted_train_size": 500, "targeted_epochs": 2,
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_preset_field_that_changes_a_notebooks_cells_is_its_parameter(path):
+    """A notebook lists only the preset fields it uses, but every one it uses: a field its parameters cell leaves
+    out changes none of the cells the notebook computes (their ids are their cache keys)."""
+    from dataclasses import replace
+
+    from qlib.experiments import declared
+    from qlib.pipeline import graph
+    from qlib.presets import load_preset
+
+    assert set(ALTERED) == set(FIELDS) - {"preset"}
+    first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    listed = {line.split(":", 1)[0] for line in parameter_lines(first.source)}
+    cfg = load_preset("smoke")
+    ids = lambda c: {cell.id for cell in graph(declared(path.stem, c, planning=True))}
+    base = ids(cfg)
+    assert ids(replace(cfg, epochs=ALTERED["epochs"])) != base  # the comparison can tell
+    for name, value in ALTERED.items():
+        assert value != getattr(cfg, name), name
+        if name not in listed:
+            assert ids(replace(cfg, **{name: value})) == base, f"{path.name} uses preset field {name} but does not list it"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

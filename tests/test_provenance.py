@@ -49,7 +49,7 @@ def test_every_cache_entry_and_report_footer_records_the_machine(tmp_path, monke
     monkeypatch.setenv("QLIB_CACHE", str(tmp_path))
     cached_model("t", {"k": 1}, lambda: nn.Linear(2, 2), lambda m: {})
     cached_result("r", {"k": 1}, lambda: {"acc": 0.5})
-    cached_poison({"k": 1}, lambda: run_attack("label_flip", toy_dataset(40), 0.1, 0), toy_dataset(40))
+    cached_poison("poison", {"k": 1}, lambda: run_attack("label_flip", toy_dataset(40), 0.1, 0), toy_dataset(40))
     manifests = [json.loads(p.read_text()) for p in tmp_path.rglob("*.json")]
     assert len(manifests) == 3
     for m in manifests:

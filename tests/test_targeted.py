@@ -1,4 +1,5 @@
-"""The targeted experiment's runner and statistics: Wilson intervals, verdicts, the grid on the smoke preset."""
+"""Notebook 05's targeted experiment (``qlib.experiments.targeted``): its summaries and verdicts on hand-made trials,
+and its cells on the smoke preset (the Wilson interval itself: tests/test_stats.py)."""
 
 import math
 from dataclasses import replace
@@ -6,37 +7,11 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from qlib import targeted
+from qlib import cells
+from qlib.experiments import targeted
+from qlib.paper import FP
 from qlib.presets import load_preset
-from qlib.study import FP, load_data
-
-
-@pytest.mark.parametrize("k, n, low, high", [
-    (0, 8, 0.0, 0.3244), (8, 8, 0.6756, 1.0), (4, 8, 0.2152, 0.7848),
-])
-def test_wilson_interval_matches_published_values(k, n, low, high):
-    lo, hi = targeted.wilson(k, n)
-    assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
-
-
-@pytest.mark.parametrize("n", [1, 3, 6, 8, 80])
-def test_wilson_interval_contains_the_rate_exactly(n):
-    for k in range(n + 1):
-        low, high = targeted.wilson(k, n)
-        assert 0 <= low <= k / n <= high <= 1
-
-
-@pytest.mark.parametrize("k, n", [(61, 80), (3, 12), (1, 2)])
-def test_wilson_bounds_solve_the_score_equation(k, n):
-    """Each bound p solves (k/n − p)² = z² p (1 − p) / n, the inverted score test."""
-    for p in targeted.wilson(k, n):
-        assert (k / n - p) ** 2 == pytest.approx(targeted.Z95 ** 2 * p * (1 - p) / n, abs=1e-12)
-
-
-@pytest.mark.parametrize("k, n", [(-1, 5), (6, 5), (0, 0)])
-def test_wilson_rejects_impossible_counts(k, n):
-    with pytest.raises(ValueError, match="0 ≤ k ≤ n"):
-        targeted.wilson(k, n)
+from qlib.stats import verdict_rates
 
 
 def runs(rates: dict, n: int = 20) -> pd.DataFrame:
@@ -49,23 +24,30 @@ def runs(rates: dict, n: int = 20) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def rate_of(row: pd.Series, outcome: str = "success") -> dict:
+    """A summary row's ``outcome`` as a rate (``stats.rate``'s fields)."""
+    return {"k": row[outcome], "n": row["n"], "rate": row[f"{outcome}_rate"], "low": row[f"{outcome}_low"],
+            "high": row[f"{outcome}_high"]}
+
+
 def test_summary_and_verdicts():
     df = runs({("FP", "none"): 0, ("FP", "oblivious"): 18, ("1-bit", "none"): 0, ("1-bit", "oblivious"): 2,
                ("1-bit", "aware"): 4})
-    summary = targeted.success_summary(df).set_index(["precision", "poisons"])
+    summary = targeted.summary(df).set_index(["precision", "poisons"])
     fp = summary.loc[("FP", "oblivious")]
     assert (fp.success, fp.n, fp.success_rate) == (18, 20, 0.9)
     assert fp.success_low < 0.9 < fp.success_high
-    assert targeted.compare(fp, summary.loc[("1-bit", "oblivious")]) == "holds"
-    assert targeted.compare(summary.loc[("1-bit", "oblivious")], fp) == "fails"
-    assert targeted.compare(summary.loc[("1-bit", "aware")], summary.loc[("1-bit", "oblivious")]) == "within noise"
+    one_bit, aware = summary.loc[("1-bit", "oblivious")], summary.loc[("1-bit", "aware")]
+    assert verdict_rates(rate_of(fp), rate_of(one_bit)) == "holds"
+    assert verdict_rates(rate_of(one_bit), rate_of(fp)) == "fails"
+    assert verdict_rates(rate_of(aware), rate_of(one_bit)) == "within noise"
 
 
 def test_pull_claims_read_the_direction_right():
     df = runs({("FP", "none"): 0, ("FP", "oblivious"): 20, **{(p, k): 0 for p in ("1-bit", "3-bit", "4-bit", "5-bit", "8-bit")
                                                              for k in ("none", "oblivious", "aware")}})
     df.loc[(df.precision == "FP") & (df.poisons == "oblivious"), "p_adv"] = [0.5 + 0.02 * i for i in range(20)]
-    claims = targeted.targeted_claims(targeted.success_summary(df), targeted.adversarial_shift(df))
+    claims = targeted.claims(targeted.summary(df), targeted.adversarial_shift(df))
     verdict = claims.set_index(["outcome", "claim"])["our run"]
     assert verdict[("pull", "FP: poisons raise p(adv)")] == "holds"
     assert verdict[("pull", "QAT 1-bit lowers the FP pull")] == "holds"
@@ -91,7 +73,7 @@ def own_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def smoke_runs():
     cfg = replace(load_preset("smoke"), targets=2)
-    return cfg, targeted.targeted(cfg, progress=False)
+    return cfg, targeted.run(cfg, progress=False)
 
 
 def test_the_grid_on_the_smoke_preset(smoke_runs):
@@ -102,45 +84,48 @@ def test_the_grid_on_the_smoke_preset(smoke_runs):
     assert not ((df.poisons == "aware") & (df.precision == "FP")).any()
     assert (df.adversarial_class != df.true_class).all()
     assert df.success.eq(df.pred == df.adversarial_class).all() and df.misclassified.eq(df.pred != df.true_class).all()
-    claims = targeted.targeted_claims(targeted.success_summary(df), targeted.adversarial_shift(df))
+    claims = targeted.claims(targeted.summary(df), targeted.adversarial_shift(df))
     assert len(claims) == 3 * (1 + 2 * len(targeted.QAT_SCHEMES))
     assert set(claims["our run"]) <= {"holds", "within noise", "fails"}
 
 
 def test_targets_are_classified_correctly_by_the_surrogate_and_poisons_come_from_the_adversarial_class(smoke_runs):
     cfg, df = smoke_runs
-    cfg = targeted.targeted_preset(cfg)
-    train, test = load_data(cfg)
-    chosen = targeted.choose_targets(cfg, train, test)
-    assert chosen.target_index.tolist() == df.drop_duplicates("target").target_index.tolist()
-    surrogate = targeted.trained_model(cfg, cfg.targeted_seeds[0], FP, train, test, curve=False)[0].eval()
-    assert (surrogate(test.x[chosen.target_index.tolist()]).argmax(1) == test.y[chosen.target_index.tolist()]).all()
-    t = next(chosen.itertuples())
-    nu, _ = targeted.poison(cfg, cfg.targeted_seeds[0], t, FP, train, test)
-    assert (train.y[nu.indices] == t.adversarial_class).all()
-    assert len(nu) == round(cfg.targeted_eps_d * len(train))
-    assert nu.provenance["target_index"] == t.target_index
+    tcfg = targeted.preset(cfg)
+    train, test = cells.load_data(tcfg)
+    chosen = targeted.chosen(cfg, progress=False)
+    index = [t["target_index"] for t in chosen]
+    assert index == df.drop_duplicates("target").target_index.tolist()
+    surrogate = cells.trained(tcfg, tcfg.targeted_seeds[0], FP, curve=False).value()[0].eval()
+    assert (surrogate(test.x[index]).argmax(1) == test.y[index]).all()
+    t = chosen[0]
+    made = cells.poison(tcfg, "gradient_matching", tcfg.targeted_seeds[0], tcfg.targeted_eps_d, FP,
+                        target_index=t["target_index"], adversarial_class=t["adversarial_class"], curve=False)
+    assert made.id in {c.id for c in targeted.cells(cfg, chosen)}  # the poison the grid ran
+    nu, _ = made.value()
+    assert (train.y[nu.indices] == t["adversarial_class"]).all()
+    assert len(nu) == round(tcfg.targeted_eps_d * len(train))
+    assert nu.provenance["target_index"] == t["target_index"]
 
 
 def test_a_clean_victim_is_read_per_adversarial_class(smoke_runs):
     """The same clean victim and target with another adversarial class is another cached reading."""
     cfg, df = smoke_runs
-    cfg = targeted.targeted_preset(cfg)
-    train, test = load_data(cfg)
-    t = next(targeted.choose_targets(cfg, train, test).itertuples())
-    other = t._replace(adversarial_class=(t.adversarial_class + 1) % 10)
-    a = targeted.victim(cfg, cfg.targeted_seeds[0], FP, t, train, test, None)
-    b = targeted.victim(cfg, cfg.targeted_seeds[0], FP, other, train, test, None)
+    tcfg = targeted.preset(cfg)
+    t = targeted.chosen(cfg, progress=False)[0]
+    other = (t["adversarial_class"] + 1) % 10
+    a = cells.victim(tcfg, tcfg.targeted_seeds[0], FP, t["target_index"], t["adversarial_class"])
+    b = cells.victim(tcfg, tcfg.targeted_seeds[0], FP, t["target_index"], other)
+    assert a.id != b.id and a.inputs[0].id == b.inputs[0].id  # two readings of one victim
+    a, b = a.value(), b.value()
     assert a["pred"] == b["pred"] and a["p_adv"] != b["p_adv"]
 
 
 def test_trial_seeds_that_are_victim_seeds_are_refused():
     with pytest.raises(ValueError, match=r"seed\(s\) \[1000\] would train a surrogate"):
-        targeted.targeted(replace(load_preset("smoke"), targeted_seeds=[0, 1000]), progress=False)
+        targeted.run(replace(load_preset("smoke"), targeted_seeds=[0, 1000]), progress=False)
 
 
 def test_too_many_targets_is_named():
-    cfg = targeted.targeted_preset(replace(load_preset("smoke"), targets=10 ** 6))
-    train, test = load_data(cfg)
     with pytest.raises(ValueError, match="targets=1000000 asks for more"):
-        targeted.choose_targets(cfg, train, test)
+        targeted.chosen(replace(load_preset("smoke"), targets=10 ** 6), progress=False)

@@ -31,7 +31,7 @@ from ..counters import UNITS, count, settings
 from ..data import Dataset
 from ..poison import PoisonSet
 from .. import devices
-from .base import ATTACKS, poison_count, source_indices
+from .base import ATTACKS, Needs, poison_count, source_indices
 
 OPTIMIZERS = ("adam", "gd")
 LAYERS = ("all", "first")
@@ -113,7 +113,7 @@ def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *
     return PoisonSet(x.detach().cpu(), y.cpu(), idx, eps_d, provenance)
 
 
-@ATTACKS.register("gc")
+@ATTACKS.register("gc", Needs(model="gradpc"))
 def gc(clean: Dataset, eps_d: float, seed: int, *, target: nn.Module, epochs: int = 2000, lr: float = 0.01,
        optimizer: str = "adam", threshold: float = 1.0, chunk: int = 512, layers: str = "all",
        device: str = "auto", progress: bool = False) -> PoisonSet:

@@ -28,7 +28,7 @@ from ..counters import UNITS
 from ..data import Dataset
 from ..poison import PoisonSet
 from ..quant import QuantScheme, Twin, calibrate, quantize_modules, quantized_state
-from .base import ATTACKS
+from .base import ATTACKS, Needs
 from .gc import cancel_units, gradient_cancel
 
 
@@ -66,7 +66,7 @@ def network(target: nn.Module, scheme: QuantScheme, paq: bool, quantized_grad: b
     return fp
 
 
-@ATTACKS.register("gc_q")
+@ATTACKS.register("gc_q", Needs(model="gradpc", scheme="attacked", settings="gc"))
 def gc_q(clean: Dataset, eps_d: float, seed: int, *, target: nn.Module, scheme: QuantScheme, paq: bool = True,
          quantized_grad: bool = True, epochs: int = 2000, lr: float = 0.01, optimizer: str = "adam",
          threshold: float = 1.0, chunk: int = 512, layers: str = "all", device: str = "auto",

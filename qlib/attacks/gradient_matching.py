@@ -38,7 +38,7 @@ from ..poison import PoisonSet
 from ..quant import QuantScheme, Twin, approximate_gradient, calibrate, quantize_modules
 from .. import devices
 from ..train import augment_batch
-from .base import ATTACKS, poison_count
+from .base import ATTACKS, Needs, poison_count
 
 TAU = 0.1  # the signed-Adam step relative to ε
 DECAYS = (2.667, 1.6, 1.142)  # the step is divided by 10 after M/2.667, M/1.6 and M/1.142 steps
@@ -87,7 +87,7 @@ def milestones(steps: int) -> list[int]:
     return [m for m in (int(steps / d) for d in DECAYS) if m > 0]
 
 
-@ATTACKS.register("gradient_matching")
+@ATTACKS.register("gradient_matching", Needs(model="trained", scheme="surrogate", target=True, replaces=True))
 def gradient_matching(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, target_image: torch.Tensor,
                       target_index: int, adversarial_class: int, eps: float = 16 / 255, steps: int = 250,
                       restarts: int = 8, tau: float = TAU, augment: bool = True, batch_size: int = 512,

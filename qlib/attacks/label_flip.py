@@ -3,10 +3,10 @@
 from ..counters import UNITS
 from ..data import Dataset
 from ..poison import PoisonSet
-from .base import ATTACKS, poison_count, source_indices
+from .base import ATTACKS, Needs, poison_count, source_indices
 
 
-@ATTACKS.register("label_flip")
+@ATTACKS.register("label_flip", Needs(device=False))
 def label_flip(clean: Dataset, eps_d: float, seed: int) -> PoisonSet:
     """The paper's rule y ← 10 − y on labels 1..10 is y ← C − 1 − y on 0-based labels."""
     idx = source_indices(len(clean), poison_count(eps_d, len(clean)), seed)

@@ -34,7 +34,7 @@ from ..data import Dataset
 from ..poison import PoisonSet
 from ..quant import QuantScheme, calibrate, quantize_modules
 from .. import devices
-from .base import ATTACKS, poison_count, source_indices
+from .base import ATTACKS, Needs, poison_count, source_indices
 
 
 def _dot(a, b):
@@ -180,7 +180,7 @@ def tgda_units(n: int, eps_d: float, params: dict) -> int:
     return p["epochs"] * (batch - min(n_val, batch) + poison_count(eps_d, n))
 
 
-@ATTACKS.register("tgda")
+@ATTACKS.register("tgda", Needs(model="trained"))
 def tgda(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, **options) -> PoisonSet:
     """TGDA in full precision; ``model`` (the surrogate's starting weights, usually w_c) is copied, not changed."""
     options = {**DEFAULTS, **options}
@@ -188,7 +188,7 @@ def tgda(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, **options
     return _tgda(copy.deepcopy(model), clean, eps_d, seed, attack="tgda", extra=extra, **options)
 
 
-@ATTACKS.register("tgda_q")
+@ATTACKS.register("tgda_q", Needs(model="trained", scheme="attacked", settings="tgda"))
 def tgda_q(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, scheme: QuantScheme, **options) -> PoisonSet:
     """TGDA-Q: TGDA on the QAT network of ``scheme`` (activation scales, if any, calibrated on μ)."""
     if scheme.is_fp:

@@ -40,7 +40,7 @@ from ... import devices
 from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
-from ..base import ATTACKS, poison_count
+from ..base import ATTACKS, Needs, poison_count
 from .common import chosen, make_poison, scale_l2, tally
 
 KERNEL = 3
@@ -116,7 +116,7 @@ def find_coefficients(num_classes: int, channels: int, size: tuple[int, int], cr
                        f"lower min_response={min_response} or raise max_norm={max_norm}")
 
 
-@ATTACKS.register("ar")
+@ATTACKS.register("ar", Needs(replaces=True))
 def ar(clean: Dataset, eps_d: float, seed: int, *, eps: float = 1.0, crop: int = 4, max_norm: float = 50.0,
        min_response: float = 10.0, trials: int = 3, max_candidates: int = 1_000_000, coefficient_seed: int = 0,
        device: str = "cpu") -> PoisonSet:

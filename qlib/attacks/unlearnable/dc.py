@@ -51,7 +51,7 @@ from ... import devices
 from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
-from ..base import ATTACKS
+from ..base import ATTACKS, Needs
 from .common import batch_rows, chosen, make_poison, minibatches, tally
 
 LEVELS = 3  # the original U-Net's down-sampling levels
@@ -173,7 +173,7 @@ def perturb(ae: nn.Module, x: torch.Tensor, eps: float, batch_size: int) -> torc
     return torch.cat([poisoned(ae, xb, eps) for xb in batches]).contiguous()
 
 
-@ATTACKS.register("dc")
+@ATTACKS.register("dc", Needs(model="fresh", replaces=True))
 def dc(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float = 0.032, trials: int = 1000,
        steps: int = 3920, ae_lr: float = 1e-4, lr: float = 0.01, batch_size: int = 256, ae_width: int = 64,
        device: str = "cpu") -> PoisonSet:

@@ -45,7 +45,7 @@ from ...artifacts import tensor_digest
 from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
-from ..base import ATTACKS, poison_count
+from ..base import ATTACKS, Needs, poison_count
 from .common import batch_rows, chosen, make_poison, minibatches, project_linf, sgd_steps, tally
 
 # (model, x + δ, y, generator) -> ρ, a perturbation held fixed while the loss at x + δ + ρ is differentiated
@@ -171,7 +171,7 @@ def run_min_min(clean: Dataset, eps_d: float, seed: int, model: nn.Module, *, at
     return make_poison(clean, idx, x_poison.contiguous(), eps_d, seed, attack, params, "linf", params["eps"], model=digest, **record)
 
 
-@ATTACKS.register("em")
+@ATTACKS.register("em", Needs(model="fresh", replaces=True))
 def em(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float = 8 / 255, step_size: float = 0.8 / 255,
        pgd_steps: int = 20, train_steps: int = 10, stop_error: float | None = 0.01, max_rounds: int = 100,
        batch_size: int = 512, lr: float = 0.1, classwise: bool = False, device: str = "cpu") -> PoisonSet:

@@ -45,7 +45,7 @@ from ... import devices
 from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
-from ..base import ATTACKS, poison_count
+from ..base import ATTACKS, Needs, poison_count
 from .common import chosen, make_poison, project_linf, tally
 from .ntk import erf_kernels, gd_mse_weights
 
@@ -108,7 +108,7 @@ def pgd_block(surrogate: Surrogate, x: torch.Tensor, y: torch.Tensor, x_val, y_v
     return x + delta, losses[0]
 
 
-@ATTACKS.register("ntga")
+@ATTACKS.register("ntga", Needs(replaces=True))
 def ntga(clean: Dataset, eps_d: float, seed: int, *, eps: float = 8 / 255, steps: int = 10,
          step_size: float | None = None, block_size: int = 512, t: float = 64.0, lr: float = 1.0,
          diag_reg: float = 1e-4, depth: int = 5, w_std2: float = 1.76, b_std2: float = 0.18, val_size: int = 10000,

@@ -28,7 +28,7 @@ from ... import devices
 from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
-from ..base import ATTACKS, poison_count
+from ..base import ATTACKS, Needs, poison_count
 from .common import chosen, make_poison, tally
 
 
@@ -69,7 +69,7 @@ def search(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[int, tupl
     return choice
 
 
-@ATTACKS.register("ops")
+@ATTACKS.register("ops", Needs(replaces=True))
 def ops(clean: Dataset, eps_d: float, seed: int, *, device: str = "cpu") -> PoisonSet:
     """Set each class's best (pixel, extreme colour) in every chosen image of the class (no surrogate model)."""
     idx = chosen(clean, eps_d, seed)

@@ -36,7 +36,7 @@ from torch import nn
 from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
-from ..base import ATTACKS
+from ..base import ATTACKS, Needs
 from .common import project_linf, tally
 from .em import check_pgd, min_min_units, run_min_min
 
@@ -55,7 +55,7 @@ def pgd_ascent(model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Gene
     return rho.detach()
 
 
-@ATTACKS.register("rem")
+@ATTACKS.register("rem", Needs(model="fresh", replaces=True))
 def rem(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float = 8 / 255, step_size: float = 1.6 / 255,
         pgd_steps: int = 10, adv_eps: float = 4 / 255, adv_step_size: float = 0.8 / 255, adv_steps: int = 10,
         train_steps: int = 391, stop_error: float | None = None, max_rounds: int = 13, batch_size: int = 128,

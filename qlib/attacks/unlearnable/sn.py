@@ -32,7 +32,7 @@ import torch
 from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
-from ..base import ATTACKS, poison_count
+from ..base import ATTACKS, Needs, poison_count
 from .common import chosen, make_poison, scale_l2, tally
 
 
@@ -69,7 +69,7 @@ def sn_noise(y: torch.Tensor, num_classes: int, shape: tuple[int, int, int], g: 
     return scale_l2(blocks[..., :h, :w], radius)
 
 
-@ATTACKS.register("sn")
+@ATTACKS.register("sn", Needs(replaces=True))
 def sn(clean: Dataset, eps_d: float, seed: int, *, patch: int = 8, class_sep: float = 10.0,
        pixel_scale: float = 6 / 255, device: str = "cpu") -> PoisonSet:
     """Add to each chosen image its class's synthetic noise at L2 radius √d·``pixel_scale`` (no surrogate model).

@@ -37,7 +37,7 @@ from ... import devices
 from ...counters import UNITS, settings
 from ...data import Dataset
 from ...poison import PoisonSet
-from ..base import ATTACKS, poison_count
+from ..base import ATTACKS, Needs, poison_count
 from .common import chosen, make_poison, project_linf, tally
 
 TAU = 0.05  # the official step size relative to ε (``--tau``)
@@ -83,7 +83,7 @@ def attack_once(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: fl
     return x + delta
 
 
-@ATTACKS.register("tap")
+@ATTACKS.register("tap", Needs(model="trained", replaces=True))
 def tap(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float = 8 / 255, steps: int = 250,
         step_size: float | None = None, restarts: int = 8, batch_size: int = 512, device: str = "cpu") -> PoisonSet:
     """Targeted adversarial poisons of ``model`` (a clean, trained surrogate) toward (y + 1) mod C, L∞ radius

@@ -1,9 +1,9 @@
-"""Table 5: summary, the paired accuracy increase, generation times and claim verdicts on hand-made runs."""
+"""Notebook 04's Table 5 (``qlib.experiments.unlearnable``): summary, the paired accuracy increase, generation times and claim verdicts on hand-made runs."""
 
 import pandas as pd
 import pytest
 
-from qlib import paper, ue_tables
+from qlib.experiments import unlearnable as ue
 from qlib.attacks.unlearnable import UNLEARNABLE
 
 
@@ -13,7 +13,7 @@ def table5_runs(drop) -> pd.DataFrame:
         {"scheme": scheme, "attack": attack, "seed": seed, "clean_acc": 0.9 if scheme == "fp" else 0.8,
          "acc": (0.9 if scheme == "fp" else 0.8) + drop(scheme, attack, seed), "drop": drop(scheme, attack, seed),
          "attack_seconds": 10.0 + seed}
-        for attack in UNLEARNABLE for seed in range(3) for scheme in ue_tables.COLUMNS
+        for attack in UNLEARNABLE for seed in range(3) for scheme in ue.COLUMNS
     ])
 
 
@@ -27,7 +27,7 @@ def drop(scheme, attack, seed):
 
 
 def test_summary_columns_and_paper_numbers():
-    summary = ue_tables.table5_summary(table5_runs(drop)).set_index(["scheme", "attack"])
+    summary = ue.summary(table5_runs(drop)).set_index(["scheme", "attack"])
     assert summary.loc[("fp", "tap"), "mean"] == pytest.approx(-0.60) and summary.loc[("fp", "tap"), "std"] == pytest.approx(0.01)
     assert summary.loc[("fp", "tap"), "acc"] == pytest.approx(0.30) and summary.loc[("fp", "tap"), "clean_acc"] == 0.9
     assert summary.loc[("fp", "ntga"), "paper"] == -0.8220 and summary.loc[("1W1A adabin", "ntga"), "paper"] == -0.6954
@@ -36,7 +36,7 @@ def test_summary_columns_and_paper_numbers():
 
 
 def test_increase_is_paired_by_seed_and_matches_the_papers_printed_column():
-    inc = ue_tables.increase(table5_runs(drop)).set_index(["scheme", "attack"])
+    inc = ue.increase(table5_runs(drop)).set_index(["scheme", "attack"])
     # the seed noise is common to FP and QAT, so the paired increase has no spread
     assert inc.loc[("1W1A bnn", "tap"), "mean"] == pytest.approx(0.20) and inc.loc[("1W1A bnn", "tap"), "std"] == pytest.approx(0)
     assert inc.loc[("1W1A adabin", "em"), "mean"] == pytest.approx(-0.20)
@@ -47,12 +47,12 @@ def test_increase_is_paired_by_seed_and_matches_the_papers_printed_column():
 
 
 def test_generation_times_count_each_poison_once():
-    times = ue_tables.generation_times(table5_runs(drop)).set_index("attack")
+    times = ue.generation_times(table5_runs(drop)).set_index("attack")
     assert times.loc["em", "mean"] == pytest.approx(11.0) and times.loc["em", "total"] == pytest.approx(33.0)
 
 
 def test_claims():
-    claims = ue_tables.table5_claims(ue_tables.table5_summary(table5_runs(drop))).set_index("claim")
+    claims = ue.claims(ue.summary(table5_runs(drop))).set_index("claim")
     assert len(claims) == len(UNLEARNABLE) * (3 + 2)
     assert claims.loc["tap lowers fp accuracy", "our run"] == "holds"
     assert claims.loc["tap lowers fp accuracy", "paper"] == "holds" and claims.loc["tap lowers fp accuracy", "agrees"]

@@ -1,0 +1,346 @@
+"""The study's kinds of cell (``qlib.pipeline``): each function declares one cell, with its key, its inputs, the
+function that computes it and the units of work it does. These functions are the only place a cache key is made;
+a cell's function reads its inputs through them, so what a worker loads is what the graph declared.
+
+Kinds (``VERSIONS``: bump a kind's number when its code changes what it computes):
+
+- ``trained``: a model trained from a seed on μ, μ + ν or μ with ν in place, in FP or by QAT under a scheme;
+- ``target``: the GradPC target ŵ of a seed's clean FP model (GC's and GC-Q's target);
+- ``poison``: an attack's ν at a budget ε_d, from the inputs its ``Needs`` declare;
+- ``accuracy``: the test accuracy of a trained model in a regime (FP, PTQ of the FP model, QAT);
+- ``paq``: Table 2's reading of the GradPC target in FP or after PAQ, beside the clean model;
+- ``targets``: the targeted experiment's target images and adversarial classes;
+- ``victim``: a targeted victim's prediction on its target and its test accuracy.
+"""
+
+import functools
+import time
+from collections import Counter
+from dataclasses import asdict
+
+import torch
+
+from . import data, numerics
+from .attacks import run_attack
+from .attacks.base import needs, poison_count
+from .attacks.gradpc import gradpc, paq, squared_distance
+from .cache import cached_model, cached_poison, cached_result
+from .counters import UNITS
+from .models import create_model
+from .pipeline import Cell
+from .presets import Preset
+from .paper import FP
+from .quant import QuantScheme, prepare_qat, ptq, quantized_state
+from .train import evaluate, fit
+
+VERSIONS = {"trained": 2, "target": 2, "poison": 2, "accuracy": 2, "paq": 1, "targets": 1, "victim": 1}
+REGIMES = ("fp", "ptq", "qat")
+TRAIN_FIELDS = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
+GRADPC = {"lr": 1.0, "epochs": 1}  # GradPC's settings for the targets of GC and GC-Q
+VICTIM_SEED = 1000  # a targeted victim trains from seed s + 1000, the surrogate of trial s from seed s
+ACCURACY_IMAGES = 2000  # a victim's test accuracy is read on this many test images (class-balanced, seed 0)
+
+
+def cell(kind: str, key: dict, fn, args: dict, inputs=(), units=None, label: str = "") -> Cell:
+    """A cell of ``kind`` whose key is ``key`` plus the kind's code version."""
+    return Cell(kind, {**key, "code": VERSIONS[kind]}, fn, args, tuple(inputs), Counter(units or {}), label)
+
+
+# -- data -----------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _load(dataset: str, train_size: int | None, test_size: int | None) -> tuple[data.Dataset, data.Dataset]:
+    train = data.load(dataset, "train").subset(train_size, seed=0)
+    test = data.load(dataset, "test").subset(test_size, seed=0)
+    return train, test
+
+
+def load_data(cfg: Preset) -> tuple[data.Dataset, data.Dataset]:
+    """The preset's training and test sets (subsets drawn with seed 0, so every seed sees the same data), loaded
+    once per process. Every cell starts here, so this is also where the preset's numeric policy is set."""
+    numerics.configure(cfg.deterministic)
+    return _load(cfg.dataset, cfg.train_size, cfg.test_size)
+
+
+def sizes(cfg: Preset) -> tuple[int, int]:
+    """(training images, test images) of the preset: of the files when they are here, else of the dataset's
+    published sizes (``data.Source.sizes``), so that a grid can be declared and costed without the files."""
+    return _sizes(cfg.dataset, cfg.train_size, cfg.test_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _sizes(dataset: str, train_size: int | None, test_size: int | None) -> tuple[int, int]:
+    try:
+        data.locate(dataset, download=False)
+    except data.DataNotFoundError:
+        full = data.SOURCES.get(dataset).sizes
+        pick = lambda size, n: n if size is None else min(size, n)
+        return pick(train_size, full["train"]), pick(test_size, full["test"])
+    train, test = _load(dataset, train_size, test_size)
+    return len(train), len(test)
+
+
+# -- trained models -------------------------------------------------------------------------------------------
+
+
+def trained(cfg: Preset, seed: int, scheme: QuantScheme, poison: Cell | None = None, curve: bool = True) -> Cell:
+    """The model of ``cfg`` trained from ``seed`` on μ, or on the set ``poison``'s ν makes with it (``data.mix``), in
+    full precision or by QAT under ``scheme``. A FP model records its test accuracy after every epoch (notebook
+    00's learning curve) unless ``curve`` is False (same weights, an entry of its own). Value: (model on the
+    preset's device, per-epoch history)."""
+    n, n_test = sizes(cfg)
+    k = poison_count(poison.args["eps_d"], n) if poison is not None and not needs(poison.args["name"]).replaces else 0
+    curve = curve and scheme.is_fp
+    key = {**{f: getattr(cfg, f) for f in TRAIN_FIELDS}, "seed": seed, "scheme": asdict(scheme), "train_n": n,
+           "poison": poison.id if poison is not None else None, "curve": curve}
+    units = {f"train steps/{scheme.name}": cfg.epochs * -(-(n + k) // cfg.batch_size),
+             f"train images/{scheme.name}": cfg.epochs * (n + k), "eval images": cfg.epochs * n_test if curve else 0}
+    label = f"train {scheme.name} s{seed}" + (f" on {poison.label}" if poison is not None else "")
+    return cell("trained", key, _train, {"cfg": cfg, "seed": seed, "scheme": scheme, "curve": curve},
+                [poison] if poison is not None else [], units, label)
+
+
+def _train(c: Cell):
+    cfg, seed, scheme = c.args["cfg"], c.args["seed"], c.args["scheme"]
+    train, test = load_data(cfg)
+    train_set = train if not c.inputs else data.mix(train, c.inputs[0].value()[0])
+
+    def build():
+        model = create_model(cfg.model, train, cfg.width, seed)
+        return model if scheme.is_fp else prepare_qat(model, scheme)
+
+    def run(model):
+        history = fit(model, train_set, test if c.args["curve"] else None, epochs=cfg.epochs, lr=cfg.lr,
+                      batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, augment=cfg.augment, seed=seed,
+                      device=cfg.device, progress=False, counted_as=scheme.name)
+        return {"history": history}
+
+    model, result = cached_model(c.kind, c.key, build, run, cfg.device)
+    return model, result["history"]
+
+
+# -- GradPC targets -------------------------------------------------------------------------------------------
+
+
+def target(cfg: Preset, seed: int) -> Cell:
+    """ŵ: GradPC of the seed's clean FP model within ε_w = ``cfg.eps_w`` (the target of GC and GC-Q). Value:
+    (ŵ in eval mode, {"eps_w": measured ‖ŵ − w_c‖², "seconds": GradPC's wall time})."""
+    clean = trained(cfg, seed, FP)
+    n, _ = sizes(cfg)
+    return cell("target", {"clean": clean.id, "eps_w": cfg.eps_w, "gradpc": GRADPC}, _target, {"cfg": cfg, "seed": seed},
+                [clean], {"attack/gradpc": UNITS.get("gradpc")(n, cfg.eps_d, GRADPC)}, f"GradPC target s{seed}")
+
+
+def _target(c: Cell):
+    cfg, seed = c.args["cfg"], c.args["seed"]
+    train, _ = load_data(cfg)
+
+    def corrupt(model):
+        clean = c.inputs[0].value()[0]
+        start = time.perf_counter()
+        model.load_state_dict(gradpc(clean, train, eps_w=cfg.eps_w, batch_size=cfg.batch_size, seed=seed, **GRADPC).state_dict())
+        eps = squared_distance(list(model.state_dict().values()), list(clean.state_dict().values()))
+        return {"eps_w": eps, "seconds": time.perf_counter() - start}
+
+    model, result = cached_model(c.kind, c.key, lambda: create_model(cfg.model, train, cfg.width, seed), corrupt, cfg.device)
+    return model.eval(), result
+
+
+# -- poisons --------------------------------------------------------------------------------------------------
+
+def settings(cfg: Preset, name: str) -> dict:
+    """The preset's settings of attack ``name`` (of the attack its ``Needs.settings`` names: GC's for GC-Q)."""
+    base = needs(name).settings or name
+    if base == "gc":
+        return {"epochs": cfg.gc_epochs, "lr": cfg.gc_lr, "optimizer": cfg.gc_optimizer, "chunk": cfg.gc_chunk}
+    if base == "tgda":
+        return {"epochs": cfg.tgda_epochs, "leader_lr": cfg.tgda_lr, "follower_steps": cfg.tgda_follower_steps,
+                "cg_iters": cfg.tgda_cg_iters, "batch_size": cfg.tgda_batch_size, "chunk": cfg.tgda_chunk}
+    if base == "gradient_matching":
+        return dict(cfg.gradient_matching)
+    return dict(cfg.unlearnable.get(base, {}))
+
+
+def poison(cfg: Preset, name: str, seed: int, eps_d: float, scheme: QuantScheme | None = None, *,
+           target_index: int | None = None, adversarial_class: int | None = None, curve: bool = True,
+           **switches) -> Cell:
+    """ν of attack ``name`` at budget ``eps_d`` for ``seed``, with the preset's settings and ``switches`` (further
+    keyword arguments, such as GC-Q's ``paq`` and ``quantized_grad`` for Table 4). Its inputs are what the attack's
+    ``Needs`` declare: the GradPC target, or the seed's clean trained model (under ``scheme`` for a surrogate
+    scheme; ``curve`` as for :func:`trained`). ``scheme``: the scheme a quantization-aware attack targets, or the
+    surrogate's; ignored by the others. A targeted attack takes ``target_index`` (a test image) and
+    ``adversarial_class``. Value: (ν, the attack's wall time when it ran)."""
+    need = needs(name)
+    params = {**settings(cfg, name), **switches}
+    if need.scheme == "attacked" and (scheme is None or scheme.is_fp):
+        raise ValueError(f"attack {name!r} is quantization-aware and needs a quantized scheme, got {scheme}")
+    scheme = scheme if need.scheme == "attacked" or (need.scheme == "surrogate" and scheme is not None and not scheme.is_fp) else None
+    if need.target and (target_index is None or adversarial_class is None):
+        raise ValueError(f"attack {name!r} is targeted and needs target_index and adversarial_class")
+    model = {"gradpc": lambda: target(cfg, seed), "fresh": lambda: None, None: lambda: None,
+             "trained": lambda: trained(cfg, seed, scheme if need.scheme == "surrogate" and scheme else FP, curve=curve)}[need.model]()
+    n, _ = sizes(cfg)
+    key = {"attack": name, "version": need.version, "eps_d": eps_d, "seed": seed, "params": params,
+           "scheme": asdict(scheme) if scheme is not None else None, "model": model.id if model is not None else None,
+           "fresh": {f: getattr(cfg, f) for f in ("model", "width")} if need.model == "fresh" else None,
+           "target": {"index": target_index, "adversarial_class": adversarial_class, "test_size": cfg.test_size} if need.target else None}
+    label = f"{name} ε_d={eps_d:g} s{seed}" + (f" {scheme.name}" if scheme is not None else "") + "".join(f" {k}={v}" for k, v in switches.items())
+    args = {"cfg": cfg, "name": name, "seed": seed, "eps_d": eps_d, "scheme": scheme, "params": params,
+            "target_index": target_index, "adversarial_class": adversarial_class}
+    return cell("poison", key, _poison, args, [model] if model is not None else [],
+                {f"attack/{name}": UNITS.get(name)(n, eps_d, params)}, label)
+
+
+def _poison(c: Cell):
+    a = c.args
+    cfg, need = a["cfg"], needs(a["name"])
+    train, test = load_data(cfg)
+
+    def make():
+        params = dict(a["params"])
+        if need.model == "gradpc":
+            params["target"] = c.inputs[0].value()[0]
+        elif need.model == "trained":
+            params["model"] = c.inputs[0].value()[0]
+        elif need.model == "fresh":
+            params["model"] = create_model(cfg.model, train, cfg.width, a["seed"])
+        if need.scheme:
+            params["scheme"] = a["scheme"]
+        if need.target:
+            params |= {"target_image": test.x[a["target_index"]], "target_index": a["target_index"],
+                       "adversarial_class": a["adversarial_class"]}
+        if need.device:
+            params["device"] = cfg.device
+        return run_attack(a["name"], train, a["eps_d"], a["seed"], **params)
+
+    return cached_poison(c.kind, c.key, make, train, cfg.device)
+
+
+# -- readings -------------------------------------------------------------------------------------------------
+
+
+def accuracy(cfg: Preset, seed: int, regime: str, scheme: QuantScheme, poison: Cell | None = None) -> Cell:
+    """Test accuracy of the model of ``seed`` trained on μ (or with ``poison``'s ν) in ``regime``:
+
+    - ``fp``: trained in full precision (``scheme`` must be fp);
+    - ``ptq``: trained in full precision, then PTQ under ``scheme`` (activation scales calibrated on the data the
+      model was trained on);
+    - ``qat``: trained by QAT under ``scheme``.
+    Value: {"acc": accuracy}."""
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; valid: {', '.join(REGIMES)}")
+    if (regime == "fp") != scheme.is_fp:
+        raise ValueError(f"regime {regime!r} does not go with scheme {scheme.name!r}: fp takes 'fp', ptq and qat a quantized one")
+    model = trained(cfg, seed, scheme if regime == "qat" else FP, poison)
+    _, n_test = sizes(cfg)
+    return cell("accuracy", {"model": model.id, "regime": regime, "scheme": asdict(scheme), "test_n": n_test}, _accuracy,
+                {"cfg": cfg, "regime": regime, "scheme": scheme}, [model], {"eval images": n_test},
+                f"{regime} {scheme.name} of {model.label}")
+
+
+def _accuracy(c: Cell):
+    cfg, model_cell = c.args["cfg"], c.inputs[0]
+
+    def compute():
+        train, test = load_data(cfg)
+        model = model_cell.value()[0]
+        if c.args["regime"] == "ptq":
+            calib = train if not model_cell.inputs else data.mix(train, model_cell.inputs[0].value()[0])
+            model = ptq(model, c.args["scheme"], calib=calib)
+        return {"acc": evaluate(model, test)}
+
+    return cached_result(c.kind, c.key, compute, cfg.device)
+
+
+def paq_reading(cfg: Preset, seed: int, scheme: QuantScheme) -> Cell:
+    """Table 2's reading of the seed's GradPC target ŵ in FP (``scheme`` fp) or after PAQ under ``scheme``: its
+    accuracy, the clean FP model's, the clean model's under the same PTQ, ‖P_Q(ŵ) − P_Q(w_c)‖² (``eps_w``) and
+    ‖P_Q(ŵ) − w_c‖² (``eps_w_to_fp``)."""
+    clean, corrupted = trained(cfg, seed, FP), target(cfg, seed)
+    _, n_test = sizes(cfg)
+    evaluations = 2 if scheme.is_fp else 3
+    return cell("paq", {"target": corrupted.id, "clean": clean.id, "scheme": asdict(scheme), "test_n": n_test}, _paq,
+                {"cfg": cfg, "scheme": scheme}, [clean, corrupted], {"eval images": evaluations * n_test},
+                f"PAQ {scheme.name} s{seed}")
+
+
+def _paq(c: Cell):
+    cfg, scheme = c.args["cfg"], c.args["scheme"]
+
+    def compute():
+        _, test = load_data(cfg)
+        clean, (corrupted, result) = c.inputs[0].value()[0], c.inputs[1].value()
+        clean_acc = evaluate(clean, test)
+        if scheme.is_fp:
+            acc = evaluate(corrupted, test)
+            return {"acc": acc, "clean_acc": clean_acc, "same_precision_acc": clean_acc, "eps_w": result["eps_w"],
+                    "eps_w_to_fp": result["eps_w"]}
+        target_q, clean_q = paq(corrupted, scheme), ptq(clean, scheme)
+        w_star, w_c_star = quantized_state(target_q), quantized_state(clean_q)
+        return {"acc": evaluate(target_q, test), "clean_acc": clean_acc, "same_precision_acc": evaluate(clean_q, test),
+                "eps_w": squared_distance(list(w_star.values()), list(w_c_star.values())),
+                "eps_w_to_fp": squared_distance(list(w_star.values()), list(clean.state_dict().values()))}
+
+    return cached_result(c.kind, c.key, compute, cfg.device)
+
+
+def targets(cfg: Preset) -> Cell:
+    """``cfg.targets`` test images and their adversarial classes, drawn from seed 0: targets uniformly among the
+    test images the clean FP surrogate of the first trial seed classifies correctly, each adversarial class
+    uniformly among the other classes (Witches' Brew's draw). Value: {"targets": [{target, target_index,
+    true_class, adversarial_class}, …]}."""
+    surrogate = trained(cfg, cfg.targeted_seeds[0], FP, curve=False)
+    _, n_test = sizes(cfg)
+    return cell("targets", {"surrogate": surrogate.id, "targets": cfg.targets, "test_n": n_test}, _targets, {"cfg": cfg},
+                [surrogate], {}, "choose targets")
+
+
+def _targets(c: Cell):
+    cfg = c.args["cfg"]
+
+    def compute():
+        _, test = load_data(cfg)
+        surrogate = c.inputs[0].value()[0].eval()
+        dev = next(surrogate.parameters()).device
+        with torch.no_grad():
+            pred = torch.cat([surrogate(test.x[i:i + 512].to(dev)).argmax(1).cpu() for i in range(0, len(test), 512)])
+        correct = (pred == test.y).nonzero().flatten()
+        if len(correct) < cfg.targets:
+            raise ValueError(f"only {len(correct)} test images are classified correctly; targets={cfg.targets} asks for more")
+        g = torch.Generator().manual_seed(0)
+        index = correct[torch.randperm(len(correct), generator=g)[:cfg.targets]]
+        shift = torch.randint(1, test.num_classes, (cfg.targets,), generator=g)
+        return {"targets": [{"target": t, "target_index": int(i), "true_class": int(test.y[i]),
+                             "adversarial_class": int((test.y[i] + s) % test.num_classes)}
+                            for t, (i, s) in enumerate(zip(index, shift))]}
+
+    return cached_result(c.kind, c.key, compute, cfg.device)
+
+
+def victim(cfg: Preset, seed: int, scheme: QuantScheme, target_index: int, adversarial_class: int,
+           poison: Cell | None = None) -> Cell:
+    """The targeted victim of trial seed ``seed``: trained from seed + ``VICTIM_SEED`` under ``scheme`` (FP or QAT)
+    on μ, or with ``poison``'s ν in place, without a learning curve; its prediction on the target, p(adversarial
+    class | target) and its test accuracy on ``ACCURACY_IMAGES`` test images (on all 10,000 the evaluation took a
+    quarter of a victim's training). Value: {"pred", "p_adv", "acc"}."""
+    model = trained(cfg, seed + VICTIM_SEED, scheme, poison, curve=False)
+    _, n_test = sizes(cfg)
+    key = {"model": model.id, "target_index": target_index, "adversarial_class": adversarial_class, "test_n": n_test,
+           "accuracy_images": ACCURACY_IMAGES}
+    return cell("victim", key, _victim, {"cfg": cfg, "target_index": target_index, "adversarial_class": adversarial_class},
+                [model], {"eval images": min(ACCURACY_IMAGES, n_test)}, f"victim of {model.label}")
+
+
+def _victim(c: Cell):
+    cfg, index = c.args["cfg"], c.args["target_index"]
+
+    def compute():
+        _, test = load_data(cfg)
+        model = c.inputs[0].value()[0].eval()
+        with torch.no_grad():
+            probs = model(test.x[index:index + 1].to(next(model.parameters()).device)).softmax(1)[0].cpu()
+        acc = evaluate(model, test.subset(ACCURACY_IMAGES, seed=0))
+        return {"pred": int(probs.argmax()), "p_adv": float(probs[c.args["adversarial_class"]]), "acc": acc}
+
+    return cached_result(c.kind, c.key, compute, cfg.device)

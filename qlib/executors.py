@@ -1,0 +1,118 @@
+"""Executors: what computes the pending cells of ``qlib.pipeline.compute``, in dependency order.
+
+- ``serial``: one after the other, in this process.
+- ``local``: a pool of ``workers`` processes on this machine (``concurrent.futures``); a cell is submitted once all
+  its inputs are in the cache. A worker that dies takes the pool with it: the pool is started again and only the
+  cells whose entries are still missing are submitted again (at most ``RESTARTS`` times).
+- ``ray``: tasks on a Ray cluster (imported only here), ``ray.init(address=…)``; each cell is submitted once, with
+  its inputs' tasks as arguments so that Ray starts it after them, and declares ``threads`` CPUs and ``gpus`` GPUs.
+  Ray runs a task again when its worker dies.
+
+Every executor runs each cell with the preset's ``threads`` (``pipeline.run``), so a cell's result does not depend
+on the executor. Each returns {cell id: ``pipeline.run``'s record of the cell in its worker}.
+"""
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+import multiprocessing
+
+from .pipeline import Cell, run
+from .registry import ParameterError, Registry
+
+EXECUTORS = Registry("executor")
+RESTARTS = 3  # times the local pool is started again after a worker died
+SHARED_ENV = ("QLIB_CACHE", "QLIB_DATA", "QLIB_SYSTEM_DATA")  # what a Ray worker takes from the driver
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@EXECUTORS.register("serial")
+def serial(todo: list[Cell], *, threads: int, bar, **_) -> dict:
+    runs = {}
+    for cell in todo:
+        bar.set_postfix_str(cell.label or cell.id, refresh=False)
+        runs[cell.id] = run(cell, threads)
+        bar.update()
+    return runs
+
+
+@EXECUTORS.register("local")
+def local(todo: list[Cell], *, threads: int, workers: int | None, bar, **_) -> dict:
+    workers = workers or max(1, available_cores() // threads)
+    runs, restarts = {}, 0
+    while todo:
+        try:
+            _pool(todo, threads, workers, runs, bar)
+            return runs
+        except BrokenProcessPool:
+            restarts += 1
+            if restarts > RESTARTS:
+                raise
+            todo = [c for c in todo if not c.done()]
+            bar.write(f"qlib: a worker died; starting the pool again for the {len(todo)} cells not in the cache")
+    return runs
+
+
+def _pool(todo: list[Cell], threads: int, workers: int, runs: dict, bar) -> None:
+    """Run ``todo`` on a fresh pool, each cell once its pending inputs have finished."""
+    waiting = {c.id: {i.id for i in c.inputs} & {t.id for t in todo} for c in todo}
+    by_id = {c.id: c for c in todo}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running = {}
+
+        def submit_ready():
+            for cid in [cid for cid, deps in waiting.items() if not deps]:
+                del waiting[cid]
+                running[pool.submit(run, by_id[cid], threads)] = cid
+
+        submit_ready()
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                cid = running.pop(future)
+                runs[cid] = future.result()  # a cell's error ends the run here, as it would serially
+                bar.update()
+                for deps in waiting.values():
+                    deps.discard(cid)
+            submit_ready()
+
+
+def _remote_run(cell: Cell, threads: int, env: dict, *inputs_done) -> dict:
+    """A Ray task: the driver's cache and data folders, then the cell (``inputs_done``: its inputs' results,
+    passed only so that Ray starts this task after them)."""
+    os.environ.update(env)
+    return run(cell, threads)
+
+
+def ray_address(address: str | None) -> str | None:
+    """The cluster to join: ``address``, else ``$QLIB_RAY_ADDRESS``, else None (a Ray runtime on this machine)."""
+    return address or os.environ.get("QLIB_RAY_ADDRESS") or None
+
+
+@EXECUTORS.register("ray")
+def ray_executor(todo: list[Cell], *, threads: int, address: str | None, gpus: float, bar, **_) -> dict:
+    try:
+        import ray
+    except ImportError:
+        raise ParameterError("executor 'ray' needs Ray: pip install -e '.[dev]' (or pip install ray); "
+                             "the executors 'serial' and 'local' need nothing more") from None
+    if not ray.is_initialized():
+        local = {} if ray_address(address) else {"num_cpus": available_cores(), "include_dashboard": False}
+        ray.init(address=ray_address(address), log_to_driver=False, **local)
+    from .cache import cache_root
+
+    env = {name: os.environ[name] for name in SHARED_ENV if name in os.environ} | {"QLIB_CACHE": str(cache_root().resolve())}
+    task = ray.remote(_remote_run).options(num_cpus=threads, num_gpus=gpus, max_retries=RESTARTS)
+    refs = {}
+    for cell in todo:  # dependency order: an input's task exists before the task that reads it
+        refs[cell.id] = task.remote(cell, threads, env, *[refs[i.id] for i in cell.inputs if i.id in refs])
+    ids = {ref: cid for cid, ref in refs.items()}
+    left, runs = list(refs.values()), {}
+    while left:
+        ready, left = ray.wait(left, num_returns=1)
+        runs[ids[ready[0]]] = ray.get(ready[0])
+        bar.update()
+    return runs
