@@ -34,7 +34,7 @@ from .poison import PoisonSet
 from .provenance import machine
 
 
-COMPUTED: set[str] = set()  # ids (``<kind>/<hash>``) of the entries this process computed and wrote
+COMPUTED: set[Path] = set()  # the entries (stems under their cache root) this process computed and wrote
 
 
 def cache_root() -> Path:
@@ -89,7 +89,7 @@ def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Ca
                 result = train(model)
                 artifacts.save(stem, model.state_dict(), {"kind": kind, "key": key, "result": result,
                                                           "machine": machine(str(devices.of(model)))})
-                COMPUTED.add(f"{kind}/{stem.name}")
+                COMPUTED.add(stem)
                 return model, result
     tensors, meta = artifacts.load(stem)
     model.load_state_dict(tensors)
@@ -108,7 +108,7 @@ def cached_poison(kind: str, key: dict, make: Callable[[], PoisonSet], clean: Da
                 poison = validate(make(), clean)
                 seconds = time.perf_counter() - start
                 poison.save(stem, key=key, seconds=seconds, machine=machine(device))
-                COMPUTED.add(f"{kind}/{stem.name}")
+                COMPUTED.add(stem)
                 return poison, seconds
     tensors, meta = artifacts.load(stem)
     return validate(PoisonSet.from_artifact(stem, tensors, meta), clean), meta["seconds"]
@@ -124,7 +124,7 @@ def cached_result(kind: str, key: dict, compute: Callable[[], dict], device: str
             if not path.exists():
                 result = compute()
                 artifacts.write_json(path, {"kind": kind, "key": key, "result": result, "machine": machine(device)})
-                COMPUTED.add(f"{kind}/{stem.name}")
+                COMPUTED.add(stem)
                 return result
     try:
         return json.loads(path.read_text())["result"]

@@ -108,14 +108,15 @@ def run(cell: Cell, threads: int) -> dict:
     entry and loaded it)}."""
     import torch
 
-    before, computed_before = torch.get_num_threads(), cell.id in cache.COMPUTED
+    entry = cache.cache_root() / cell.id
+    before, computed_before = torch.get_num_threads(), entry in cache.COMPUTED
     torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
         cell.value()
     finally:
         torch.set_num_threads(before)
-    return {"seconds": time.perf_counter() - start, "computed": cell.id in cache.COMPUTED and not computed_before}
+    return {"seconds": time.perf_counter() - start, "computed": entry in cache.COMPUTED and not computed_before}
 
 
 def compute(cells: Iterable[Cell], executor: str = "serial", *, threads: int, workers: int | None = None,

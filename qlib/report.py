@@ -21,7 +21,7 @@ from .artifacts import atomic_write
 from .data import PROJECT_ROOT
 from .params import OWN, check_own, check_type, parse_hint
 from .registry import ParameterError, unknown_name
-from .presets import FIELDS, load_preset
+from .presets import FIELDS, load_preset, read_yaml
 
 KERNEL = "qlib"
 HEADLINE_TAG = "headline"
@@ -56,6 +56,8 @@ def check_parameters(notebook: Path, preset: str, values: dict) -> None:
                 raise ParameterError(f"parameter preset={value!r}: choose the preset with --preset ({preset!r} now)")
             continue
         if name not in hints:
+            if name in FIELDS and value == read_yaml(preset).get(name):
+                continue  # a preset file names every field; one this notebook does not use is fine at the preset's value
             raise unknown_name("parameter", name, [n for n in hints if n != "preset"], Path(notebook).name)
         if name in OWN:
             check_own(name, value)
@@ -65,7 +67,7 @@ def check_parameters(notebook: Path, preset: str, values: dict) -> None:
 
 
 def execute(notebook: Path, preset: str, out_dir: Path, overrides: dict | None = None, progress: bool = True) -> Path:
-    """Run ``notebook`` with the preset's YAML values (plus ``overrides``) as papermill parameters and put the
+    """Run ``notebook`` with ``preset`` and the ``overrides`` it declares as papermill parameters and put the
     executed notebook and its HTML into ``out_dir`` together; returns the HTML path.
 
     A bad parameter is refused before a kernel starts. If the run fails, the executed notebook goes to
@@ -74,7 +76,8 @@ def execute(notebook: Path, preset: str, out_dir: Path, overrides: dict | None =
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     check_parameters(notebook, preset, overrides or {})
-    params = {"preset": preset, **(overrides or {})}  # the notebook loads the preset's other values by name
+    declared = notebook_parameters(notebook)  # the notebook loads the preset's other values by name
+    params = {"preset": preset, **{k: v for k, v in (overrides or {}).items() if k in declared}}
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_scratch(out_dir)
     scratch = Path(tempfile.mkdtemp(dir=out_dir, prefix=f"{SCRATCH}{socket.gethostname()}-{os.getpid()}-{notebook.stem}-"))
