@@ -93,14 +93,6 @@ def pending(cells: Iterable[Cell]) -> list[Cell]:
     return [c for c in graph(cells) if not c.done()]
 
 
-def units(cells: Iterable[Cell]) -> Counter:
-    """The units of work of every cell ``cells`` need (inputs included, each once)."""
-    total = Counter()
-    for cell in graph(cells):
-        total.update(cell.units)
-    return +total
-
-
 def run(cell: Cell, threads: int) -> dict:
     """Compute ``cell`` with torch pinned to ``threads`` intra-op threads (the thread count changes trained weights
     bit for bit, so every executor runs every cell with the preset's ``threads``). Returns {"seconds": its wall
