@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 PRESET ?= cpu
 # How `make reproduce` computes the cells: local (a process pool on this machine), serial or ray (README "Running on a cluster").
 EXECUTOR ?= local
+# More options for `qlib grid`, e.g. GRID_ARGS='--workers 2 --timings grid-timings.json'.
+GRID_ARGS ?=
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 INSTALLED := $(VENV)/.installed
 # The exact versions the committed reports were made with; `make setup CONSTRAINTS=` installs without them.
@@ -35,7 +37,7 @@ data: $(INSTALLED)
 
 # Every cell of every notebook first (one progress bar; cached), then each notebook rendered from the cache.
 reproduce: setup
-	$(PY) -m qlib grid all --preset $(PRESET) --executor $(EXECUTOR)
+	$(PY) -m qlib grid all --preset $(PRESET) --executor $(EXECUTOR) $(GRID_ARGS)
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb (preset $(PRESET))"; \
 	  $(PY) -m qlib run $$nb --preset $(PRESET) || exit 1; \

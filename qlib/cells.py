@@ -86,12 +86,12 @@ def _sizes(dataset: str, train_size: int | None, test_size: int | None) -> tuple
 
 def trained(cfg: Preset, seed: int, scheme: QuantScheme, poison: Cell | None = None, curve: bool = True) -> Cell:
     """The model of ``cfg`` trained from ``seed`` on μ, or on the set ``poison``'s ν makes with it (``data.mix``), in
-    full precision or by QAT under ``scheme``. A FP model records its test accuracy after every epoch (notebook
-    00's learning curve) unless ``curve`` is False (same weights, an entry of its own). Value: (model on the
-    preset's device, per-epoch history)."""
+    full precision or by QAT under ``scheme``. A clean FP model records its test accuracy after every epoch
+    (notebook 00's learning curve) unless ``curve`` is False (same weights, an entry of its own); a QAT or poisoned
+    model never does, since no notebook shows it. Value: (model on the preset's device, per-epoch history)."""
     n, n_test = sizes(cfg)
     k = poison_count(poison.args["eps_d"], n) if poison is not None and not needs(poison.args["name"]).replaces else 0
-    curve = curve and scheme.is_fp
+    curve = curve and scheme.is_fp and poison is None
     key = {**{f: getattr(cfg, f) for f in TRAIN_FIELDS}, "seed": seed, "scheme": asdict(scheme), "train_n": n,
            "poison": poison.id if poison is not None else None, "curve": curve}
     units = {f"train steps/{scheme.name}": cfg.epochs * -(-(n + k) // cfg.batch_size),

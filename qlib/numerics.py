@@ -10,7 +10,7 @@
   the cuBLAS workspace that it needs; a non-deterministic kernel is then an error instead of noise. The models
   average-pool with ``x.mean((2, 3))``, whose CUDA backward is deterministic (``AdaptiveAvgPool2d``'s is not).
 
-``configure`` sets this process-wide; every runner calls it through ``study.load_data``. Cache manifests record
+``configure`` sets this process-wide; every cell calls it through ``qlib.cells.load_data``. Cache manifests record
 ``policy()`` beside the machine (``provenance.machine``).
 """
 
@@ -27,7 +27,8 @@ def configure(deterministic: bool = False) -> None:
     torch.backends.cuda.matmul.fp32_precision = "ieee"
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call imports torch._inductor: ~3 s
+        torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = False
 
