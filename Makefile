@@ -8,6 +8,7 @@ PRESET ?= cpu
 EXECUTOR ?= local
 # More options for `qlib grid`, e.g. GRID_ARGS='--workers 2 --timings grid-timings.json'.
 GRID_ARGS ?=
+TEST_WORKERS ?= 2
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 INSTALLED := $(VENV)/.installed
 # The exact versions the committed reports were made with; `make setup CONSTRAINTS=` installs without them.
@@ -43,9 +44,11 @@ reproduce: setup
 	  $(PY) -m qlib run $$nb --preset $(PRESET) || exit 1; \
 	done
 
+# The tests on TEST_WORKERS pytest-xdist workers of one torch thread each (a file's tests stay on one worker for
+# nbval, whose cells share a kernel); TEST_WORKERS=0 runs them in this process.
 test: setup
-	$(PY) -m pytest
-	QLIB_PRESET=smoke $(PY) -m pytest --nbval-lax notebooks/
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+	QLIB_PRESET=smoke OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax notebooks/
 
 # The effect tests over the kernel matrix, with each statistic's margin (tests/effects.py).
 test-portability: setup

@@ -39,8 +39,8 @@ def main():
     parser.add_argument("--no-flip", action="store_true", help="skip the label-flip comparison")
     args = parser.parse_args()
 
-    base_cfg = load_preset(args.preset, epochs=args.retrain_epochs, gc_epochs=args.steps, gc_lr=args.lr,
-                           gc_optimizer=args.optimizer)
+    base_cfg = load_preset(args.preset, epochs=args.retrain_epochs,
+                           attacks={"gc": {"epochs": args.steps, "lr": args.lr, "optimizer": args.optimizer}})
     train, _ = load_data(base_cfg)
     for seed in args.seeds:
         for eps_w in args.eps_w:

@@ -103,10 +103,10 @@ def check_preset(width: float, device: str) -> object:
     chunk small enough that it takes its chunked path (TGDA's chunked path is part 2's, at the paper's chunk)."""
     smoke, paper_threads = load_preset("smoke"), load_preset("paper").threads
     return load_preset(
-        "paper", width=width, device=device, threads=min(paper_threads, available_cores()), epochs=1, batch_size=25, seeds=[0], gc_epochs=1, gc_chunk=1,
-        tgda_epochs=1, tgda_follower_steps=1, tgda_cg_iters=1, tgda_batch_size=20, tgda_chunk=2048,
-        unlearnable=smoke.unlearnable,
-        gradient_matching={"eps": 16 / 255, "steps": 2, "restarts": 2, "batch_size": 8, "augment": True},
+        "paper", width=width, device=device, threads=min(paper_threads, available_cores()), epochs=1, batch_size=25, seeds=[0],
+        attacks={**{name: smoke.attacks[name] for name in UNLEARNABLE}, "gc": {"epochs": 1, "chunk": 1},
+                 "tgda": {"epochs": 1, "follower_steps": 1, "cg_iters": 1, "batch_size": 20, "chunk": 2048},
+                 "gradient_matching": {"eps": 16 / 255, "steps": 2, "restarts": 2, "batch_size": 8, "augment": True}},
         targets=1, targeted_seeds=[0], targeted_eps_d=0.05, targeted_epochs=1)
 
 
@@ -222,20 +222,22 @@ def attack_costs(record: dict, width: float, dev: torch.device, tiny: bool, pape
     clean = tensors(n, seed=1)
     fp = create_model("resnet18", clean, width, seed=0).to(dev).eval()
     qaa = parse_scheme("1W1A", "bnn++")  # the heaviest backward B (SignSwish') of the paper's schemes
-    gc_k = min(paper.gc_chunk, n // 2)
+    gc_paper, tgda_paper = cells.settings(paper, "gc"), cells.settings(paper, "tgda")
+    gc_k = min(gc_paper["chunk"], n // 2)
     gradpc_data = tensors((1 if tiny else 4) * paper.batch_size, seed=2)
     gradpc(fp, gradpc_data, batch_size=paper.batch_size)
     seconds, units, peak = measured(dev, lambda: gradpc(fp, gradpc_data, batch_size=paper.batch_size))
     add(record, "attack/gradpc", seconds / units["attack/gradpc"], peak, f"{len(gradpc_data)} images, batch {paper.batch_size}")
-    gc = dict(lr=paper.gc_lr, chunk=paper.gc_chunk, threshold=0.0)
-    attack_cost(record, dev, "attack/gc", "gc", clean, gc_k / n, f"{gc_k} poisons, chunk {paper.gc_chunk}, 3 steps",
+    gc = dict(lr=gc_paper["lr"], chunk=gc_paper["chunk"], threshold=0.0)
+    attack_cost(record, dev, "attack/gc", "gc", clean, gc_k / n, f"{gc_k} poisons, chunk {gc['chunk']}, 3 steps",
                 {"epochs": 1}, target=fp, epochs=3, **gc)
     attack_cost(record, dev, "attack/gc_q", "gc_q", clean, gc_k / n, f"{gc_k} poisons, {qaa.name}, 3 steps",
                 {"epochs": 1}, target=fp, scheme=qaa, epochs=3, **gc)
-    chunk = 8 if tiny else paper.tgda_chunk
+    chunk = 8 if tiny else tgda_paper["chunk"]
     tgda_k = 2 * chunk  # two pieces of poisons besides the batch's: the chunked path the paper's 1,500 poisons take
-    tgda = dict(leader_lr=paper.tgda_lr, follower_steps=1 if tiny else paper.tgda_follower_steps,
-                cg_iters=1 if tiny else paper.tgda_cg_iters, batch_size=16 if tiny else paper.tgda_batch_size, chunk=chunk, epochs=1)
+    tgda = dict(leader_lr=tgda_paper["leader_lr"], follower_steps=1 if tiny else tgda_paper["follower_steps"],
+                cg_iters=1 if tiny else tgda_paper["cg_iters"], batch_size=16 if tiny else tgda_paper["batch_size"], chunk=chunk,
+                epochs=1)
     warm = {"cg_iters": 1, "follower_steps": 1}
     how = (f"{tgda_k} poisons + batch {tgda['batch_size']}, chunk {chunk}, cg {tgda['cg_iters']}, "
            f"{tgda['follower_steps']} follower steps, 1 leader step")
@@ -245,7 +247,7 @@ def attack_costs(record: dict, width: float, dev: torch.device, tiny: bool, pape
     gm_clean = tensors(gm_n, seed=3)
     gm_k = gm_n // 10
     gm = dict(model=fp, target_image=clean.x[0], target_index=0, adversarial_class=3, steps=3, restarts=1,
-              batch_size=paper.gradient_matching.get("batch_size", 512))
+              batch_size=cells.settings(paper, "gradient_matching").get("batch_size", 512))
     attack_cost(record, dev, "attack/gradient_matching oblivious", "gradient_matching", gm_clean, gm_k / gm_n,
                 f"{gm_k} poisons, batch {gm['batch_size']}, 3 steps", {"steps": 1}, **gm)
     attack_cost(record, dev, "attack/gradient_matching aware", "gradient_matching", gm_clean, gm_k / gm_n,
@@ -271,7 +273,7 @@ def ue_short(name: str, n: int, tiny: bool) -> dict:
 
 def ue_cost(record: dict, dev: torch.device, name: str, width: float, tiny: bool, paper) -> None:
     n = 32 if tiny else 1024
-    params = {**paper.unlearnable.get(name, {}), **ue_short(name, n, tiny)}
+    params = {**cells.settings(paper, name), **ue_short(name, n, tiny)}
     clean, eps_d = tensors(n, seed=4), 1.0
     if name == "ntga":  # its validation set comes out of the clean set: keep the paper's, perturb n images
         params["val_size"] = 64 if tiny else 10000

@@ -150,16 +150,9 @@ def _target(c: Cell):
 # -- poisons --------------------------------------------------------------------------------------------------
 
 def settings(cfg: Preset, name: str) -> dict:
-    """The preset's settings of attack ``name`` (of the attack its ``Needs.settings`` names: GC's for GC-Q)."""
-    base = needs(name).settings or name
-    if base == "gc":
-        return {"epochs": cfg.gc_epochs, "lr": cfg.gc_lr, "optimizer": cfg.gc_optimizer, "chunk": cfg.gc_chunk}
-    if base == "tgda":
-        return {"epochs": cfg.tgda_epochs, "leader_lr": cfg.tgda_lr, "follower_steps": cfg.tgda_follower_steps,
-                "cg_iters": cfg.tgda_cg_iters, "batch_size": cfg.tgda_batch_size, "chunk": cfg.tgda_chunk}
-    if base == "gradient_matching":
-        return dict(cfg.gradient_matching)
-    return dict(cfg.unlearnable.get(base, {}))
+    """The preset's settings of attack ``name``: ``cfg.attacks`` under the attack its ``Needs.settings`` names (GC's
+    for GC-Q), else under its own name; none listed, its defaults."""
+    return dict(cfg.attacks.get(needs(name).settings or name, {}))
 
 
 def poison(cfg: Preset, name: str, seed: int, eps_d: float, scheme: QuantScheme | None = None, *,

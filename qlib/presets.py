@@ -16,7 +16,6 @@ import yaml
 
 from .attacks import ATTACKS
 from .attacks.gc import OPTIMIZERS
-from .attacks.unlearnable import UNLEARNABLE
 from .data import SOURCES
 from .models import MODELS
 from .params import OWN, check_own, check_type
@@ -49,25 +48,16 @@ class Preset:
     gpus_per_cell: float
     eps_d: float  # poison budget of the indiscriminate tables (the paper: 0.03)
     eps_w: float  # GradPC target's squared budget ‖ŵ − w_c‖² for GC and GC-Q (the paper: 0.5)
-    gc_epochs: int  # GC / GC-Q steps on the poison images (the paper: 2000, early stop below 1)
-    gc_lr: float
-    gc_optimizer: str  # "adam" or "gd"
-    gc_chunk: int  # poisons per forward/backward of GC and GC-Q (bounds their memory; the result does not depend on it)
-    tgda_epochs: int  # TGDA / TGDA-Q leader steps (the paper: 200)
-    tgda_lr: float  # the leader's Adam step on the pixels
-    tgda_follower_steps: int
-    tgda_cg_iters: int
-    tgda_batch_size: int
-    tgda_chunk: int  # images per graph in TGDA's Hessian products and follower steps (bounds their memory)
-    # Unlearnable examples (Table 5): keyword arguments of each method, by name; a method not listed runs with
-    # its defaults, the original CIFAR-10 settings. Table 5 trains on a subset of ``unlearnable_train_size``
-    # images (null: ``train_size``), since every image is perturbed and every column retrains on all of them.
-    unlearnable: dict
+    # Attack settings, nested per attack: {attack: {keyword argument: value}}, under the name of the attack whose
+    # settings an attack runs with (``Needs.settings``: GC-Q runs with gc's, TGDA-Q with tgda's). An attack not
+    # listed runs with its signature's defaults, the original papers' settings. Overrides merge per attack.
+    attacks: dict
+    # Table 5 trains on a subset of ``unlearnable_train_size`` images (null: ``train_size``), since every image is
+    # perturbed and every column retrains on all of them.
     unlearnable_train_size: int | None
-    # Targeted attack (Section 4.3): gradient matching's keyword arguments; the number of target test images and
-    # the seeds of the trials per target (the paper: 10 targets × 8 seeds); the budget ε_d (the paper: 0.01); and
-    # the training-set size and epochs of its surrogates and victims (null: ``train_size``, ``epochs``).
-    gradient_matching: dict
+    # Targeted attack (Section 4.3): the number of target test images and the seeds of the trials per target (the
+    # paper: 10 targets × 8 seeds); the budget ε_d (the paper: 0.01); and the training-set size and epochs of its
+    # surrogates and victims (null: ``train_size``, ``epochs``). Gradient matching's settings are in ``attacks``.
     targets: int
     targeted_seeds: list[int]
     targeted_eps_d: float
@@ -83,10 +73,7 @@ class Preset:
         for name, (rule, allowed) in RANGES.items():
             if not rule(getattr(self, name)):
                 raise ParameterError(f"preset field {name}={getattr(self, name)!r}: allowed is {allowed}")
-        if self.gc_optimizer not in OPTIMIZERS:
-            raise ParameterError(f"preset field gc_optimizer={self.gc_optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-        check_unlearnable(self.unlearnable)
-        check_settings("gradient_matching", self.gradient_matching, "gradient_matching", GM_SUPPLIED)
+        check_attacks(self.attacks)
         if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
             raise ParameterError(f"preset field device={self.device!r}: allowed is 'auto', 'cpu' or 'cuda[:N]'")
 
@@ -105,43 +92,70 @@ def _distinct(v) -> bool:
 # Each field's range, after its type (the annotation) has been checked: (rule, what is allowed).
 RANGES = {
     **{f: (lambda v: v >= 1, "a positive integer") for f in (
-        "epochs", "batch_size", "targets", "gc_epochs", "tgda_epochs", "tgda_follower_steps", "tgda_cg_iters",
-        "tgda_batch_size", "gc_chunk", "tgda_chunk", "threads")},
+        "epochs", "batch_size", "targets", "threads")},
     **{f: (lambda v: v is None or v >= 1, "a positive integer or null (all)") for f in (
         "train_size", "test_size", "unlearnable_train_size", "targeted_train_size", "targeted_epochs")},
-    **{f: (_positive, "a positive finite number") for f in ("width", "lr", "eps_w", "gc_lr", "tgda_lr")},
+    **{f: (_positive, "a positive finite number") for f in ("width", "lr", "eps_w")},
     "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0"),
     "gpus_per_cell": (lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0 (a fraction lets Ray pack cells on a GPU)"),
     **{f: (lambda v: 0 < v <= 1, "a number in (0, 1]") for f in ("eps_d", "targeted_eps_d")},
     **{f: (_distinct, "a non-empty list of distinct integers") for f in ("seeds", "targeted_seeds")},
 }
 FIELDS = tuple(f.name for f in fields(Preset))
-SUPPLIED_BY_STUDY = ("model", "device")  # the surrogate and the device come from the preset's other fields
-GM_SUPPLIED = (*SUPPLIED_BY_STUDY, "target_image", "target_index", "adversarial_class", "scheme")  # set per trial
+# What the pipeline passes an attack itself (the surrogate or target, the scheme, the device, a targeted trial's
+# target, Table 4's switches): not settings.
+SUPPLIED = ("clean", "eps_d", "seed", "model", "target", "scheme", "device", "progress", "target_image", "target_index",
+            "adversarial_class", "paq", "quantized_grad")
+# The range of a setting, by its name, whichever attack takes it (its type comes from the attack's signature).
+SETTING_RANGES = {
+    **{s: (lambda v: v >= 1, "a positive integer") for s in (
+        "epochs", "steps", "chunk", "batch_size", "cg_iters", "trials", "restarts", "pgd_steps", "train_steps",
+        "max_rounds", "adv_steps", "val_size", "block_size", "patch")},
+    "follower_steps": (lambda v: v >= 0, "an integer ≥ 0"),
+    **{s: (_positive, "a positive finite number") for s in (
+        "lr", "leader_lr", "follower_lr", "eps", "step_size", "adv_eps", "adv_step_size", "ae_lr", "pixel_scale")},
+    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+}
 
 
-def check_settings(attack: str, params, field: str, supplied=SUPPLIED_BY_STUDY) -> None:
-    """``params`` (preset field ``field``) are keyword arguments that attack ``attack`` accepts, each of the type the
-    attack's signature annotates."""
-    fn = ATTACKS.get(attack)
-    accepted = set(inspect.signature(fn).parameters) - {"clean", "eps_d", "seed", *supplied}
-    if not isinstance(params, dict):
-        raise ParameterError(f"preset field {field}={params!r}: allowed is a mapping of setting names to values")
-    if not set(params) <= accepted:
-        raise ParameterError(f"preset field {field}: unknown setting(s) {sorted(set(params) - accepted)}; valid: "
-                             f"{', '.join(sorted(accepted))}")
-    hints = typing.get_type_hints(fn)
-    for name, value in params.items():
-        if name in hints:
-            check_type(f"{field}.{name}", value, hints[name], "preset field")
+def check_attacks(attacks: dict) -> None:
+    """``attacks`` maps attacks to keyword arguments each accepts, of the types its signature annotates and within
+    ``SETTING_RANGES``. Only an attack that runs with its own settings is listed (``gc``, not ``gc_q``)."""
+    for name, params in attacks.items():
+        if name not in ATTACKS.names():
+            owners = [n for n in ATTACKS.names() if ATTACKS.meta(n).settings is None]
+            raise unknown_name("attack", name, owners, "preset field attacks")
+        if (owner := ATTACKS.meta(name).settings) is not None:
+            raise ParameterError(f"preset field attacks.{name}: {name} runs with {owner}'s settings; set them under "
+                                 f"attacks.{owner}")
+        field = f"attacks.{name}"
+        if not isinstance(params, dict):
+            raise ParameterError(f"preset field {field}={params!r}: allowed is a mapping of setting names to values")
+        fn = ATTACKS.get(name)
+        accepted = set(inspect.signature(fn).parameters) - set(SUPPLIED)
+        if not set(params) <= accepted:
+            raise ParameterError(f"preset field {field}: unknown setting(s) {sorted(set(params) - accepted)}; valid: "
+                                 f"{', '.join(sorted(accepted))}")
+        hints = typing.get_type_hints(fn)
+        for setting, value in params.items():
+            if setting in hints:
+                check_type(f"{field}.{setting}", value, hints[setting], "preset field")
+            rule, allowed = SETTING_RANGES.get(setting, (lambda v: True, ""))
+            if value is not None and not rule(value):
+                raise ParameterError(f"preset field {field}.{setting}={value!r}: allowed is {allowed}")
 
 
-def check_unlearnable(settings: dict) -> None:
-    """``settings`` maps unlearnable-example methods to keyword arguments each of them accepts."""
-    for name, params in settings.items():
-        if name not in UNLEARNABLE:
-            raise ParameterError(f"unknown unlearnable-example method {name!r} in preset field unlearnable; valid: {', '.join(UNLEARNABLE)}")
-        check_settings(name, params, f"unlearnable.{name}")
+def merge_attacks(base: dict, override) -> dict:
+    """``override``'s settings over ``base``'s, per attack: the settings an attack's entry names replace the
+    preset's, the others stay."""
+    if not isinstance(override, dict):
+        raise ParameterError(f"preset field attacks={override!r}: allowed is a mapping of attacks to settings")
+    merged = dict(base)
+    for name, params in override.items():
+        if not isinstance(params, dict):
+            raise ParameterError(f"preset field attacks.{name}={params!r}: allowed is a mapping of setting names to values")
+        merged[name] = {**base.get(name, {}), **params}
+    return merged
 
 
 def preset_names() -> list[str]:
@@ -164,12 +178,15 @@ def read_yaml(name: str) -> dict:
 
 
 def load_preset(name: str, **overrides) -> Preset:
-    """The named preset with ``overrides`` applied; an override of None keeps the preset's value. Any bad name or
-    value is a :class:`ParameterError` naming it and what is allowed."""
+    """The named preset with ``overrides`` applied; an override of None keeps the preset's value, and ``attacks``
+    merges per attack (``merge_attacks``). Any bad name or value is a :class:`ParameterError` naming it and what is allowed."""
     _check_keys(overrides, "overrides")
     try:
         base = Preset(**read_yaml(name))
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        changed = {k: v for k, v in overrides.items() if v is not None}
+        if "attacks" in changed:
+            changed["attacks"] = merge_attacks(base.attacks, changed["attacks"])
+        return replace(base, **changed)
     except ParameterError:
         raise
     except (ValueError, TypeError) as e:  # a registry's unknown name, a budget, an attack setting

@@ -48,7 +48,8 @@ def machine(device: str = "auto") -> dict:
 
 
 def provenance(cfg: Preset, started: float) -> dict:
-    """A footer for a report; ``started`` is the ``time.time()`` the run began."""
+    """A footer for a report; ``started`` is the ``time.time()`` the run began. Its wall time is this notebook's run:
+    rendered from a filled cache (``qlib grid``), seconds."""
     return {
         "preset": cfg.preset,
         "dataset": cfg.dataset,
@@ -56,6 +57,8 @@ def provenance(cfg: Preset, started: float) -> dict:
         "seeds": ", ".join(map(str, cfg.seeds)),
         "git commit": git_commit(),
         **machine(cfg.device),
+        # every cell ran with the preset's threads, whichever process computed it (qlib.pipeline.run)
+        "threads": f"{cfg.threads} per cell (each cache entry records its own)",
         "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "wall time": f"{time.time() - started:.0f} s",
     }

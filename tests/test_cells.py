@@ -18,8 +18,8 @@ from qlib.quant import parse_scheme
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     monkeypatch.setenv("QLIB_CACHE", str(tmp_path / "cache"))
-    cfg = load_preset("smoke", epochs=2, width=0.25, batch_size=32, seeds=[0, 1], eps_w=0.05, gc_epochs=3,
-                      tgda_epochs=2, tgda_follower_steps=1, tgda_cg_iters=2, tgda_batch_size=40)
+    cfg = load_preset("smoke", epochs=2, width=0.25, batch_size=32, seeds=[0, 1], eps_w=0.05,
+                      attacks={"gc": {"epochs": 3}, "tgda": {"epochs": 2, "follower_steps": 1, "cg_iters": 2, "batch_size": 40}})
     train, test = toy_dataset(n=160, size=28, seed=0), toy_dataset(n=80, size=28, seed=1)
     monkeypatch.setattr(cells, "load_data", lambda c: (train, test))
     monkeypatch.setattr(cells, "sizes", lambda c: (len(train), len(test)))
@@ -32,7 +32,7 @@ def test_attack_settings_come_from_the_preset(setup):
     assert cells.settings(cfg, "tgda_q") == {"epochs": 2, "leader_lr": 0.05, "follower_steps": 1, "cg_iters": 2, "batch_size": 40,
                                              "chunk": 2048}
     assert cells.settings(cfg, "label_flip") == {}
-    assert cells.settings(cfg, "em") == cfg.unlearnable["em"]
+    assert cells.settings(cfg, "em") == cfg.attacks["em"]
     with pytest.raises(ValueError, match="unknown attack 'gcq'"):
         cells.settings(cfg, "gcq")
 

@@ -29,4 +29,6 @@ def test_tiny_run_proves_every_code_path_and_prices_every_unit(tmp_path):
     priced = {u for u in planned if not u.startswith("train steps/")}
     assert priced <= set(record["seconds"]), sorted(priced - set(record["seconds"]))
     assert all(s > 0 for s in record["seconds"].values())
-    assert seconds < 120, f"--tiny took {seconds:.0f} s (measured 57 s on 2 cores)"
+    # --tiny's sizes bound it: 57 s alone on 2 cores, about 140 s beside another test worker; a run at the paper's
+    # sizes would take hours
+    assert seconds < 300, f"--tiny took {seconds:.0f} s (measured 57 s alone on 2 cores, 140 s beside a test worker)"

@@ -8,7 +8,7 @@ import nbformat
 from conftest import write_fake_cifar
 from qlib.report import execute, headline
 
-CUT_DOWN = {"train_size": 60, "test_size": 20, "epochs": 1, "batch_size": 30, "width": 0.25, "gc_epochs": 2, "eps_d": 0.05}
+CUT_DOWN = {"train_size": 60, "test_size": 20, "epochs": 1, "batch_size": 30, "width": 0.25, "attacks": {"gc": {"epochs": 2}}, "eps_d": 0.05}
 
 
 def test_ablation_notebook_runs_on_the_paper_preset(data_dirs, tmp_path, monkeypatch):

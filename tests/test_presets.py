@@ -13,7 +13,9 @@ def test_three_presets_load_and_validate():
 def test_paper_preset_is_the_papers_setting():
     p = load_preset("paper")
     assert (p.dataset, p.model, p.epochs, p.width, p.train_size) == ("cifar10", "resnet18", 100, 1.0, None)
-    assert (p.eps_d, p.eps_w, p.gc_epochs, p.tgda_epochs, p.tgda_follower_steps, p.tgda_cg_iters) == (0.03, 0.5, 2000, 200, 20, 16)
+    assert (p.eps_d, p.eps_w) == (0.03, 0.5)
+    gc, tgda = p.attacks["gc"], p.attacks["tgda"]
+    assert (gc["epochs"], tgda["epochs"], tgda["follower_steps"], tgda["cg_iters"]) == (2000, 200, 20, 16)
 
 
 def test_cpu_preset_is_the_default_scale_down():
@@ -38,8 +40,16 @@ def test_unknown_key_lists_valid_ones():
     ("eps_d", 1.5, r"eps_d=1.5: allowed is a number in \(0, 1\]"), ("eps_d", 0, r"\(0, 1\]"),
     ("eps_w", 0, "eps_w=0: allowed is a positive finite number"), ("epochs", True, "epochs=True: allowed is an integer"),
     ("weight_decay", -1, "weight_decay=-1"), ("augment", "yes", "augment='yes': allowed is true or false"),
-    ("gc_optimizer", "sgd", "gc_optimizer='sgd'; valid: adam, gd"), ("gc_epochs", 0, "gc_epochs"),
-    ("tgda_cg_iters", 2.5, "tgda_cg_iters"), ("gc_lr", 0, "gc_lr"), ("tgda_lr", -1, "tgda_lr"),
+    ("attacks", {"gc": {"optimizer": "sgd"}}, "attacks.gc.optimizer='sgd': allowed is one of adam, gd"),
+    ("attacks", {"gc": {"epochs": 0}}, "attacks.gc.epochs=0: allowed is a positive integer"),
+    ("attacks", {"tgda": {"cg_iters": 2.5}}, r"attacks.tgda.cg_iters=2.5: allowed is an integer"),
+    ("attacks", {"gc": {"lr": 0}}, "attacks.gc.lr=0: allowed is a positive finite number"),
+    ("attacks", {"tgda": {"leader_lr": -1}}, "attacks.tgda.leader_lr=-1"),
+    ("attacks", {"gc_q": {"epochs": 3}}, "gc_q runs with gc's settings; set them under attacks.gc"),
+    ("attacks", {"gcc": {}}, r"unknown attack 'gcc' in preset field attacks \(did you mean gc"),
+    ("attacks", {"em": {"bogus": 1}}, r"attacks.em: unknown setting\(s\) \['bogus'\]; valid: batch_size"),
+    ("attacks", {"gc": {"target": 1}}, r"attacks.gc: unknown setting\(s\) \['target'\]"),
+    ("attacks", {"gc": 3}, "attacks.gc=3: allowed is a mapping"), ("attacks", [1], "attacks=\\[1\\]: allowed is a mapping"),
 ])
 def test_bad_values_are_rejected(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -21,7 +21,7 @@ ROOT = Path(__file__).parents[1]
 # Notebook 01 on a small smoke grid: label flip, TGDA and GC poisons, the GradPC target, FP retrains, FP and PTQ
 # accuracies and the PAQ readings (28 cells, each a cache entry).
 GRID = ["01_ptq", "--preset", "smoke", "-p", "train_size", "600", "-p", "test_size", "200", "-p", "epochs", "2",
-        "-p", "gc_epochs", "2", "-p", "sweep_attacks", "[label_flip]", "-p", "sweep_eps_d", "[0.03]"]
+        "-p", "attacks", "{gc: {epochs: 2}}", "-p", "sweep_attacks", "[label_flip]", "-p", "sweep_eps_d", "[0.03]"]
 KILL_AT = 8  # finished entries when the grid is killed; a few more may finish before the signal lands
 
 

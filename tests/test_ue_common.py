@@ -1,5 +1,6 @@
 """What the unlearnable examples share: replacing μ's images, the declared perturbation budget that validate
-enforces, the helpers of ``attacks.unlearnable.common`` and the preset's ``unlearnable`` settings."""
+enforces, and the helpers of ``attacks.unlearnable.common`` (the preset's settings of each method:
+``tests/test_presets.py``)."""
 
 import pytest
 import torch
@@ -9,7 +10,6 @@ from qlib.attacks import validate
 from qlib.attacks.base import perturbation_norms
 from qlib.attacks.unlearnable.common import chosen, make_poison, project_linf, scale_l2
 from qlib.data import mix
-from qlib.presets import load_preset
 
 
 @pytest.fixture
@@ -67,15 +67,6 @@ def test_projections():
     assert delta.abs().max() <= 0.1 + 1e-7 and (x + delta).min() >= 0 and (x + delta).max() <= 1
     scaled = scale_l2(torch.randn(6, 1, 4, 4), 2.0)
     assert torch.allclose(scaled.flatten(1).norm(dim=1), torch.full((6,), 2.0))
-
-
-def test_preset_unlearnable_settings_are_checked():
-    with pytest.raises(ValueError, match="unknown unlearnable-example method 'xyz'.*valid: em, tap"):
-        load_preset("smoke", unlearnable={"xyz": {}})
-    with pytest.raises(ValueError, match=r"unlearnable.sn: unknown setting\(s\) \['steps'\]"):
-        load_preset("smoke", unlearnable={"sn": {"steps": 3}})
-    with pytest.raises(ValueError, match="unlearnable=\\[1\\]: allowed is a mapping"):
-        load_preset("smoke", unlearnable=[1])
 
 
 def test_validate_rejects_non_finite_pixels_and_undeclared_budgets(clean):

@@ -29,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..artifacts import tensor_digest
-from ..counters import UNITS, count
+from ..counters import UNITS, count, settings
 from ..data import Dataset
 from ..poison import PoisonSet
 from ..quant import QuantScheme, calibrate, quantize_modules
@@ -165,36 +165,45 @@ def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: 
     return PoisonSet(x.cpu(), y.cpu(), idx, eps_d, provenance)
 
 
-DEFAULTS = {"epochs": 200, "leader_lr": 0.01, "leader_optimizer": "adam", "follower_steps": 20, "follower_lr": 0.1, "batch_size": 1000,
-            "val_fraction": 0.3, "cg_iters": 16, "damping": 0.0, "chunk": None, "device": "auto", "progress": False}
+@ATTACKS.register("tgda", Needs(model="trained"))
+def tgda(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, epochs: int = 200, leader_lr: float = 0.01,
+         leader_optimizer: str = "adam", follower_steps: int = 20, follower_lr: float = 0.1, batch_size: int = 1000,
+         val_fraction: float = 0.3, cg_iters: int = 16, damping: float = 0.0, chunk: int | None = None,
+         device: str = "auto", progress: bool = False) -> PoisonSet:
+    """TGDA in full precision, eqs. (11-12); ``model`` (the surrogate's starting weights, usually w_c) is copied, not
+    changed. The defaults are the official code's, but for the leader's step (see the module's docstring)."""
+    extra = {"model": tensor_digest(model.state_dict().values())}
+    return _tgda(copy.deepcopy(model), clean, eps_d, seed, epochs=epochs, leader_lr=leader_lr,
+                 leader_optimizer=leader_optimizer, follower_steps=follower_steps, follower_lr=follower_lr,
+                 batch_size=batch_size, val_fraction=val_fraction, cg_iters=cg_iters, damping=damping, chunk=chunk,
+                 device=device, progress=progress, attack="tgda", extra=extra)
+
+
+@ATTACKS.register("tgda_q", Needs(model="trained", scheme="attacked", settings="tgda"))
+def tgda_q(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, scheme: QuantScheme, epochs: int = 200,
+           leader_lr: float = 0.01, leader_optimizer: str = "adam", follower_steps: int = 20, follower_lr: float = 0.1,
+           batch_size: int = 1000, val_fraction: float = 0.3, cg_iters: int = 16, damping: float = 0.0,
+           chunk: int | None = None, device: str = "auto", progress: bool = False) -> PoisonSet:
+    """TGDA-Q, eqs. (13-14): TGDA on the QAT network of ``scheme`` (activation scales, if any, calibrated on μ)."""
+    if scheme.is_fp:
+        raise ValueError("TGDA-Q needs a quantization scheme; for full precision use TGDA")
+    qat = quantize_modules(model, scheme).eval()
+    calibrate(qat, clean)
+    extra = {"model": tensor_digest(model.state_dict().values()), "scheme": scheme.name}
+    return _tgda(qat, clean, eps_d, seed, epochs=epochs, leader_lr=leader_lr, leader_optimizer=leader_optimizer,
+                 follower_steps=follower_steps, follower_lr=follower_lr, batch_size=batch_size,
+                 val_fraction=val_fraction, cg_iters=cg_iters, damping=damping, chunk=chunk, device=device,
+                 progress=progress, attack="tgda_q", extra=extra)
 
 
 @UNITS.register("tgda")
-@UNITS.register("tgda_q")
 def tgda_units(n: int, eps_d: float, params: dict) -> int:
     """Images in ℓ₂ per leader step (the training part of the batch and every poison; each goes through the
     2·cg_iters + 1 Hessian-vector products and the follower steps), summed over the ``epochs`` leader steps."""
-    p = {**DEFAULTS, **params}
+    p = settings(tgda, params)
     n_val = max(1, round(p["val_fraction"] * p["batch_size"]))
     batch = min(p["batch_size"], n)
     return p["epochs"] * (batch - min(n_val, batch) + poison_count(eps_d, n))
 
 
-@ATTACKS.register("tgda", Needs(model="trained"))
-def tgda(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, **options) -> PoisonSet:
-    """TGDA in full precision; ``model`` (the surrogate's starting weights, usually w_c) is copied, not changed."""
-    options = {**DEFAULTS, **options}
-    extra = {"model": tensor_digest(model.state_dict().values())}
-    return _tgda(copy.deepcopy(model), clean, eps_d, seed, attack="tgda", extra=extra, **options)
-
-
-@ATTACKS.register("tgda_q", Needs(model="trained", scheme="attacked", settings="tgda"))
-def tgda_q(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, scheme: QuantScheme, **options) -> PoisonSet:
-    """TGDA-Q: TGDA on the QAT network of ``scheme`` (activation scales, if any, calibrated on μ)."""
-    if scheme.is_fp:
-        raise ValueError("TGDA-Q needs a quantization scheme; for full precision use TGDA")
-    options = {**DEFAULTS, **options}
-    qat = quantize_modules(model, scheme).eval()
-    calibrate(qat, clean)
-    extra = {"model": tensor_digest(model.state_dict().values()), "scheme": scheme.name}
-    return _tgda(qat, clean, eps_d, seed, attack="tgda_q", extra=extra, **options)
+UNITS.register("tgda_q")(tgda_units)

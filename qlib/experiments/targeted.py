@@ -220,7 +220,7 @@ def per_target(runs: pd.DataFrame) -> pd.DataFrame:
 def crafting_settings(cfg: Preset) -> pd.DataFrame:
     """Gradient matching's settings, the budget and the poisons per trial, the training set, epochs, targets and seeds."""
     tcfg = preset(cfg)
-    return pd.Series({"settings": cfg.gradient_matching, "eps_d": tcfg.targeted_eps_d,
+    return pd.Series({"settings": cfg.attacks.get("gradient_matching", {}), "eps_d": tcfg.targeted_eps_d,
                       "poisons per trial": round(tcfg.targeted_eps_d * tcfg.train_size) if tcfg.train_size else "ε_d·N",
                       "training images": tcfg.train_size or "all", "epochs": tcfg.epochs, "targets": cfg.targets,
                       "seeds": cfg.targeted_seeds}, name="value").to_frame()
@@ -254,7 +254,7 @@ def headline(cfg: Preset, runs: pd.DataFrame) -> str:
     moved = 10 ** shift[shift.poisons == "oblivious"].set_index("precision").log10_ratio  # geometric mean over trials
     return (f"**Targeted attack on {cfg.dataset} ({cfg.model}, {tcfg.train_size or 'all'} training images, {tcfg.epochs} epochs, "
             f"{cfg.targets} targets × {len(cfg.targeted_seeds)} seeds, ε_d = {tcfg.targeted_eps_d:g}, "
-            f"ε = {cfg.gradient_matching.get('eps', 16 / 255):.3g}):** in full precision gradient matching puts the target in the "
+            f"ε = {cfg.attacks.get('gradient_matching', {}).get('eps', 16 / 255):.3g}):** in full precision gradient matching puts the target in the "
             f"adversarial class in {100 * fp.success_rate:.0f}% of trials [{100 * fp.success_low:.0f}, {100 * fp.success_high:.0f}] "
             f"(clean victims: {100 * none.success_rate:.0f}%) and gets it misclassified in {100 * fp.misclassified_rate:.0f}% "
             f"(the paper: {100 * paper.TARGETED_FP:.1f}% misclassified). Under QAT the oblivious poisons succeed in "

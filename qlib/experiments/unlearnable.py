@@ -143,7 +143,7 @@ def budgets(cfg: Preset, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "norm": declared.norm,
         "radius": declared.eps.map(lambda e: f"{e:.4g}" + (f" (= {255 * e:.3g}/255)" if e < 1 else "")),
-        "settings (preset)": [cfg.unlearnable.get(a, {}) for a in declared.index],
+        "settings (preset)": [cfg.attacks.get(a, {}) for a in declared.index],
         "generation (s, mean ± std)": [f"{m:.1f} ± {sd:.1f}" for m, sd in zip(times["mean"], times["std"])],
         "generation (s, all seeds)": times.total.round(1),
     }).rename(index=str.upper)
