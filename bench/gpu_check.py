@@ -50,7 +50,6 @@ from qlib.attacks.gradpc import gradpc  # noqa: E402
 from qlib.attacks.unlearnable import UNLEARNABLE  # noqa: E402
 from qlib.counters import counting  # noqa: E402
 from qlib.data import Dataset  # noqa: E402
-from qlib.executors import available_cores  # noqa: E402
 from qlib.experiments import NOTEBOOKS, declared, ptq, targeted, unlearnable  # noqa: E402
 from qlib.pipeline import compute  # noqa: E402
 from qlib.models import create_model  # noqa: E402
@@ -100,10 +99,11 @@ def tensors(n: int, seed: int = 0) -> Dataset:
 
 def check_preset(width: float, device: str) -> object:
     """The ``paper`` preset at tiny sizes: every grid of every notebook, one seed, one epoch, few attack steps; GC's
-    chunk small enough that it takes its chunked path (TGDA's chunked path is part 2's, at the paper's chunk)."""
+    chunk small enough that it takes its chunked path (TGDA's chunked path is part 2's, at the paper's chunk). Each
+    cell runs with the paper's threads, or fewer where this process has fewer (OMP_NUM_THREADS=1 under make test)."""
     smoke, paper_threads = load_preset("smoke"), load_preset("paper").threads
     return load_preset(
-        "paper", width=width, device=device, threads=min(paper_threads, available_cores()), epochs=1, batch_size=25, seeds=[0],
+        "paper", width=width, device=device, threads=min(paper_threads, torch.get_num_threads()), epochs=1, batch_size=25, seeds=[0],
         attacks={**{name: smoke.attacks[name] for name in UNLEARNABLE}, "gc": {"epochs": 1, "chunk": 1},
                  "tgda": {"epochs": 1, "follower_steps": 1, "cg_iters": 1, "batch_size": 20, "chunk": 2048},
                  "gradient_matching": {"eps": 16 / 255, "steps": 2, "restarts": 2, "batch_size": 8, "augment": True}},
