@@ -18,11 +18,10 @@ CONSTRAINTS ?= constraints.txt
 
 setup: $(INSTALLED) data
 
-# The venv, the package with its dev extra, and the Jupyter kernel `qlib` that the notebooks name. --no-compile:
-# Python compiles a module when it is first imported instead of pip compiling every installed file up front.
+# The venv, the package with its dev extra, and the Jupyter kernel `qlib` that the notebooks name.
 $(INSTALLED): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --progress-bar off --no-compile $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
+	$(PY) -m pip install --progress-bar off $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev]'
 	$(PY) -m ipykernel install --sys-prefix --name qlib --display-name "Python (qlib)"
 	touch $@
 
