@@ -16,7 +16,7 @@ Kinds (``VERSIONS``: bump a kind's number when its code changes what it computes
 import functools
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 
@@ -81,6 +81,29 @@ def _sizes(dataset: str, train_size: int | None, test_size: int | None) -> tuple
     return len(train), len(test)
 
 
+# -- schemes and activation scales ----------------------------------------------------------------------------
+
+
+def quantized(cfg: Preset, scheme: QuantScheme) -> QuantScheme:
+    """``scheme`` with the preset's ``keep_fp`` (the layers left in full precision; the paper's: first and last)."""
+    keep = tuple(cfg.keep_fp)
+    return scheme if scheme.is_fp or scheme.keep_fp == keep else replace(scheme, keep_fp=keep)
+
+
+def clean_scales(scheme: QuantScheme, poison: Cell | None) -> bool:
+    """Do appended poisons share the training rows from which ``scheme``'s activation scales are set? The rule: only
+    clean rows set them, in QAT's running max and in PTQ's calibration, so such a poison is left out of both. A
+    poison that replaces μ's images (bounded by its declared budget; unlearnable examples) is the training set, and
+    sets them as the rest does. False where nothing changes: no poison, none appended, no activation scales."""
+    return (poison is not None and bool(scheme.a_bits) and scheme.a_bits >= 2
+            and not needs(poison.args["name"]).replaces)
+
+
+def scale_rows(train: data.Dataset, poison) -> torch.Tensor:
+    """Per row of μ + ν (``data.mix``): True for μ's rows, False for the appended poisons'."""
+    return torch.cat([torch.ones(len(train), dtype=torch.bool), torch.zeros(len(poison), dtype=torch.bool)])
+
+
 # -- trained models -------------------------------------------------------------------------------------------
 
 
@@ -89,22 +112,27 @@ def trained(cfg: Preset, seed: int, scheme: QuantScheme, poison: Cell | None = N
     full precision or by QAT under ``scheme``. A clean FP model records its test accuracy after every epoch
     (notebook 00's learning curve) unless ``curve`` is False (same weights, an entry of its own); a QAT or poisoned
     model never does, since no notebook shows it. Value: (model on the preset's device, per-epoch history)."""
+    scheme = quantized(cfg, scheme)
     n, n_test = sizes(cfg)
     k = poison_count(poison.args["eps_d"], n) if poison is not None and not needs(poison.args["name"]).replaces else 0
     curve = curve and scheme.is_fp and poison is None
     key = {**{f: getattr(cfg, f) for f in TRAIN_FIELDS}, "seed": seed, "scheme": asdict(scheme), "train_n": n,
-           "poison": poison.id if poison is not None else None, "curve": curve}
+           "poison": poison.id if poison is not None else None, "curve": curve,
+           **({"scales": "clean"} if clean_scales(scheme, poison) else {})}
     units = {f"train steps/{scheme.name}": cfg.epochs * -(-(n + k) // cfg.batch_size),
              f"train images/{scheme.name}": cfg.epochs * (n + k), "eval images": cfg.epochs * n_test if curve else 0}
     label = f"train {scheme.name} s{seed}" + (f" on {poison.label}" if poison is not None else "")
-    return cell("trained", key, _train, {"cfg": cfg, "seed": seed, "scheme": scheme, "curve": curve},
+    return cell("trained", key, _train, {"cfg": cfg, "seed": seed, "scheme": scheme, "curve": curve,
+                                        "clean_scales": clean_scales(scheme, poison)},
                 [poison] if poison is not None else [], units, label)
 
 
 def _train(c: Cell):
     cfg, seed, scheme = c.args["cfg"], c.args["seed"], c.args["scheme"]
     train, test = load_data(cfg)
-    train_set = train if not c.inputs else data.mix(train, c.inputs[0].value()[0])
+    nu = c.inputs[0].value()[0] if c.inputs else None
+    train_set = train if nu is None else data.mix(train, nu)
+    rows = scale_rows(train, nu) if c.args["clean_scales"] else None
 
     def build():
         model = create_model(cfg.model, train, cfg.width, seed)
@@ -113,7 +141,7 @@ def _train(c: Cell):
     def run(model):
         history = fit(model, train_set, test if c.args["curve"] else None, epochs=cfg.epochs, lr=cfg.lr,
                       batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, augment=cfg.augment, seed=seed,
-                      device=cfg.device, progress=False, counted_as=scheme.name)
+                      device=cfg.device, progress=False, counted_as=scheme.name, scale_rows=rows)
         return {"history": history}
 
     model, result = cached_model(c.kind, c.key, build, run, cfg.device)
@@ -165,6 +193,7 @@ def poison(cfg: Preset, name: str, seed: int, eps_d: float, scheme: QuantScheme 
     surrogate's; ignored by the others. A targeted attack takes ``target_index`` (a test image) and
     ``adversarial_class``. Value: (ν, the attack's wall time when it ran)."""
     need = needs(name)
+    scheme = quantized(cfg, scheme) if scheme is not None else None
     params = {**settings(cfg, name), **switches}
     if need.scheme == "attacked" and (scheme is None or scheme.is_fp):
         raise ValueError(f"attack {name!r} is quantization-aware and needs a quantized scheme, got {scheme}")
@@ -217,18 +246,19 @@ def accuracy(cfg: Preset, seed: int, regime: str, scheme: QuantScheme, poison: C
     """Test accuracy of the model of ``seed`` trained on μ (or with ``poison``'s ν) in ``regime``:
 
     - ``fp``: trained in full precision (``scheme`` must be fp);
-    - ``ptq``: trained in full precision, then PTQ under ``scheme`` (activation scales calibrated on the data the
-      model was trained on);
+    - ``ptq``: trained in full precision, then PTQ under ``scheme`` (activation scales calibrated on the clean rows
+      of the data the model was trained on, :func:`clean_scales`);
     - ``qat``: trained by QAT under ``scheme``.
     Value: {"acc": accuracy}."""
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; valid: {', '.join(REGIMES)}")
     if (regime == "fp") != scheme.is_fp:
         raise ValueError(f"regime {regime!r} does not go with scheme {scheme.name!r}: fp takes 'fp', ptq and qat a quantized one")
+    scheme = quantized(cfg, scheme)
     model = trained(cfg, seed, scheme if regime == "qat" else FP, poison)
     _, n_test = sizes(cfg)
-    return cell("accuracy", {"model": model.id, "regime": regime, "scheme": asdict(scheme), "test_n": n_test}, _accuracy,
-                {"cfg": cfg, "regime": regime, "scheme": scheme}, [model], {"eval images": n_test},
+    key = {"model": model.id, "regime": regime, "scheme": asdict(scheme), "test_n": n_test}
+    return cell("accuracy", key, _accuracy, {"cfg": cfg, "regime": regime, "scheme": scheme}, [model], {"eval images": n_test},
                 f"{regime} {scheme.name} of {model.label}")
 
 
@@ -239,7 +269,9 @@ def _accuracy(c: Cell):
         train, test = load_data(cfg)
         model = model_cell.value()[0]
         if c.args["regime"] == "ptq":
-            calib = train if not model_cell.inputs else data.mix(train, model_cell.inputs[0].value()[0])
+            # μ alone (appended poisons never reached the first batches of μ + ν, which calibration reads, either)
+            replaced = model_cell.inputs and needs(model_cell.inputs[0].args["name"]).replaces
+            calib = data.mix(train, model_cell.inputs[0].value()[0]) if replaced else train
             model = ptq(model, c.args["scheme"], calib=calib)
         return {"acc": evaluate(model, test)}
 
@@ -250,6 +282,7 @@ def paq_reading(cfg: Preset, seed: int, scheme: QuantScheme) -> Cell:
     """Table 2's reading of the seed's GradPC target ŵ in FP (``scheme`` fp) or after PAQ under ``scheme``: its
     accuracy, the clean FP model's, the clean model's under the same PTQ, ‖P_Q(ŵ) − P_Q(w_c)‖² (``eps_w``) and
     ‖P_Q(ŵ) − w_c‖² (``eps_w_to_fp``)."""
+    scheme = quantized(cfg, scheme)
     clean, corrupted = trained(cfg, seed, FP), target(cfg, seed)
     _, n_test = sizes(cfg)
     evaluations = 2 if scheme.is_fp else 3
@@ -317,6 +350,7 @@ def victim(cfg: Preset, seed: int, scheme: QuantScheme, target_index: int, adver
     on μ, or with ``poison``'s ν in place, without a learning curve; its prediction on the target, p(adversarial
     class | target) and its test accuracy on ``ACCURACY_IMAGES`` test images (on all 10,000 the evaluation took a
     quarter of a victim's training). Value: {"pred", "p_adv", "acc"}."""
+    scheme = quantized(cfg, scheme)
     model = trained(cfg, seed + VICTIM_SEED, scheme, poison, curve=False)
     _, n_test = sizes(cfg)
     key = {"model": model.id, "target_index": target_index, "adversarial_class": adversarial_class, "test_n": n_test,

@@ -75,6 +75,37 @@ def cnn(num_classes, in_channels, image_size, mean, std, width=1.0):
     )
 
 
+@MODELS.register("lr")
+def lr(num_classes, in_channels, image_size, mean, std, width=1.0):
+    """Logistic regression (the GC paper's LR): one linear layer on the flattened image. ``width`` has nothing to
+    scale. With no hidden activation, only weight-only schemes quantize it."""
+    return nn.Sequential(Normalize(mean, std), nn.Flatten(), nn.Linear(in_channels * image_size ** 2, num_classes))
+
+
+@MODELS.register("mlp")
+def mlp(num_classes, in_channels, image_size, mean, std, width=1.0):
+    """The GC paper's NN: 784-128-10 with a ReLU (128·width hidden units); a WA scheme quantizes its hidden activation."""
+    h = max(1, round(128 * width))
+    return nn.Sequential(Normalize(mean, std), nn.Flatten(), nn.Linear(in_channels * image_size ** 2, h),
+                         nn.ReLU(inplace=True), nn.Linear(h, num_classes))
+
+
+@MODELS.register("cnn_plim")
+def cnn_plim(num_classes, in_channels, image_size, mean, std, width=1.0):
+    """The GC paper's CNN, the PyTorch MNIST example network: conv32 → conv64 → max-pool → dropout 0.25 → fc128 →
+    dropout 0.5 → classifier, 3×3 convolutions without padding, ReLUs, no BatchNorm (channels × ``width``)."""
+    c1, c2, h = (max(1, round(c * width)) for c in (32, 64, 128))
+    side = (image_size - 4) // 2
+    return nn.Sequential(
+        Normalize(mean, std),
+        nn.Conv2d(in_channels, c1, 3), nn.ReLU(inplace=True),
+        nn.Conv2d(c1, c2, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(c2 * side ** 2, h), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(h, num_classes),
+    )
+
+
 def create_model(name, data, width=1.0, seed=0) -> nn.Module:
     """Build model ``name`` for dataset ``data`` (its channels, classes and normalisation), initialised from ``seed``."""
     with torch.random.fork_rng(devices=[]):

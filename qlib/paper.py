@@ -89,3 +89,4 @@ TABLE5 = {
 # misclassified): the success rate in full precision, and the range the paper gives for QAT at 1, 3, 4, 5, 8 bits.
 TARGETED_FP = 0.763
 TARGETED_QAT_RANGE = (0.08, 0.18)
+TARGETED_BITS = (1, 3, 4, 5, 8)  # its QAT precisions (weights; 1 bit is BNN)

@@ -20,7 +20,8 @@ def check_budget(eps_d: float) -> float:
 
 @dataclass
 class PoisonSet:
-    """ν for μ + ν. ``provenance`` names the attack, its parameters and its seed (JSON-serialisable)."""
+    """ν for μ + ν. ``provenance`` names the attack, its parameters and its seed (JSON-serialisable). Images lie in
+    [0, 1] unless the provenance declares ``bounds: "none"`` (``qlib.attacks.constraints``)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -39,8 +40,9 @@ class PoisonSet:
             raise ValueError(f"poison indices must be int64 of shape ({n},), got {tuple(self.indices.shape)}")
         if n and not torch.isfinite(self.x).all():
             raise ValueError(f"poison images hold {int((~torch.isfinite(self.x)).sum())} non-finite values (NaN or inf)")
-        if n and (self.x.min() < 0 or self.x.max() > 1):
-            raise ValueError(f"poison images leave [0, 1]: range [{self.x.min():.4g}, {self.x.max():.4g}]")
+        if n and self.provenance.get("bounds") != "none" and (self.x.min() < 0 or self.x.max() > 1):
+            raise ValueError(f"poison images leave [0, 1]: range [{self.x.min():.4g}, {self.x.max():.4g}]; only a poison "
+                             "whose provenance declares bounds: 'none' (not images) may")
 
     def __len__(self) -> int:
         return len(self.y)

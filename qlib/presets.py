@@ -15,10 +15,13 @@ from pathlib import Path
 import yaml
 
 from .attacks import ATTACKS
-from .attacks.gc import OPTIMIZERS
+from .attacks.constraints import BOUNDS, BUDGET_NORMS
+from .attacks.gc import BATCHNORM_MODES, OPTIMIZERS
 from .data import SOURCES
 from .models import MODELS
+from .paper import TARGETED_BITS
 from .params import OWN, check_own, check_type
+from .quant import KEEP_FP
 from .registry import ParameterError, unknown_name
 
 PRESET_DIR = Path(__file__).with_name("presets")
@@ -37,6 +40,9 @@ class Preset:
     lr: float
     weight_decay: float
     augment: bool
+    # Layers every quantization scheme leaves in full precision: "first" (the first conv or linear layer), "last"
+    # (the classifier), both (the paper's) or none ([]: the whole network, as for the GC paper's small models).
+    keep_fp: list[str]
     seeds: list[int]
     device: str  # "auto", "cpu", "cuda", "cuda:1", …
     deterministic: bool  # deterministic algorithms (qlib.numerics): a non-deterministic kernel is an error
@@ -63,6 +69,15 @@ class Preset:
     targeted_eps_d: float
     targeted_train_size: int | None
     targeted_epochs: int | None
+    # The weight bit-widths of the targeted QAT victims, among the paper's 1, 3, 4, 5, 8 (1 is BNN); FP victims always
+    # run. The paper: all five; fewer buy more trials, which the claims need to decide.
+    targeted_bits: list[int]
+    # Notebook 06 (where the attacks bite): the seeds of the FP drops of the small models (lr, mlp; the others use
+    # ``seeds``), those among them that choose the regimes the claims are tested in, and the fresh seeds that decide
+    # the claims there (none of them may be a choice seed: choosing and testing on the same runs is refused).
+    strength_seeds: list[int]
+    choice_seeds: list[int]
+    claim_seeds: list[int]
 
     def __post_init__(self):
         for name, hint in typing.get_type_hints(Preset).items():
@@ -74,6 +89,12 @@ class Preset:
             if not rule(getattr(self, name)):
                 raise ParameterError(f"preset field {name}={getattr(self, name)!r}: allowed is {allowed}")
         check_attacks(self.attacks)
+        if not set(self.choice_seeds) <= set(self.strength_seeds):
+            raise ParameterError(f"preset field choice_seeds={self.choice_seeds}: allowed is a subset of strength_seeds "
+                                 f"{self.strength_seeds} (the regimes are chosen on FP drops already measured)")
+        if reused := sorted(set(self.claim_seeds) & set(self.choice_seeds)):
+            raise ParameterError(f"preset field claim_seeds={self.claim_seeds}: seed(s) {reused} also chose the regimes; "
+                                 "allowed are seeds outside choice_seeds (fresh runs decide the claims)")
         if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
             raise ParameterError(f"preset field device={self.device!r}: allowed is 'auto', 'cpu' or 'cuda[:N]'")
 
@@ -99,7 +120,12 @@ RANGES = {
     "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0"),
     "gpus_per_cell": (lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0 (a fraction lets Ray pack cells on a GPU)"),
     **{f: (lambda v: 0 < v <= 1, "a number in (0, 1]") for f in ("eps_d", "targeted_eps_d")},
-    **{f: (_distinct, "a non-empty list of distinct integers") for f in ("seeds", "targeted_seeds")},
+    **{f: (_distinct, "a non-empty list of distinct integers") for f in (
+        "seeds", "targeted_seeds", "strength_seeds", "choice_seeds", "claim_seeds")},
+    "targeted_bits": (lambda v: _distinct(v) and set(v) <= set(TARGETED_BITS),
+                      f"a non-empty list of distinct bit-widths among the paper's {', '.join(map(str, TARGETED_BITS))} (1: BNN)"),
+    "keep_fp": (lambda v: set(v) <= set(KEEP_FP) and len(set(v)) == len(v),
+                f"a list of distinct entries of {', '.join(KEEP_FP)} (the layers left in full precision; [] for none)"),
 }
 FIELDS = tuple(f.name for f in fields(Preset))
 # What the pipeline passes an attack itself (the surrogate or target, the scheme, the device, a targeted trial's
@@ -115,6 +141,9 @@ SETTING_RANGES = {
     **{s: (_positive, "a positive finite number") for s in (
         "lr", "leader_lr", "follower_lr", "eps", "step_size", "adv_eps", "adv_step_size", "ae_lr", "pixel_scale")},
     "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+    "bounds": (lambda v: v in BOUNDS, f"one of {', '.join(BOUNDS)} (none: the official code's unclipped pixels, not images)"),
+    "norm": (lambda v: v in BUDGET_NORMS, f"one of {', '.join(BUDGET_NORMS)} (a budget around each source image)"),
+    "batchnorm": (lambda v: v in BATCHNORM_MODES, f"one of {', '.join(BATCHNORM_MODES)}"),
 }
 
 

@@ -1,24 +1,39 @@
-"""The statistics every table uses: one rule per kind of data.
+"""The statistics every table uses: summaries over seeds, and one rule that decides every claim.
 
-- *Means* (accuracy drops and other per-seed numbers): mean ± standard deviation over seeds (:func:`mean_std`,
-  :func:`summarise`); two cells are compared by :func:`verdict_means`: a claim *holds* when the gap has the claimed
-  sign and exceeds the noise (the larger of the two standard deviations), is *within noise* when it does not, and
-  *fails* otherwise; with one seed there is no noise estimate and the verdict says so. This is the one place to
-  change the rule (for example to a paired test).
-- *Rates* (k successes of n trials): the Wilson score interval (:func:`wilson`); two rates are compared by
-  :func:`verdict_rates`: *holds* when the intervals do not overlap in the claimed direction, *fails* when they do
-  not overlap the other way, else *within noise*.
+*Summaries.* Mean ± standard deviation over seeds (:func:`mean_std`) with one column per seed (:func:`summarise`);
+a rate, k successes of n trials, with its Wilson 95% interval (:func:`wilson`, :func:`rate`), for display.
 
-:func:`claims` turns a list of comparisons into a claims table beside what the paper's own numbers say.
+*Claims.* A claim says that one cell (``better``) comes out above another (``worse``): a smaller drop, a higher
+success rate. Both cells are measured on the same units: the same seeds (a drop per seed: the clean and poisoned
+runs of a seed, or one scheme's drop and another's), or the same trials (the targeted attack: a target and a seed).
+A claim is decided on the per-unit differences d_i = better_i − worse_i, over the units present in both cells only:
+
+- values (drops, log ratios): the paired t-test (:func:`paired`): the mean d̄ and standard deviation s of the n
+  differences, the 95% interval d̄ ± t_{0.975,n−1}·s/√n, the two-sided p of t = d̄/(s/√n) on n − 1 degrees of
+  freedom, and the minimum detectable effect MDE = (t_{0.975,n−1} + t_{0.8,n−1})·s/√n: the smallest true mean
+  difference the test finds with power 0.8 at α = 0.05;
+- outcomes 0/1 (the target flipped, or not): the exact McNemar test (:func:`mcnemar`) on the b trials where only
+  ``better`` succeeded and the c where only ``worse`` did: p is the two-sided binomial p of b of b + c at 1/2, the
+  difference is (b − c)/n with the Clopper-Pearson 95% interval of b/(b + c) mapped onto it, and the MDE is that of
+  the most favourable case (no trial against the claim), a lower bound for any other.
+
+The decision (:func:`claims`): within each family of claims (the ``family`` of a :class:`Comparison`, in one call),
+the p-values become Benjamini-Hochberg q-values (the false discovery rate); a claim *holds* when q ≤ 0.05 and
+d̄ > 0, *fails* when q ≤ 0.05 and d̄ < 0, and is *undecided* otherwise. With fewer than two units there is no test
+(p is NaN): undecided. The decision is BH-adjusted: since q ≥ p, a decided claim's 95% interval excludes 0, but a
+claim whose unadjusted interval excludes 0 may stay undecided. An undecided claim is not evidence of no effect: its
+MDE says how large an effect the data could have missed.
 """
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
-ONE_SEED = "one seed: no noise estimate"
-VERDICTS = ("holds", "within noise", "fails", ONE_SEED)
+VERDICTS = ("holds", "undecided", "fails")
+ALPHA, POWER = 0.05, 0.8  # the level of every test, and the power the MDE is computed for
 Z95 = 1.959963984540054
 
 
@@ -58,12 +73,43 @@ def paired_difference(df: pd.DataFrame, by: list[str], column: str, against, val
     return long.melt(id_vars=by + ["seed"], var_name=column, value_name="difference")
 
 
-def verdict_means(better: pd.Series, worse: pd.Series) -> str:
-    """Does ``better`` (a row with mean, std and n) come out above ``worse``? See the module docstring."""
-    if min(better.get("n", 2), worse.get("n", 2)) < 2:
-        return ONE_SEED
-    gap, noise = better["mean"] - worse["mean"], max(better["std"], worse["std"])
-    return "within noise" if abs(gap) <= noise else ("holds" if gap > 0 else "fails")
+def paired(differences) -> dict:
+    """The paired t-test of ``differences`` (one per unit, NaN skipped) against 0: {n, mean, sd, low, high, p, mde},
+    the 95% t interval (low, high) and the minimum detectable effect (see the module docstring). Fewer than two
+    differences: no test (sd, low, high, p and mde NaN). Identical differences: p is 0, or 1 if they are all 0."""
+    d = np.asarray(differences, dtype=float)
+    d = d[~np.isnan(d)]
+    n = len(d)
+    mean = float(d.mean()) if n else math.nan
+    if n < 2:
+        return {"n": n, "mean": mean, "sd": math.nan, "low": math.nan, "high": math.nan, "p": math.nan, "mde": math.nan}
+    sd = float(d.std(ddof=1))
+    se, t_crit = sd / math.sqrt(n), stats.t.ppf(1 - ALPHA / 2, n - 1)
+    p = (1.0 if mean == 0 else 0.0) if sd == 0 else float(2 * stats.t.sf(abs(mean) / se, n - 1))
+    return {"n": n, "mean": mean, "sd": sd, "low": float(mean - t_crit * se), "high": float(mean + t_crit * se), "p": p,
+            "mde": float((t_crit + stats.t.ppf(POWER, n - 1)) * se)}
+
+
+def mcnemar(differences) -> dict:
+    """The exact McNemar test of paired 0/1 outcomes, from their ``differences`` (better − worse per trial, each −1,
+    0 or 1; NaN skipped): {n, b, c, mean, low, high, p, mde}. ``mean`` is (b − c)/n; (low, high) the Clopper-Pearson
+    95% interval of b/(b + c), conditional on the b + c discordant trials, mapped by θ ↦ (b + c)(2θ − 1)/n (NaN
+    without a discordant trial), so that it excludes 0 exactly when p ≤ 0.05; ``mde`` the smallest (b − c)/n in the
+    population that the test finds with power 0.8 when no trial goes against the claim (c = 0: it then rejects when
+    b reaches the smallest count k with 2·2^−k ≤ 0.05, and P(Binomial(n, Δ) ≥ k) ≥ 0.8 at Δ = the 0.8 quantile of
+    Beta(k, n − k + 1)); NaN when n < k. Any c > 0 needs a larger effect."""
+    d = np.asarray(differences, dtype=float)
+    d = d[~np.isnan(d)]
+    if not np.isin(d, (-1, 0, 1)).all():
+        raise ValueError(f"McNemar's test needs paired 0/1 outcomes (differences −1, 0 or 1), got {sorted(set(d))}")
+    n, b, c = len(d), int((d == 1).sum()), int((d == -1).sum())
+    out = {"n": n, "b": b, "c": c, "mean": (b - c) / n if n else math.nan, "low": math.nan, "high": math.nan, "p": 1.0}
+    if b + c:
+        test = stats.binomtest(b, b + c, 0.5)
+        ci = test.proportion_ci(1 - ALPHA, method="exact")
+        out |= {"p": float(test.pvalue), "low": (b + c) * (2 * ci.low - 1) / n, "high": (b + c) * (2 * ci.high - 1) / n}
+    k = math.ceil(math.log2(2 / ALPHA))  # 6: two-sided p = 2·2^−k of k discordant trials all one way
+    return out | {"mde": float(stats.beta.ppf(POWER, k, n - k + 1)) if n >= k else math.nan}
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -82,18 +128,8 @@ def rate(k: int, n: int) -> dict:
     return {"k": k, "n": n, "rate": k / n, "low": low, "high": high}
 
 
-def verdict_rates(better: dict, worse: dict) -> str:
-    """Is ``better``'s rate above ``worse``'s (each a :func:`rate`, or a fixed proportion as {low, high} equal)?
-    See the module docstring."""
-    if better["low"] > worse["high"]:
-        return "holds"
-    if worse["low"] > better["high"]:
-        return "fails"
-    return "within noise"
-
-
 class Comparison(NamedTuple):
-    """One claim: the cell at ``better`` should come out above the cell at ``worse`` (keys of the summary's index)."""
+    """One claim: the cell at ``better`` should come out above the cell at ``worse`` (keys of the per-unit table)."""
 
     family: str
     text: str
@@ -101,21 +137,51 @@ class Comparison(NamedTuple):
     worse: tuple
 
 
-def claims(summary: pd.DataFrame, comparisons: list[Comparison], paper: dict | None = None, paper_key=lambda k: k,
-           scale: float = 100.0) -> pd.DataFrame:
-    """A claims table from ``summary`` (indexed by the comparisons' keys; columns mean, std, n): per comparison our
-    two means, the noise, what the ``paper``'s numbers at ``paper_key(key)`` say (None where it has none), our
-    :func:`verdict_means`, and whether the two agree (both "holds" or both "fails")."""
+def verdict(mean: float, q: float) -> str:
+    """The decision on a claim from its mean difference and its q-value (see the module docstring)."""
+    return "undecided" if not q <= ALPHA else ("holds" if mean > 0 else "fails")
+
+
+def claims(per_unit: pd.DataFrame, comparisons: list[Comparison], paper: dict | None = None, paper_key=lambda k: k,
+           scale: float = 100.0, units: str = "seed ", test: Callable[..., dict] = paired) -> pd.DataFrame:
+    """A claims table: per comparison, decided by ``test`` (:func:`paired` or :func:`mcnemar`) on the differences
+    better − worse of the columns of ``per_unit`` whose names start with ``units`` (one per seed, as
+    :func:`summarise` makes them, or per trial), and Benjamini-Hochberg within each family (the module docstring).
+    ``per_unit`` is indexed by the comparisons' keys. Columns: family, claim, ``better`` and ``worse`` (each cell's
+    mean over its own units), ``difference`` (the mean paired difference) with its 95% interval (``low``,
+    ``high``), ``mde``, all times ``scale`` (100: points); ``n`` (the units paired), ``p``, ``q``; ``paper``, what
+    the ``paper``'s numbers at ``paper_key(key)`` say ("holds" or "fails"; None where it has none); ``our run``,
+    the verdict; ``agrees``, whether both say "holds" or both "fails" (None without the paper's)."""
+    values = per_unit[[c for c in per_unit.columns if str(c).startswith(units)]]
     rows = []
     for family, text, better_key, worse_key in comparisons:
-        better, worse = summary.loc[better_key], summary.loc[worse_key]
+        better, worse = values.loc[better_key], values.loc[worse_key]
+        result = test(better - worse)
         pb, pw = (paper or {}).get(paper_key(better_key)), (paper or {}).get(paper_key(worse_key))
-        paper_says = None if pb is None or pw is None else ("holds" if pb > pw else "fails")
-        ours = verdict_means(better, worse)
-        rows.append({"family": family, "claim": text, "ours": f"{scale * better['mean']:+.2f} vs {scale * worse['mean']:+.2f}",
-                     "noise": f"±{scale * max(better['std'], worse['std']):.2f}", "paper": paper_says, "our run": ours,
-                     "agrees": None if paper_says is None else ours == paper_says})
-    return pd.DataFrame(rows)
+        rows.append({"family": family, "claim": text, "better": scale * better.mean(), "worse": scale * worse.mean(),
+                     "difference": scale * result["mean"], "low": scale * result["low"], "high": scale * result["high"],
+                     "mde": scale * result["mde"], "n": result["n"], "p": result["p"], "q": math.nan,
+                     "paper": None if pb is None or pw is None else ("holds" if pb > pw else "fails")})
+    out = pd.DataFrame(rows, columns=["family", "claim", "better", "worse", "difference", "low", "high", "mde", "n", "p", "q", "paper"])
+    for _, p in out.groupby("family", sort=False)["p"]:
+        tested = p.dropna()
+        if len(tested):
+            out.loc[tested.index, "q"] = stats.false_discovery_control(tested.to_numpy(), method="bh")
+    out["our run"] = [verdict(m, q) for m, q in zip(out.difference, out.q)]
+    out["agrees"] = pd.Series([None if pd.isna(said) else ours == said for said, ours in zip(out.paper, out["our run"])],
+                              index=out.index, dtype=object)
+    return out
+
+
+def tally(claims: pd.DataFrame, unit: str = "points") -> str:
+    """``2 hold, 13 undecided (MDE 0.31-14.80 points), 0 fail (of 15)``: how many of :func:`claims`'s rows got each
+    verdict, and the range of the undecided ones' minimum detectable effects (smaller effects could be missed)."""
+    n = claims["our run"].value_counts()
+    mde, missed = claims.loc[claims["our run"] == "undecided", "mde"].dropna(), ""
+    if len(mde):
+        low, high = f"{mde.min():.2f}", f"{mde.max():.2f}"
+        missed = f" (MDE {low if low == high else f'{low}-{high}'} {unit})"
+    return f"{n.get('holds', 0)} hold, {n.get('undecided', 0)} undecided{missed}, {n.get('fails', 0)} fail (of {len(claims)})"
 
 
 def fmt_pct(mean: float, std: float) -> str:

@@ -73,9 +73,12 @@ def fit(
     progress: bool = True,
     desc: str = "fit",
     counted_as: str = "fp",
+    scale_rows: torch.Tensor | None = None,
 ) -> list[dict]:
     """Train ``model`` in place; return one dict per epoch (loss, train and test accuracy, lr, seconds). Its
-    optimizer steps and images are counted (``qlib.counters``) under ``counted_as``, the scheme's name."""
+    optimizer steps and images are counted (``qlib.counters``) under ``counted_as``, the scheme's name.
+    ``scale_rows``: a bool per training row, True where the row may set activation scales (QAT's running max,
+    ``IntActivation``); None: every row."""
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be ≥ 1, got epochs={epochs}, batch_size={batch_size}")
     dev = devices.resolve(device)
@@ -90,6 +93,10 @@ def fit(
     g = torch.Generator().manual_seed(seed)
     # modules with a schedule (BNN++'s β) are told the fraction of training done before every step
     progress_hooks = [m.set_progress for m in model.modules() if hasattr(m, "set_progress")]
+    if scale_rows is not None and scale_rows.shape != (n,):
+        raise ValueError(f"scale_rows has shape {tuple(scale_rows.shape)}; it needs one bool per training row ({n})")
+    observers = [m for m in model.modules() if hasattr(m, "observed_rows")] if scale_rows is not None else []
+    rows = scale_rows.to(dev) if observers else None
     history = []
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
@@ -104,6 +111,8 @@ def fit(
             step += 1
             idx = perm[i:i + batch_size]
             xb, yb = x[idx], y[idx]
+            for m in observers:
+                m.observed_rows = rows[idx]
             if augment:
                 xb = augment_batch(xb, g)
             if fast:
@@ -119,6 +128,8 @@ def fit(
             count(f"train images/{counted_as}", len(yb))
             loss_sum += loss.detach() * len(yb)
             correct += (out.argmax(1) == yb).sum()
+        for m in observers:
+            m.observed_rows = None
         row = {
             "epoch": epoch + 1,
             "lr": opt.param_groups[0]["lr"],

@@ -11,6 +11,9 @@ def test_ablation_cells_share_poisons_only_where_ghat_is_the_identity():
     bnn, int4 = parse_scheme("1W", "bnn"), parse_scheme("4W")
     assert not ablation.ghat_is_identity(bnn) and ablation.ghat_is_identity(int4)
     assert not ablation.ghat_is_identity(parse_scheme("4W4A"))
+    for lsq in (parse_scheme("4W", "lsq"), parse_scheme("8W", "lsq")):
+        assert lsq in ablation.SCHEMES and not ablation.ghat_is_identity(lsq)
+        assert len({repr(ablation.attack_of(lsq, p, g)[:2]) for p, g in ablation.SWITCHES}) == 4
     computed = {(p, g): ablation.attack_of(bnn, p, g)[:2] for p, g in ablation.SWITCHES}
     assert computed == {(False, False): ("gc", {}), (True, True): ("gc_q", {}),
                         (True, False): ("gc_q", {"paq": True, "quantized_grad": False}),
@@ -22,24 +25,25 @@ def test_ablation_cells_share_poisons_only_where_ghat_is_the_identity():
 
 def test_table4_summary_and_claims():
     rows = []
-    for bits in (1, 4, 8):
-        scheme = parse_scheme(f"{bits}W") if bits > 1 else parse_scheme("1W", "bnn")
+    for scheme in ablation.SCHEMES[:3]:  # the paper's rows
+        bits = scheme.w_bits
         for paq, ghat in ablation.SWITCHES:
             name, switches, computed_as = ablation.attack_of(scheme, paq, ghat)
             for seed in range(2):
                 d = -0.05 - (0.03 if name == "gc_q" and not switches else 0) - 0.01 * paq + 0.002 * seed
-                rows.append({"bits": bits, "paq": paq, "ghat": ghat, "seed": seed, "drop": d, "computed_as": computed_as,
+                rows.append({"method": scheme.method, "bits": bits, "paq": paq, "ghat": ghat, "seed": seed, "drop": d,
+                             "computed_as": computed_as,
                              "poison": f"{name}{sorted(switches.items())}{bits}s{seed}"})
     summary = ablation.summary(pd.DataFrame(rows))
     assert summary.set_index(["bits", "paq", "ghat"]).loc[(1, True, True), "paper"] == -0.0721
     claims = ablation.claims(summary).set_index("claim")
     # at 4 and 8 bits "ĝ only" is GC's poison, so "than ĝ only" would repeat "than neither": left out
-    assert list(claims.index) == [f"1-bit: PAQ + ĝ stronger than {c}" for c in ("neither", "PAQ only", "ĝ only")] + [
-        f"{b}-bit: PAQ + ĝ stronger than {c}" for b in (4, 8) for c in ("neither", "PAQ only")]
-    assert claims.loc["4-bit: PAQ + ĝ stronger than PAQ only", "our run"] == ablation.SAME_POISON
-    assert claims.loc["4-bit: PAQ + ĝ stronger than PAQ only", "agrees"] is None
-    assert claims.loc["1-bit: PAQ + ĝ stronger than PAQ only", "our run"] == "holds"
-    assert claims.loc["4-bit: PAQ + ĝ stronger than neither", "our run"] == "holds"
+    assert list(claims.index) == [f"1-bit BNN: PAQ + ĝ stronger than {c}" for c in ("neither", "PAQ only", "ĝ only")] + [
+        f"{b}-bit int: PAQ + ĝ stronger than {c}" for b in (4, 8) for c in ("neither", "PAQ only")]
+    assert claims.loc["4-bit int: PAQ + ĝ stronger than PAQ only", "our run"] == ablation.SAME_POISON
+    assert claims.loc["4-bit int: PAQ + ĝ stronger than PAQ only", "agrees"] is None
+    assert claims.loc["1-bit BNN: PAQ + ĝ stronger than PAQ only", "our run"] == "holds"
+    assert claims.loc["4-bit int: PAQ + ĝ stronger than neither", "our run"] == "holds"
     assert set(claims["paper"]) == {"holds"}
 
 
@@ -50,11 +54,34 @@ def test_shared_cells_are_the_poisons_of_tables_1_and_3():
 
     cfg = load_preset("smoke")
     table3 = {(e[0]["attack"], e[0]["scheme"].name): e[1]["poison"].id for e in qat.grid(cfg)}
-    table4 = {(e[0]["bits"], e[0]["paq"], e[0]["ghat"]): e[1]["poison"].id for e in ablation.grid(cfg)}
-    assert len(table4) == 3 * len(ablation.SWITCHES) and len(set(table4.values())) == 1 + 3 + 2  # GC; 1-bit GC-Q, PAQ only, ĝ only; 4- and 8-bit GC-Q
-    for scheme in ablation.SCHEMES:
-        bits = scheme.w_bits
-        assert table4[(bits, False, False)] == table3[("gc", "fp")] == table3[("gc", scheme.name)]
-        assert table4[(bits, True, True)] == table3[("gc_q", scheme.name)]
-    assert table4[(4, False, True)] == table4[(4, False, False)] and table4[(4, True, False)] == table4[(4, True, True)]
-    assert table4[(1, False, True)] not in (table4[(1, False, False)], table4[(1, True, True)])
+    table4 = {(e[0]["method"], e[0]["bits"], e[0]["paq"], e[0]["ghat"]): e[1]["poison"].id for e in ablation.grid(cfg)}
+    # GC; 1-bit GC-Q, PAQ only, ĝ only; 4- and 8-bit int GC-Q; 4- and 8-bit LSQ GC-Q, PAQ only, ĝ only
+    assert len(table4) == 5 * len(ablation.SWITCHES) and len(set(table4.values())) == 1 + 3 + 2 + 2 * 3
+    for scheme in ablation.SCHEMES[:3]:
+        key = (scheme.method, scheme.w_bits)
+        assert table4[(*key, False, False)] == table3[("gc", "fp")] == table3[("gc", scheme.name)]
+        assert table4[(*key, True, True)] == table3[("gc_q", scheme.name)]
+    assert table4[("int", 4, False, True)] == table4[("int", 4, False, False)]
+    assert table4[("int", 4, True, False)] == table4[("int", 4, True, True)]
+    assert table4[("bnn", 1, False, True)] not in (table4[("bnn", 1, False, False)], table4[("bnn", 1, True, True)])
+    for bits in (4, 8):  # LSQ: GC's poison, then three of its own
+        assert table4[("lsq", bits, False, False)] == table3[("gc", "fp")]
+        own = [table4[("lsq", bits, p, g)] for p, g in ablation.SWITCHES[1:]]
+        assert len(set(own)) == 3 and not set(own) & {v for k, v in table4.items() if k[0] != "lsq"}
+
+
+def test_table4_and_figure4_label_the_method():
+    """The int and LSQ blocks are separate rows (and bars) at the same bit-width, each beside the paper's number."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rows = [{"method": s.method, "bits": s.w_bits, "paq": p, "ghat": g, "seed": seed, "drop": -0.01 * (i + 1) - 0.001 * seed,
+             "computed_as": ablation.attack_of(s, p, g)[2], "poison": f"{s.name}{p}{g}s{seed}"}
+            for i, s in enumerate(ablation.SCHEMES) for p, g in ablation.SWITCHES for seed in range(2)]
+    table = ablation.table4(pd.DataFrame(rows))
+    assert list(table.index.get_level_values("weights").unique()) == ["1-bit BNN", "4-bit int", "8-bit int", "4-bit LSQ", "8-bit LSQ"]
+    assert table.loc[("4-bit LSQ", "✗", "✓"), "computed as"] == "ĝ only"
+    assert table.loc[("4-bit LSQ", "✗", "✓"), "ours: drop (mean ± std, points)"] == "-4.05 ± 0.07"
+    assert table.loc[("4-bit LSQ", "✓", "✓"), "paper's drop (CIFAR-10)"] == table.loc[("4-bit int", "✓", "✓"), "paper's drop (CIFAR-10)"] == "-10.99"
+    grid = ablation.figure4(pd.DataFrame(rows))
+    assert [t.get_text() for t in grid.axes.flat[0].get_xticklabels()] == list(table.index.get_level_values("weights").unique())

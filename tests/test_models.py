@@ -4,9 +4,12 @@ from torch import nn
 
 from conftest import toy_dataset
 from qlib.models import MODELS, Normalize, create_model
+from qlib.quant import parse_scheme, quantize_modules
+from qlib.quant.quantizers import IntActivation
 
 
-@pytest.mark.parametrize("name,channels,size", [("cnn", 1, 28), ("resnet18", 3, 32), ("resnet18", 1, 28)])
+@pytest.mark.parametrize("name,channels,size", [("cnn", 1, 28), ("resnet18", 3, 32), ("resnet18", 1, 28), ("lr", 1, 28),
+                                               ("mlp", 1, 28), ("cnn_plim", 1, 28), ("cnn_plim", 3, 32)])
 def test_output_shape(name, channels, size):
     d = toy_dataset(n=4, channels=channels, size=size, num_classes=10)
     m = create_model(name, d, width=0.25).eval()
@@ -51,5 +54,26 @@ def test_same_seed_same_weights_and_global_rng_untouched():
 
 
 def test_unknown_model_lists_known():
-    with pytest.raises(ValueError, match="unknown model 'vgg'; valid: cnn, resnet18"):
+    with pytest.raises(ValueError, match="unknown model 'vgg'; valid: cnn, cnn_plim, lr, mlp, resnet18"):
         create_model("vgg", toy_dataset(n=2))
+
+
+def test_the_gc_papers_models_have_their_published_shapes():
+    d = toy_dataset(n=2, size=28, num_classes=10)
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(create_model("lr", d)) == 784 * 10 + 10
+    assert count(create_model("mlp", d)) == 784 * 128 + 128 + 128 * 10 + 10
+    plim = create_model("cnn_plim", d)  # the PyTorch MNIST example: 1,199,882 parameters
+    assert count(plim) == 1_199_882
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plim.modules())
+    assert [m.p for m in plim.modules() if isinstance(m, nn.Dropout)] == [0.25, 0.5]
+
+
+def test_wa_schemes_quantize_hidden_activations_only():
+    d = toy_dataset(n=2, size=28, num_classes=10)
+    whole = dict(keep_fp=())
+    mlp = quantize_modules(create_model("mlp", d), parse_scheme("4W4A", **whole))
+    assert len([m for m in mlp.modules() if isinstance(m, IntActivation)]) == 1  # the hidden layer's, not the image's
+    with pytest.raises(ValueError, match="4W4A quantizes activations.*no quantized layer has a hidden activation"):
+        quantize_modules(create_model("lr", d), parse_scheme("4W4A", **whole))
+    assert quantize_modules(create_model("lr", d), parse_scheme("4W", **whole))[2].weight_quantizer is not None

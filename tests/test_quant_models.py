@@ -34,7 +34,7 @@ def test_paper_tasks_parse():
 
 @pytest.mark.parametrize("task,method,message", [
     ("0W", None, r"bits=0 .* outside 1-32"), ("33W", None, r"bits=33 .* outside 1-32"), ("4W40A", None, "bits=40"),
-    ("4X", None, "unknown task '4X'; valid: fp, 1W, 1W1A"), ("4W", "ternary", "unknown method 'ternary'; valid: int, bnn"),
+    ("4X", None, "unknown task '4X'; valid: fp, 1W, 1W1A"), ("4W", "ternary", "unknown method 'ternary'; valid: int, lsq, bnn"),
     ("1W", "int", "1-bit part"), ("8W", "bnn", "needs method 'int'"), ("fp", "int", "no quantization method"),
 ])
 def test_bad_schemes_name_the_bad_value(task, method, message):

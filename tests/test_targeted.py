@@ -1,5 +1,5 @@
-"""Notebook 05's targeted experiment (``qlib.experiments.targeted``): its summaries and verdicts on hand-made trials,
-and its cells on the smoke preset (the Wilson interval itself: tests/test_stats.py)."""
+"""Notebook 05's targeted experiment (``qlib.experiments.targeted``): its summaries and paired verdicts on hand-made
+trials, and its cells on the smoke preset (the Wilson interval and McNemar's test themselves: tests/test_stats.py)."""
 
 import math
 from dataclasses import replace
@@ -11,7 +11,7 @@ from qlib import cells
 from qlib.experiments import targeted
 from qlib.paper import FP
 from qlib.presets import load_preset
-from qlib.stats import verdict_rates
+from qlib.stats import VERDICTS
 
 
 def runs(rates: dict, n: int = 20) -> pd.DataFrame:
@@ -24,36 +24,47 @@ def runs(rates: dict, n: int = 20) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rate_of(row: pd.Series, outcome: str = "success") -> dict:
-    """A summary row's ``outcome`` as a rate (``stats.rate``'s fields)."""
-    return {"k": row[outcome], "n": row["n"], "rate": row[f"{outcome}_rate"], "low": row[f"{outcome}_low"],
-            "high": row[f"{outcome}_high"]}
-
-
-def test_summary_and_verdicts():
+def test_summary_and_paired_verdicts():
     df = runs({("FP", "none"): 0, ("FP", "oblivious"): 18, ("1-bit", "none"): 0, ("1-bit", "oblivious"): 2,
                ("1-bit", "aware"): 4})
     summary = targeted.summary(df).set_index(["precision", "poisons"])
     fp = summary.loc[("FP", "oblivious")]
     assert (fp.success, fp.n, fp.success_rate) == (18, 20, 0.9)
     assert fp.success_low < 0.9 < fp.success_high
-    one_bit, aware = summary.loc[("1-bit", "oblivious")], summary.loc[("1-bit", "aware")]
-    assert verdict_rates(rate_of(fp), rate_of(one_bit)) == "holds"
-    assert verdict_rates(rate_of(one_bit), rate_of(fp)) == "fails"
-    assert verdict_rates(rate_of(aware), rate_of(one_bit)) == "within noise"
+    claims = targeted.claims(df).set_index(["outcome", "claim"])
+    lowers = claims.loc[("success", "QAT 1-bit lowers the FP rate")]  # 16 trials flip in FP only, none the other way
+    assert (lowers["our run"], lowers.n, lowers.p) == ("holds", 20, pytest.approx(2 * 0.5 ** 16))
+    assert lowers.difference == pytest.approx(100 * 16 / 20) and lowers.low > 0
+    assert claims.loc[("success", "QAT 1-bit: aware beats oblivious"), "p"] == pytest.approx(0.5)  # b = 2, c = 0
+    assert claims.loc[("success", "QAT 1-bit: aware beats oblivious"), "our run"] == "undecided"
+    assert set(claims.reset_index().family) == {"attack works in FP", "QAT more robust than FP", "QAA stronger than QOA"}
+
+
+@pytest.mark.parametrize("overlap, verdict", [(True, "holds"), (False, "undecided")])
+def test_rates_are_paired_by_trial(overlap, verdict):
+    """10 of 20 FP victims against 4 of 20 1-bit victims: the Wilson intervals overlap either way. When the 1-bit
+    successes are trials the FP victim also lost (b = 6, c = 0) McNemar decides; on other trials (b = 10, c = 4) not."""
+    df = runs({("FP", "none"): 0, ("FP", "oblivious"): 10, ("1-bit", "none"): 0, ("1-bit", "oblivious"): 4,
+               ("1-bit", "aware"): 0})
+    if not overlap:
+        one_bit = (df.precision == "1-bit") & (df.poisons == "oblivious")
+        df.loc[one_bit, "success"] = df.loc[one_bit, "success"].to_numpy()[::-1]  # trials 16-19 instead of 0-3
+    s = targeted.summary(df).set_index(["precision", "poisons"])
+    assert s.loc[("FP", "oblivious"), "success_low"] < s.loc[("1-bit", "oblivious"), "success_high"]
+    claim = targeted.claims(df).set_index(["outcome", "claim"]).loc[("success", "QAT 1-bit lowers the FP rate")]
+    assert claim["our run"] == verdict and claim.difference == pytest.approx(30.0)
 
 
 def test_pull_claims_read_the_direction_right():
     df = runs({("FP", "none"): 0, ("FP", "oblivious"): 20, **{(p, k): 0 for p in ("1-bit", "3-bit", "4-bit", "5-bit", "8-bit")
                                                              for k in ("none", "oblivious", "aware")}})
     df.loc[(df.precision == "FP") & (df.poisons == "oblivious"), "p_adv"] = [0.5 + 0.02 * i for i in range(20)]
-    claims = targeted.claims(targeted.summary(df), targeted.adversarial_shift(df))
-    verdict = claims.set_index(["outcome", "claim"])["our run"]
+    verdict = targeted.claims(df).set_index(["outcome", "claim"])["our run"]
     assert verdict[("pull", "FP: poisons raise p(adv)")] == "holds"
     assert verdict[("pull", "QAT 1-bit lowers the FP pull")] == "holds"
     assert verdict[("success", "QAT 1-bit lowers the FP rate")] == "holds"
-    assert verdict[("misclassified", "QAT 1-bit: aware beats oblivious")] == "within noise"
-    assert verdict[("pull", "QAT 1-bit: aware pulls more than oblivious")] == "within noise"
+    assert verdict[("misclassified", "QAT 1-bit: aware beats oblivious")] == "undecided"
+    assert verdict[("pull", "QAT 1-bit: aware pulls more than oblivious")] == "undecided"
 
 
 def test_adversarial_shift_pairs_each_trial_with_its_clean_victim():
@@ -84,9 +95,10 @@ def test_the_grid_on_the_smoke_preset(smoke_runs):
     assert not ((df.poisons == "aware") & (df.precision == "FP")).any()
     assert (df.adversarial_class != df.true_class).all()
     assert df.success.eq(df.pred == df.adversarial_class).all() and df.misclassified.eq(df.pred != df.true_class).all()
-    claims = targeted.claims(targeted.summary(df), targeted.adversarial_shift(df))
+    claims = targeted.claims(df)
     assert len(claims) == 3 * (1 + 2 * len(targeted.QAT_SCHEMES))
-    assert set(claims["our run"]) <= {"holds", "within noise", "fails"}
+    assert set(claims["our run"]) <= set(VERDICTS) and (claims.n == 2).all()
+    assert "2 targets × 1 seeds" in targeted.headline(cfg, df)
 
 
 def test_targets_are_classified_correctly_by_the_surrogate_and_poisons_come_from_the_adversarial_class(smoke_runs):
@@ -119,6 +131,21 @@ def test_a_clean_victim_is_read_per_adversarial_class(smoke_runs):
     assert a.id != b.id and a.inputs[0].id == b.inputs[0].id  # two readings of one victim
     a, b = a.value(), b.value()
     assert a["pred"] == b["pred"] and a["p_adv"] != b["p_adv"]
+
+
+def test_targeted_bits_choose_the_qat_victims():
+    """The preset's ``targeted_bits`` are the QAT victims' precisions, among the paper's; FP always runs."""
+    from qlib import paper
+    from qlib.registry import ParameterError
+
+    assert sorted(s.w_bits for s in targeted.QAT_SCHEMES) == sorted(paper.TARGETED_BITS)
+    cfg = replace(load_preset("smoke"), targeted_bits=[8, 1])
+    chosen = [{"target": 0, "target_index": 3, "true_class": 0, "adversarial_class": 1}]
+    entries = targeted.grid(cfg, chosen)
+    assert {(e[0]["precision"], e[0]["poisons"]) for e in entries} == {
+        ("FP", "none"), ("FP", "oblivious"), *((p, k) for p in ("1-bit", "8-bit") for k in ("none", "oblivious", "aware"))}
+    with pytest.raises(ParameterError, match=r"targeted_bits=\[2\]: allowed is a non-empty list of distinct bit-widths among the paper's 1, 3, 4, 5, 8"):
+        load_preset("smoke", targeted_bits=[2])
 
 
 def test_trial_seeds_that_are_victim_seeds_are_refused():

@@ -7,7 +7,8 @@ attacks that relabel (label flip), which say so in ``provenance["labels"]``.
 
 A poison is appended to μ (``provenance["mode"]`` "append", the default) or replaces the images it was
 made from ("replace": unlearnable examples). A poison that declares a perturbation budget
-(``provenance["norm"]`` in "linf", "l2", "l0" and ``provenance["eps"]``) is checked against it, per image.
+(``provenance["norm"]`` in "linf", "l2", "l0" and ``provenance["eps"]``) is checked against it, per image. Pixels
+lie in [0, 1] unless the provenance declares ``bounds: "none"`` (``qlib.attacks.constraints``, appended poisons only).
 """
 
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import torch
 from ..data import Dataset
 from ..poison import PoisonSet, check_budget
 from ..registry import Registry
+from .constraints import BOUNDS
 
 ATTACKS = Registry("attack")
 
@@ -124,6 +126,10 @@ def validate(poison: PoisonSet, clean: Dataset) -> PoisonSet:
             raise ValueError(f"poison provenance lacks {field!r}")
     if not torch.equal(poison.y, expected_labels(poison, clean)):
         raise ValueError(f"poison labels do not follow the {poison.provenance['labels']!r} rule for their source images")
+    if (bounds := poison.provenance.get("bounds", "image")) not in BOUNDS:
+        raise ValueError(f"poison provenance bounds={bounds!r}; valid: {', '.join(BOUNDS)}")
+    if bounds == "none" and poison.provenance.get("mode") == "replace":
+        raise ValueError("a poison that replaces training images must be images: bounds 'none' is for appended poisons only")
     if poison.provenance.get("mode", "append") not in MODES:
         raise ValueError(f"poison provenance mode={poison.provenance['mode']!r}; valid: {', '.join(MODES)}")
     if poison.provenance.get("mode") == "replace" and "norm" not in poison.provenance:

@@ -9,16 +9,23 @@ stationary point of training on μ + ν:
   and the early stop (default: below 1, as in the paper) uses them.
 - The gradient covers all parameters (``layers="all"``); ``layers="first"`` keeps only the first parameter
   tensor, as the official code does.
-- ∇_w ℓ(μ; ŵ) is computed once. The target runs in evaluation mode (BatchNorm uses its running statistics),
-  so ŵ's gradient is that of the deployed model; GC-Q uses the same convention.
+- ∇_w ℓ(μ; ŵ) is computed once. By default (``batchnorm="eval"``) the target runs in evaluation mode (BatchNorm
+  uses its running statistics), so ŵ's gradient is that of the deployed model; GC-Q uses the same convention.
+  Retraining follows the training-mode gradient instead (batch statistics): ``batchnorm="batch"`` cancels that one,
+  every BatchNorm normalising with the statistics of the batch it sees (the clean gradient in batches of
+  ``chunk`` clean images, each poison chunk on its own), its running statistics left as they are; dropout stays
+  off. This approximates training's batches, in which poisons are mixed with clean images.
 - Only the poison images move (labels stay those of their source images). The step is Adam (default) or
   plain gradient descent (``optimizer="gd"``, the official choice) with a cosine-decayed step size; images
-  are projected onto [0, 1] after every step.
+  are projected after every step as the constraint mode says (``qlib.attacks.constraints``: ``bounds`` "image",
+  [0, 1], the default, or "none", the official code's unclipped pixels; an optional ``norm``/``eps`` budget around
+  each source image).
 - The poison gradient is computed in chunks of ``chunk`` images, so the cost scales to ResNet-18 on a GPU:
   a first pass sums the chunks' gradients into G = ∇ℓ(μ) + ∇ℓ(ν); a second pass differentiates ⟨∇ℓ(chunk), G⟩
   with respect to each chunk's images, which is that chunk's share of ∇_x ½‖G‖².
 """
 
+import copy
 import math
 
 import torch
@@ -32,9 +39,27 @@ from ..data import Dataset
 from ..poison import PoisonSet
 from .. import devices
 from .base import ATTACKS, Needs, poison_count, source_indices
+from .constraints import check_constraints, project_, provenance as constraint_provenance
 
 OPTIMIZERS = ("adam", "gd")
 LAYERS = ("all", "first")
+BATCHNORM_MODES = ("eval", "batch")
+
+
+def batchnorm_mode(model: nn.Module, mode: str) -> nn.Module:
+    """``model`` in evaluation mode (``"eval"``), or a copy whose BatchNorm layers normalise with batch statistics
+    without updating their running ones (``"batch"``); anything else (dropout) stays in evaluation mode."""
+    if mode not in BATCHNORM_MODES:
+        raise ValueError(f"batchnorm={mode!r}: allowed is one of {', '.join(BATCHNORM_MODES)}")
+    model = model.eval()
+    if mode == "eval":
+        return model
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
+            m.track_running_stats = False  # batch statistics, running buffers untouched
+    return model
 
 
 def gradient_parameters(model: nn.Module, layers: str) -> list[torch.Tensor]:
@@ -75,20 +100,22 @@ def cancel_objective(model: nn.Module, params, g_clean, x: torch.Tensor, y: torc
 
 
 def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: int, lr: float,
-                    optimizer: str, threshold: float, chunk: int, layers: str, device: str, progress: bool,
-                    attack: str, extra: dict) -> PoisonSet:
-    """The GC loop shared by GC and GC-Q: ``model`` is the network whose gradient is cancelled, in eval mode."""
+                    optimizer: str, threshold: float, chunk: int, layers: str, bounds: str, norm: str | None,
+                    eps: float | None, batchnorm: str, device: str, progress: bool, attack: str, extra: dict) -> PoisonSet:
+    """The GC loop shared by GC and GC-Q: ``model`` is the network whose gradient is cancelled."""
+    check_constraints(bounds, norm, eps)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer={optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     if epochs < 1 or not lr > 0 or chunk < 1:
         raise ValueError(f"epochs, lr and chunk must be positive, got epochs={epochs}, lr={lr}, chunk={chunk}")
     dev = devices.resolve(device)
-    model = model.to(dev).eval()
+    model = batchnorm_mode(model.to(dev), batchnorm)
     params = gradient_parameters(model, layers)
     idx = source_indices(len(clean), poison_count(eps_d, len(clean)), seed)
-    x = clean.x[idx].clone().to(dev).requires_grad_(True)
+    source = clean.x[idx].to(dev)
+    x = source.clone().requires_grad_(True)
     y = clean.y[idx].to(dev)
-    g_clean = clean_gradient(model, params, clean)
+    g_clean = clean_gradient(model, params, clean, 1000 if batchnorm == "eval" else chunk)
     opt = torch.optim.Adam([x], lr=lr) if optimizer == "adam" else torch.optim.SGD([x], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     history = []
@@ -102,24 +129,26 @@ def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *
         x.grad = grad_x
         opt.step()
         sched.step()
-        with torch.no_grad():
-            x.clamp_(0, 1)
+        project_(x, source, bounds, norm, eps)
     else:
         history.append(cancel_objective(model, params, g_clean, x, y, chunk, attack)[0])
     params_record = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "threshold": threshold, "chunk": chunk,
-                     "layers": layers, **extra}
+                     "layers": layers, "bounds": bounds, "norm": norm, "eps": eps, "batchnorm": batchnorm, **extra}
     provenance = {"attack": attack, "params": params_record, "seed": seed, "labels": "kept",
+                  **constraint_provenance(bounds, norm, eps),
                   "objective": {"initial": history[0], "final": history[-1], "steps": len(history) - 1}}
     return PoisonSet(x.detach().cpu(), y.cpu(), idx, eps_d, provenance)
 
 
 @ATTACKS.register("gc", Needs(model="gradpc"))
 def gc(clean: Dataset, eps_d: float, seed: int, *, target: nn.Module, epochs: int = 2000, lr: float = 0.01,
-       optimizer: str = "adam", threshold: float = 1.0, chunk: int = 512, layers: str = "all",
-       device: str = "auto", progress: bool = False) -> PoisonSet:
-    """GC, eq. (4): poisons that make the full-precision ``target`` ŵ a stationary point of training on μ + ν."""
+       optimizer: str = "adam", threshold: float = 1.0, chunk: int = 512, layers: str = "all", bounds: str = "image",
+       norm: str | None = None, eps: float | None = None, batchnorm: str = "eval", device: str = "auto",
+       progress: bool = False) -> PoisonSet:
+    """GC, Eq. (4): poisons that make the full-precision ``target`` ŵ a stationary point of training on μ + ν."""
     return gradient_cancel(target, clean, eps_d, seed, epochs=epochs, lr=lr, optimizer=optimizer, threshold=threshold,
-                           chunk=chunk, layers=layers, device=device, progress=progress, attack="gc",
+                           chunk=chunk, layers=layers, bounds=bounds, norm=norm, eps=eps, batchnorm=batchnorm,
+                           device=device, progress=progress, attack="gc",
                            extra={"target": tensor_digest(target.state_dict().values())})
 
 

@@ -4,7 +4,7 @@ GradPC ascends the training loss from the clean parameters w_c with gradient ste
 global L2 norm (step ``lr``, one pass over the data by default), projecting the accumulated perturbation
 onto the L2 ball whose radius makes ε_w = ‖ŵ − w_c‖²₂ (the paper's ε_w is the *squared* norm, Table 2).
 BatchNorm layers stay in evaluation mode throughout: the loss is the deployed model's, and running
-statistics are not changed. PAQ (post-attack quantization) is ŵ* = P_Q(ŵ) under a scheme.
+statistics are not changed. PAQ (post-attack quantization) is ŵ* = F(ŵ) under a scheme: PTQ of ŵ, Eq. (8).
 """
 
 import copy
@@ -62,7 +62,9 @@ def gradpc_units(n: int, eps_d: float, params: dict) -> int:
 
 
 def paq(target: nn.Module, scheme: QuantScheme) -> nn.Module:
-    """Post-attack quantization: ŵ* = P_Q(ŵ), the target made discrete under ``scheme`` (weights only)."""
+    """Post-attack quantization: ŵ* = F(ŵ), the target made discrete under ``scheme`` (weights only) by PTQ: P_Q
+    with the max-abs scale (int), or, under LSQ, with each layer's step set on ŵ by the MSE rule
+    (``quant.quantizers.mse_step``)."""
     if scheme.a_bits is not None:
         raise ValueError(f"PAQ quantizes weights only; scheme {scheme.name!r} also quantizes activations")
     return ptq(target, scheme)

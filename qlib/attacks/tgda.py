@@ -9,7 +9,9 @@ and the follower then takes ``follower_steps`` plain gradient steps on ℓ₂ (e
 is solved by conjugate gradient on the normal equations, two Hessian-vector products per iteration, as in
 the official code (16 iterations, λ = 0 by default). As there, each clean batch is split: 30% is the
 validation batch μ̃ for ℓ₁ and the rest, with all poisons, forms ℓ₂. The model stays in evaluation mode
-(BatchNorm running statistics fixed), as for GC. Only the images move; labels are the source images'.
+(BatchNorm running statistics fixed), as for GC. Only the images move; labels are the source images'. After each
+leader step the poisons are projected as the constraint mode says (``qlib.attacks.constraints``: [0, 1] by default,
+unbounded with ``bounds="none"`` as in the official code, optionally within a ``norm``/``eps`` budget of the source).
 
 The leader's step: the official code ascends x ← x + η D_ν ℓ₁ with η = 0.01 (``leader_optimizer="gd"``), but
 there x is the output of a generator network. On the pixels themselves D_ν ℓ₁ of the mean-reduced losses is
@@ -35,6 +37,7 @@ from ..poison import PoisonSet
 from ..quant import QuantScheme, calibrate, quantize_modules
 from .. import devices
 from .base import ATTACKS, Needs, poison_count, source_indices
+from .constraints import check_constraints, project_, provenance as constraint_provenance
 
 
 def _dot(a, b):
@@ -125,7 +128,9 @@ LEADER_OPTIMIZERS = ("adam", "gd")
 
 def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: int, leader_lr: float,
           leader_optimizer: str, follower_steps: int, follower_lr: float, batch_size: int, val_fraction: float, cg_iters: int,
-          damping: float, chunk: int | None, device: str, progress: bool, attack: str, extra: dict) -> PoisonSet:
+          damping: float, chunk: int | None, bounds: str, norm: str | None, eps: float | None, device: str, progress: bool,
+          attack: str, extra: dict) -> PoisonSet:
+    check_constraints(bounds, norm, eps)
     if epochs < 1 or follower_steps < 0 or batch_size < 2 or not 0 < val_fraction < 1 or cg_iters < 1 or (chunk is not None and chunk < 1):
         raise ValueError(f"bad TGDA arguments: epochs={epochs}, follower_steps={follower_steps}, batch_size={batch_size}, "
                          f"val_fraction={val_fraction} (must be in (0, 1)), cg_iters={cg_iters}, chunk={chunk} (≥ 1 or None)")
@@ -137,7 +142,8 @@ def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: 
     model = model.to(dev).eval()
     params = [p for p in model.parameters() if p.requires_grad]
     idx = source_indices(len(clean), poison_count(eps_d, len(clean)), seed)
-    x, y = clean.x[idx].clone().to(dev), clean.y[idx].to(dev)
+    source, y = clean.x[idx].to(dev), clean.y[idx].to(dev)
+    x = source.clone()
     adam = torch.optim.Adam([x], lr=leader_lr, maximize=True) if leader_optimizer == "adam" else None
     g = torch.Generator().manual_seed(seed)
     n_val = max(1, round(val_fraction * batch_size))
@@ -152,15 +158,16 @@ def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: 
         else:
             x.grad = d
             adam.step()
-        x.clamp_(0, 1)
+        project_(x, source, bounds, norm, eps)
         for _ in range(follower_steps):  # eq. (12) (eq. 14 on a QAT network)
             follower_step(model, params, tx, ty, x, y, follower_lr, chunk)
         count(f"attack/{attack}", len(tr) + len(y))
         with torch.no_grad():
             val_losses.append(nnf.cross_entropy(model(vx), vy).item())
     record = {"epochs": epochs, "leader_lr": leader_lr, "leader_optimizer": leader_optimizer, "follower_steps": follower_steps, "follower_lr": follower_lr,
-              "batch_size": batch_size, "val_fraction": val_fraction, "cg_iters": cg_iters, "damping": damping, "chunk": chunk, **extra}
-    provenance = {"attack": attack, "params": record, "seed": seed, "labels": "kept",
+              "batch_size": batch_size, "val_fraction": val_fraction, "cg_iters": cg_iters, "damping": damping, "chunk": chunk,
+              "bounds": bounds, "norm": norm, "eps": eps, **extra}
+    provenance = {"attack": attack, "params": record, "seed": seed, "labels": "kept", **constraint_provenance(bounds, norm, eps),
                   "validation_loss": {"first": val_losses[0], "last": val_losses[-1]}}
     return PoisonSet(x.cpu(), y.cpu(), idx, eps_d, provenance)
 
@@ -169,21 +176,23 @@ def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: 
 def tgda(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, epochs: int = 200, leader_lr: float = 0.01,
          leader_optimizer: str = "adam", follower_steps: int = 20, follower_lr: float = 0.1, batch_size: int = 1000,
          val_fraction: float = 0.3, cg_iters: int = 16, damping: float = 0.0, chunk: int | None = None,
-         device: str = "auto", progress: bool = False) -> PoisonSet:
+         bounds: str = "image", norm: str | None = None, eps: float | None = None, device: str = "auto",
+         progress: bool = False) -> PoisonSet:
     """TGDA in full precision, eqs. (11-12); ``model`` (the surrogate's starting weights, usually w_c) is copied, not
     changed. The defaults are the official code's, but for the leader's step (see the module's docstring)."""
     extra = {"model": tensor_digest(model.state_dict().values())}
     return _tgda(copy.deepcopy(model), clean, eps_d, seed, epochs=epochs, leader_lr=leader_lr,
                  leader_optimizer=leader_optimizer, follower_steps=follower_steps, follower_lr=follower_lr,
                  batch_size=batch_size, val_fraction=val_fraction, cg_iters=cg_iters, damping=damping, chunk=chunk,
-                 device=device, progress=progress, attack="tgda", extra=extra)
+                 bounds=bounds, norm=norm, eps=eps, device=device, progress=progress, attack="tgda", extra=extra)
 
 
 @ATTACKS.register("tgda_q", Needs(model="trained", scheme="attacked", settings="tgda"))
 def tgda_q(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, scheme: QuantScheme, epochs: int = 200,
            leader_lr: float = 0.01, leader_optimizer: str = "adam", follower_steps: int = 20, follower_lr: float = 0.1,
            batch_size: int = 1000, val_fraction: float = 0.3, cg_iters: int = 16, damping: float = 0.0,
-           chunk: int | None = None, device: str = "auto", progress: bool = False) -> PoisonSet:
+           chunk: int | None = None, bounds: str = "image", norm: str | None = None, eps: float | None = None,
+           device: str = "auto", progress: bool = False) -> PoisonSet:
     """TGDA-Q, eqs. (13-14): TGDA on the QAT network of ``scheme`` (activation scales, if any, calibrated on μ)."""
     if scheme.is_fp:
         raise ValueError("TGDA-Q needs a quantization scheme; for full precision use TGDA")
@@ -192,8 +201,8 @@ def tgda_q(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, scheme:
     extra = {"model": tensor_digest(model.state_dict().values()), "scheme": scheme.name}
     return _tgda(qat, clean, eps_d, seed, epochs=epochs, leader_lr=leader_lr, leader_optimizer=leader_optimizer,
                  follower_steps=follower_steps, follower_lr=follower_lr, batch_size=batch_size,
-                 val_fraction=val_fraction, cg_iters=cg_iters, damping=damping, chunk=chunk, device=device,
-                 progress=progress, attack="tgda_q", extra=extra)
+                 val_fraction=val_fraction, cg_iters=cg_iters, damping=damping, chunk=chunk, bounds=bounds, norm=norm,
+                 eps=eps, device=device, progress=progress, attack="tgda_q", extra=extra)
 
 
 @UNITS.register("tgda")

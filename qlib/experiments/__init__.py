@@ -18,7 +18,7 @@ from ..pipeline import Cell, compute
 from ..presets import Preset
 
 NOTEBOOKS = {"00_clean_baselines": "clean", "01_ptq": "ptq", "02_qat": "qat", "03_ablation": "ablation",
-             "04_unlearnable": "unlearnable", "05_targeted": "targeted"}
+             "04_unlearnable": "unlearnable", "05_targeted": "targeted", "06_attack_strength": "strength"}
 Entry = tuple[dict, dict[str, Cell]]
 
 
@@ -73,7 +73,8 @@ def footer(cfg: Preset, started: float, notebook: str) -> pd.DataFrame:
 def declared(notebook: str, cfg: Preset, own: dict | None = None, planning: bool = False) -> list[Cell]:
     """The cells notebook ``notebook`` needs under ``cfg`` and its own parameters ``own`` (those its module's ``cells``
     takes). ``planning``: declare without computing anything, with placeholder targets for the targeted experiment
-    (which images they are does not change the work), as ``qlib.cost`` does."""
+    (which images they are does not change the work) and every regime notebook 06 could choose (an upper bound of
+    its work), as ``qlib.cost`` does."""
     import inspect
 
     module = experiment(notebook)
@@ -81,4 +82,6 @@ def declared(notebook: str, cfg: Preset, own: dict | None = None, planning: bool
     kwargs = {k: v for k, v in (own or {}).items() if k in accepted}
     if planning and "chosen_targets" in accepted:
         kwargs["chosen_targets"] = [{"target": t, "target_index": t, "true_class": 0, "adversarial_class": 1} for t in range(cfg.targets)]
+    if planning and "chosen" in accepted:  # notebook 06: every regime its choice could pick
+        kwargs["chosen"] = module.candidate_regimes()
     return module.cells(cfg, **kwargs)

@@ -16,7 +16,7 @@ import seaborn as sns
 from .. import paper
 from ..paper import FP, QAT_SCHEMES
 from ..presets import Preset
-from ..stats import claims as test_claims, Comparison, fmt_pct, mean_std, percent, points, summarise
+from ..stats import claims as test_claims, Comparison, fmt_pct, mean_std, percent, points, summarise, tally
 from . import attack_grid, ensure, grid_cells
 from .ptq import QOA
 
@@ -67,7 +67,8 @@ def extra_drop(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims(summary: pd.DataFrame) -> pd.DataFrame:
-    """Section 4.2's claims on Table 3, one row per comparison, grouped by ``family``."""
+    """Section 4.2's claims on Table 3, one row per comparison, paired by seed and decided within each ``family``
+    (``stats.claims``)."""
     comparisons = []
     for attack in QOA:
         comparisons += [Comparison("QAT more robust than FP", f"{attack}: QAT {s} more robust than FP", (s, attack), ("fp", attack))
@@ -136,7 +137,7 @@ def figure3(runs: pd.DataFrame) -> plt.Axes:
 
 
 def claim_counts(claims: pd.DataFrame) -> pd.DataFrame:
-    """How many claims of each family hold, are within noise or fail."""
+    """How many claims of each family hold, are undecided or fail."""
     return claims.pivot_table(index="family", columns="our run", values="claim", aggfunc="count", fill_value=0)
 
 
@@ -145,18 +146,15 @@ def headline(cfg: Preset, runs: pd.DataFrame) -> str:
     largest QAT drop."""
     s = summary(runs)
     tested, extra = claims(s), extra_drop(s)
-
-    def say(family):
-        n = tested[tested.family == family]["our run"].value_counts()
-        return f"{n.get('holds', 0)} hold, {n.get('within noise', 0)} within noise, {n.get('fails', 0)} fail"
-
+    say = lambda family: tally(tested[tested.family == family])
     qaa = extra.groupby("attack")["ours"].agg(["mean", "min", "max"])
     strongest = s[s.scheme != "fp"].sort_values("mean").iloc[0]
     return (f"**Table 3 on {cfg.dataset} ({cfg.model}, {len(cfg.seeds)} seed(s), ε_d = {cfg.eps_d}):** "
             "in FP the QOA drops are " + ", ".join(f"{a} {points(v)}" for a, v in _fp_drops(s).items()) + " points. "
+            "Claims, paired by seed and decided within each family: "
             f"QAT more robust than FP: {say('QAT more robust than FP')}; lower bits more robust: {say('lower bits more robust')}; "
             f"WA more robust than W: {say('WA more robust than W')}; QAA stronger than QOA: {say('QAA stronger than QOA')}"
-            + (f" ({len(tested)} claims without verdict: {len(cfg.seeds)} seed gives no noise estimate)" if len(cfg.seeds) < 2 else "")
+            + (f" ({len(cfg.seeds)} seed: no test)" if len(cfg.seeds) < 2 else "")
             + f". {tested.agrees.sum()} of {tested.agrees.notna().sum()} verdicts agree with the paper's own table. "
             "The QAA's extra drop over its QOA, averaged over schemes: "
             + ", ".join(f"{a} {points(r['mean'])} (from {points(r['min'])} to {points(r['max'])})" for a, r in qaa.iterrows())

@@ -33,6 +33,21 @@ def P_Q(w: torch.Tensor, s: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     return _PQ.apply(w, s.detach(), lo, hi)
 
 
+def lsq(w: torch.Tensor, s: torch.Tensor, lo: int, hi: int, g: float) -> torch.Tensor:
+    """LSQ (Esser et al. 2020): Eq. (8) with a learned step s, F = s·⌊clip(w/s, lo, hi)⌉, and the backward
+    B = 1_[lo, hi](w/s) for w (Eq. (10)); for s, LSQ's ∂F/∂s = ⌊w/s⌉ − w/s inside the grid and lo or hi outside,
+    multiplied by the gradient scale ``g``.
+
+    Written with differentiable ops (round and the scale of s are straight-through), so attacks can
+    differentiate through it again; both are added as exact zeros, so F is exactly on the grid of s. The grid's
+    ends count as inside, as in ``P_Q`` (``torch.clamp`` would pass no gradient there).
+    """
+    s = s.detach() + (g * s - (g * s).detach())  # the value of s, the gradient g·∂/∂s
+    q = w / s
+    q = torch.where((q >= lo) & (q <= hi), q, q.detach().clamp(lo, hi))
+    return s * (q.round().detach() + (q - q.detach()))
+
+
 class _SignSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):

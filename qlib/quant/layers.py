@@ -1,7 +1,8 @@
 """Quantized twins of ``nn.Conv2d``/``nn.Linear`` and the two ways to use them: PTQ and QAT.
 
 A twin keeps the full-precision latent weights w as its ``weight`` parameter (same name and shape as the
-original, so state dicts carry over) and computes with w* = F(w); gradients reach w through B (eqs. 9-10).
+original, so state dicts carry over; LSQ adds its step s) and computes with w* = F(w); gradients reach w through
+B (eqs. 9-10).
 With b-bit activations (b ≥ 2) a twin first quantizes its input. With 1-bit activations every ReLU of the
 network is replaced by the binary activation, the BNN design, so binary layers see ±1 inputs; for AdaBin each
 ReLU becomes a Maxout followed by the AdaBin binarizer, so binary layers see two learned values.
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from .quantizers import (AdaBinActivation, AdaBinWeight, IntActivation, IntWeight, Maxout, SignActivation,
+from .quantizers import (AdaBinActivation, AdaBinWeight, IntActivation, IntWeight, LSQWeight, Maxout, SignActivation,
                          SignSwishActivation, SignSwishWeight, SignWeight)
 from .scheme import QuantScheme
 
@@ -59,9 +60,12 @@ def eligible_layers(model: nn.Module, keep_fp) -> list[str]:
     return names
 
 
-def _weight_quantizer(scheme: QuantScheme) -> nn.Module:
+def _weight_quantizer(scheme: QuantScheme, weight: torch.Tensor) -> nn.Module:
+    """The weight quantizer of one layer; LSQ's step starts from the layer's ``weight``."""
     if scheme.w_bits is None:
         return nn.Identity()
+    if scheme.method == "lsq":
+        return LSQWeight(scheme.w_bits, weight, scheme.per_channel)
     if scheme.w_bits >= 2:
         return IntWeight(scheme.w_bits, scheme.per_channel)
     if scheme.method == "bnn":
@@ -105,14 +109,21 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def quantize_modules(model: nn.Module, scheme: QuantScheme) -> nn.Module:
-    """A copy of ``model`` with every eligible layer replaced by its quantized twin under ``scheme``."""
+    """A copy of ``model`` with every eligible layer replaced by its quantized twin under ``scheme``. A WA scheme
+    quantizes each quantized layer's input except the first layer's, which is the image, not a hidden activation."""
     q = copy.deepcopy(model)
     if scheme.is_fp:
         return q
-    for name in eligible_layers(q, scheme.keep_fp):
+    first = next(n for n, m in q.named_modules() if type(m) in TWINS)
+    eligible = eligible_layers(q, scheme.keep_fp)
+    if scheme.a_bits and scheme.a_bits >= 2 and not set(eligible) - {first}:
+        raise ValueError(f"scheme {scheme.name} quantizes activations, but with keep_fp={list(scheme.keep_fp)} no quantized "
+                         "layer has a hidden activation as input (the image is not an activation): use a weight-only scheme")
+    for name in eligible:
         layer = q.get_submodule(name)
-        acts = IntActivation(scheme.a_bits, scheme.act_momentum) if scheme.a_bits and scheme.a_bits >= 2 else None
-        _set(q, name, TWINS[type(layer)].from_float(layer, _weight_quantizer(scheme), acts))
+        hidden = scheme.a_bits and scheme.a_bits >= 2 and name != first  # the network's input, the image, stays as it is
+        acts = IntActivation(scheme.a_bits, scheme.act_momentum) if hidden else None
+        _set(q, name, TWINS[type(layer)].from_float(layer, _weight_quantizer(scheme, layer.weight), acts))
     if scheme.a_bits == 1:
         channels = relu_channels(q) if scheme.method == "adabin" else {}
         for name in [n for n, m in q.named_modules() if isinstance(m, nn.ReLU)]:
@@ -146,12 +157,16 @@ def calibrate(model: nn.Module, data, batches: int = 4, batch_size: int = 256) -
 def ptq(model: nn.Module, scheme: QuantScheme, calib=None, batches: int = 4) -> nn.Module:
     """Post-training quantization, eq. (8): a quantized copy of a trained ``model``, in eval mode.
 
-    Weights are used as w* = F(w) (sign for the 1-bit methods). When the scheme quantizes activations,
-    their scales are calibrated on ``batches`` batches of ``calib``. BatchNorm statistics are left as trained.
+    Weights are used as w* = F(w) (sign for the 1-bit methods); under LSQ each layer's step is set by the MSE rule
+    ``quantizers.mse_step`` on its weights. When the scheme quantizes activations, their scales are calibrated on
+    ``batches`` batches of ``calib``. BatchNorm statistics are left as trained.
     AdaBin 1W1A needs no calibration: at their initial values Maxout (γ⁺, γ⁻ > 0 keep the sign) followed by
     the AdaBin binarizer (α_a = 1, β_a = 0) is exactly sign, so PTQ activations are the BNN ones.
     """
     q = quantize_modules(model, scheme).eval()
+    for m in q.modules():
+        if isinstance(m, Twin) and isinstance(m.weight_quantizer, LSQWeight):
+            m.weight_quantizer.calibrate(m.weight)
     if activation_quantizers(q):
         if calib is None:
             raise ValueError(f"scheme {scheme.name} quantizes activations: ptq needs calib data to set their scales")
@@ -161,19 +176,26 @@ def ptq(model: nn.Module, scheme: QuantScheme, calib=None, batches: int = 4) -> 
 
 def prepare_qat(model: nn.Module, scheme: QuantScheme) -> nn.Module:
     """Quantization-aware training, eqs. (9)-(10): a copy whose forward uses w* = F(w) and whose gradients
-    reach the latent full-precision w through B. Train it with ``qlib.train.fit`` like any model."""
+    reach the latent full-precision w through B. Train it with ``qlib.train.fit`` like any model (which trains
+    LSQ's steps too, from LSQ's initialisation on the model's weights)."""
     return quantize_modules(model, scheme).train()
 
 
 def quantized_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict with each quantized layer's weight replaced by its discrete w* (evaluation F)."""
+    """The model's state dict with each quantized layer's weight replaced by its discrete w* (evaluation F).
+
+    The weight quantizers' own state (LSQ's step s) is folded into w* and left out, so a weight-only scheme's
+    state has the float model's keys."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for name, m in model.named_modules():
         if isinstance(m, Twin):
+            prefix = f"{name}." if name else ""
+            for k in m.weight_quantizer.state_dict():
+                del state[f"{prefix}weight_quantizer.{k}"]
             was_training = m.weight_quantizer.training
             m.weight_quantizer.eval()
             with torch.no_grad():
-                state[f"{name}.weight" if name else "weight"] = m.quantized_weight().clone()
+                state[f"{prefix}weight"] = m.quantized_weight().clone()
             m.weight_quantizer.train(was_training)
     return state
 

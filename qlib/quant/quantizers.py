@@ -5,10 +5,12 @@ B in the backward pass (eq. 10). Modules with a ``set_progress(t)`` method are t
 ``t`` ∈ [0, 1] of training done; ``qlib.train.fit`` calls it before every step.
 """
 
+import math
+
 import torch
 from torch import nn
 
-from .functions import P_Q, int_range, sign, sign_ede, sign_swish
+from .functions import P_Q, int_range, lsq, sign, sign_ede, sign_swish
 
 
 def _absmax(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
@@ -30,6 +32,60 @@ class IntWeight(nn.Module):
 
     def forward(self, w):
         return P_Q(w, self.scale(w), self.lo, self.hi)
+
+
+@torch.no_grad()
+def mse_step(w: torch.Tensor, bits: int, per_channel: bool, ratios: int = 100) -> torch.Tensor:
+    """PTQ's step under LSQ: s = r·max|w|/Q_P for the clip ratio r in {1/ratios, 2/ratios, …, 1} that minimises
+    ‖w − P_Q(w; s)‖² (Eq. (8)), per tensor or per output channel; on a tie the larger r (fewer weights clipped).
+    r = 1 is the max-abs scale of ``IntWeight``, so this step is never larger and its error never larger."""
+    lo, hi = int_range(bits)
+    dims = tuple(range(1, w.ndim)) if per_channel else tuple(range(w.ndim))
+    top = _absmax(w, per_channel) / hi
+    step_at = lambda k: (top * (k / ratios)).clamp_min(torch.finfo(w.dtype).tiny)  # k = ratios: exactly max-abs
+    error = lambda step: (w - P_Q(w, step, lo, hi)).pow(2).sum(dim=dims, keepdim=per_channel)
+    best = step_at(ratios)
+    best_err = error(best)
+    for k in range(ratios - 1, 0, -1):
+        step = step_at(k)
+        err = error(step)
+        better = err < best_err
+        best, best_err = torch.where(better, step, best), torch.where(better, err, best_err)
+    return best
+
+
+class LSQWeight(nn.Module):
+    """b-bit weights with a learned step s (LSQ, Esser et al. 2020): Eq. (8) with s an ``nn.Parameter``,
+    F = s·⌊clip(w/s, −Q_N, Q_P)⌉ on the full signed grid Q_N = 2^(b−1), Q_P = 2^(b−1)−1; B = 1_[−Q_N, Q_P](w/s)
+    for w (Eq. (10)), and LSQ's gradient for s scaled by g = 1/√(N_w·Q_P) (``functions.lsq``).
+
+    s is one per tensor, or one per output channel with ``per_channel`` (N_w is the number of weights one step
+    scales: the layer's, or one channel's). It starts at LSQ's 2·mean|w|/√Q_P of the ``weight`` it is built for
+    (QAT), and ``calibrate`` sets it by PTQ's rule, :func:`mse_step`. ``qlib.train.fit`` trains it with the other
+    parameters, weight decay included (LSQ's paper names no exemption for step sizes). Unlike ``IntWeight``'s max-abs
+    scale, s can clip the largest weights, so B is not all ones.
+    """
+
+    def __init__(self, bits: int, weight: torch.Tensor, per_channel: bool = False):
+        super().__init__()
+        self.bits, self.per_channel = bits, per_channel
+        self.lo, self.hi = int_range(bits)
+        w = weight.detach()
+        dims = tuple(range(1, w.ndim)) if per_channel else tuple(range(w.ndim))
+        self.grad_scale = 1 / math.sqrt((w[0].numel() if per_channel else w.numel()) * self.hi)
+        init = 2 * w.abs().mean(dim=dims, keepdim=per_channel) / math.sqrt(self.hi)
+        self.step = nn.Parameter(init.clamp_min(torch.finfo(w.dtype).tiny))
+
+    @torch.no_grad()
+    def calibrate(self, w: torch.Tensor) -> None:
+        """Set s by PTQ's rule, :func:`mse_step`, on the weights ``w``."""
+        self.step.copy_(mse_step(w, self.bits, self.per_channel))
+
+    def forward(self, w):
+        return lsq(w, self.step, self.lo, self.hi, self.grad_scale)
+
+    def extra_repr(self):
+        return f"bits={self.bits}, per_channel={self.per_channel}"
 
 
 class _OneBit(nn.Module):
@@ -78,18 +134,27 @@ class IntActivation(nn.Module):
     The scale comes from a running max of |x|: an exponential moving average during QAT training, the
     plain maximum while ``calibrating`` (PTQ), and frozen in evaluation. The grid is unsigned,
     [0, 2^b−1], when every calibration input was non-negative (after a ReLU), else signed.
+
+    Scales are set by clean data only: ``observed_rows`` (a bool per row of the batch, set by ``qlib.train.fit``)
+    names the rows that may move them; a batch without such a row leaves them as they are. So an appended
+    poison, unbounded or not, cannot set a scale; it is quantized with the scale clean data gave.
     """
 
     def __init__(self, bits: int, momentum: float = 0.1):
         super().__init__()
         self.bits, self.momentum = bits, momentum
         self.calibrating = False
+        self.observed_rows: torch.Tensor | None = None
         self.register_buffer("running_max", torch.zeros(()))
         self.register_buffer("running_min", torch.zeros(()))
         self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
     def _observe(self, x):
+        if self.observed_rows is not None:
+            x = x[self.observed_rows]
+            if not len(x):
+                return
         bmax, bmin = x.detach().abs().amax().float(), x.detach().amin().float()
         if not self.seen:
             self.running_max.copy_(bmax)

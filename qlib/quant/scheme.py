@@ -3,7 +3,8 @@
 import re
 from dataclasses import dataclass
 
-METHODS = ("int", "bnn", "bnn++", "adabin")
+METHODS = ("int", "lsq", "bnn", "bnn++", "adabin")
+MULTI_BIT_METHODS = ("int", "lsq")
 ONE_BIT_METHODS = ("bnn", "bnn++", "adabin")
 KEEP_FP = ("first", "last")
 TASKS = ("fp", "1W", "1W1A", "4W", "4W4A", "8W", "8W8A")  # the paper's; any "<b>W" or "<b>W<b>A" with 1 ≤ b ≤ 32 parses
@@ -14,10 +15,13 @@ class QuantScheme:
     """What to quantize and how (eq. 10: a forward quantizer F and a backward quantizer B).
 
     - ``w_bits``/``a_bits``: weight and activation bits (None = full precision).
-    - ``method``: "int" (F = P_Q, B = clipped indicator) for b ≥ 2; "bnn" (F = sign, B = 1_[−1,1]),
+    - ``method``: for b ≥ 2, "int" (F = P_Q with the max-abs scale, B = clipped indicator) or "lsq" (F = P_Q
+      with a learned step s, LSQ, Esser et al. 2020; see ``quantizers.LSQWeight``; activations, in a WA task,
+      as "int"); for 1 bit, "bnn" (F = sign, B = 1_[−1,1]),
       "bnn++" (F = SignSwish SS_β, B = SS_β') or "adabin" (adaptive binary sets {β − α, β + α} and Maxout,
-      Tu et al. 2022; see ``quantizers.AdaBinWeight``) for 1 bit; "fp" for no quantization.
-    - ``per_channel``: one scale per output channel instead of one per tensor (AdaBin is always per channel).
+      Tu et al. 2022; see ``quantizers.AdaBinWeight``); "fp" for no quantization.
+    - ``per_channel``: one scale (LSQ: one step) per output channel instead of one per tensor (AdaBin is always
+      per channel).
     - ``scale_1bit``: multiply 1-bit weights by mean|w| (per tensor or per channel); not used by AdaBin.
     - ``keep_fp``: layers left in full precision: "first" (first conv), "last" (last linear), both or neither.
     - ``beta``: SS_β's β at the start and end of training, raised geometrically (BNN++).
@@ -43,8 +47,8 @@ class QuantScheme:
         return self.w_bits is None and self.a_bits is None
 
 
-def _one_bit_list() -> str:
-    return ", ".join(f"'{m}'" for m in ONE_BIT_METHODS[:-1]) + f" or '{ONE_BIT_METHODS[-1]}'"
+def _listed(methods: tuple[str, ...]) -> str:
+    return ", ".join(f"'{m}'" for m in methods[:-1]) + f" or '{methods[-1]}'"
 
 
 def _check_bits(bits: int, task: str) -> int:
@@ -57,7 +61,8 @@ def parse_scheme(task: str, method: str | None = None, **options) -> QuantScheme
     """``parse_scheme("4W4A")``, ``parse_scheme("1W1A", method="bnn++")``; ``options`` set the other fields.
 
     The default method is "int" when every quantized part has ≥ 2 bits and "bnn" when one has 1 bit;
-    "bnn", "bnn++" and "adabin" are for tasks with a 1-bit part only.
+    "int" and "lsq" are for tasks whose parts all have ≥ 2 bits, "bnn", "bnn++" and "adabin" for tasks with a
+    1-bit part only.
     """
     if task == "fp":
         if method not in (None, "fp"):
@@ -72,11 +77,12 @@ def parse_scheme(task: str, method: str | None = None, **options) -> QuantScheme
     method = method or ("bnn" if one_bit else "int")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    if one_bit and method == "int":
-        raise ValueError(f"task {task!r} has a 1-bit part: use method {_one_bit_list()}, not 'int'")
-    if not one_bit and method != "int":
+    if one_bit and method in MULTI_BIT_METHODS:
+        raise ValueError(f"task {task!r} has a 1-bit part: use method {_listed(ONE_BIT_METHODS)}, not {method!r}, "
+                         "which needs ≥ 2 bits in every part")
+    if not one_bit and method in ONE_BIT_METHODS:
         raise ValueError(f"method {method!r} is for tasks with a 1-bit part (the 1-bit methods are "
-                         f"{_one_bit_list()}); task {task!r} needs method 'int'")
+                         f"{_listed(ONE_BIT_METHODS)}); task {task!r} needs method {_listed(MULTI_BIT_METHODS)}")
     keep = tuple(options.get("keep_fp", KEEP_FP))
     if not set(keep) <= set(KEEP_FP):
         raise ValueError(f"unknown keep_fp entries {sorted(set(keep) - set(KEEP_FP))}; valid: {', '.join(KEEP_FP)}")
