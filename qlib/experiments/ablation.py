@@ -180,5 +180,5 @@ def headline(cfg: Preset, runs: pd.DataFrame) -> str:
             "clips weights, ĝ alone changes GC's drop by "
             + ", ".join(f"{change(lsq, b, False, True)} at {b} bit" for b in lsq.index.unique("bits"))
             + " and PAQ alone by " + ", ".join(f"{change(lsq, b, True, False)} at {b} bit" for b in lsq.index.unique("bits"))
-            + " points (the paper's int: " + ", ".join(f"{change(paper.TABLE4, b, False, True)} and "
-                                                      f"{change(paper.TABLE4, b, True, False)}" for b in lsq.index.unique("bits")) + ").")
+            + " points (the paper's int: ĝ alone " + ", ".join(f"{change(paper.TABLE4, b, False, True)} at {b} bit" for b in lsq.index.unique("bits"))
+            + ", PAQ alone " + ", ".join(f"{change(paper.TABLE4, b, True, False)} at {b} bit" for b in lsq.index.unique("bits")) + ").")
