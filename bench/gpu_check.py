@@ -50,7 +50,7 @@ from qlib.attacks.gradpc import gradpc  # noqa: E402
 from qlib.attacks.unlearnable import UNLEARNABLE  # noqa: E402
 from qlib.counters import counting  # noqa: E402
 from qlib.data import Dataset  # noqa: E402
-from qlib.experiments import NOTEBOOKS, declared, ptq, targeted, unlearnable  # noqa: E402
+from qlib.experiments import NOTEBOOKS, ablation, declared, ptq, targeted, unlearnable  # noqa: E402
 from qlib.pipeline import compute  # noqa: E402
 from qlib.models import create_model  # noqa: E402
 from qlib.presets import load_preset  # noqa: E402
@@ -125,7 +125,9 @@ def part1(cfg, record: dict, full: dict[str, int]) -> None:
         start = time.perf_counter()
         with counting() as ran:
             grid(notebook)
-        exact = +ran == planned[notebook]
+        # notebook 06 chooses its claims' regimes from results: the plan holds every regime it could choose
+        exact = +ran == planned[notebook] if notebook != "06_attack_strength" else all(
+            ran[u] <= planned[notebook][u] for u in ran)
         record["part 1"][notebook] = {"empty cache seconds": round(time.perf_counter() - start, 2), "counts as planned": exact}
         say(f"part 1 {notebook}: empty cache {time.perf_counter() - start:.1f} s, counts as planned: {exact}")
         if not exact:
@@ -174,7 +176,8 @@ def measured(dev: torch.device, work) -> tuple[float, Counter, int | None]:
 
 def paper_schemes() -> dict:
     """Every scheme the ``paper`` plan trains, by name."""
-    schemes = [paper.FP, *paper.QAT_SCHEMES, *targeted.QAT_SCHEMES, *(s for _, s in unlearnable.SETTINGS)]
+    schemes = [paper.FP, *paper.QAT_SCHEMES, *targeted.QAT_SCHEMES, *(s for _, s in unlearnable.SETTINGS),
+               *(s for s in ablation.SCHEMES if s.method == "lsq")]
     return {s.name: s for s in schemes}
 
 

@@ -91,6 +91,7 @@ def fit(
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout (cnn_plim) draws from the global generator: seeded, so any process gives the same weights
     # modules with a schedule (BNN++'s β) are told the fraction of training done before every step
     progress_hooks = [m.set_progress for m in model.modules() if hasattr(m, "set_progress")]
     if scale_rows is not None and scale_rows.shape != (n,):

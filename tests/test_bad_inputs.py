@@ -181,7 +181,7 @@ CASES = {
                                                  preset_file(SMOKE.replace("preset: smoke", "preset: bad").replace("epochs: 1", "epochs: one"))),
     # schemes
     "scheme: unknown task": Case(lambda c: raised(lambda: parse_scheme("3X")), ["'3X'", "valid: fp, 1W"]),
-    "scheme: unknown method": Case(lambda c: raised(lambda: parse_scheme("1W1A", "xnor")), ["'xnor'", "valid: int, bnn"]),
+    "scheme: unknown method": Case(lambda c: raised(lambda: parse_scheme("1W1A", "xnor")), ["'xnor'", "valid: int, lsq, bnn"]),
     "scheme: int for a 1-bit task": Case(lambda c: raised(lambda: parse_scheme("1W", "int")), ["'1W'", "not 'int'"]),
     # attacks, budgets and attack parameters
     "attack: unknown name": Case(lambda c: raised(lambda: run_attack("gcc", CLEAN, 0.1, 0)), ["'gcc'", "did you mean gc", "valid: ar, dc"]),

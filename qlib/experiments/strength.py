@@ -29,7 +29,6 @@ from ..paper import FP
 from ..presets import Preset, merge_attacks
 from ..quant import parse_scheme
 from ..stats import Comparison, claims as test_claims, paired, summarise, tally
-from ..pipeline import compute
 from . import attack_grid, ensure, grid_cells
 
 MODELS = {"lr": {"width": 1.0, "keep_fp": []}, "mlp": {"width": 1.0, "keep_fp": []},
@@ -140,12 +139,12 @@ def candidate_regimes() -> list[dict]:
 
 
 def chosen_regimes(cfg: Preset, progress: bool = True) -> list[dict]:
-    """:func:`regimes` from GC's FP drops on the choice seeds (computed here, by a pool of processes with the preset's
-    threads each, if the cache lacks them: ``qlib grid`` declares part (b) only after this choice)."""
+    """:func:`regimes` from GC's FP drops on the choice seeds (computed here, in this process, if the cache lacks
+    them: ``qlib grid`` declares part (b) only after this choice)."""
     choice = replace(cfg, strength_seeds=cfg.choice_seeds)
     grids = [(labels, [e for e in entries if e[0]["attack"] == "gc"]) for labels, entries in drop_grids(choice)
              if labels["model"] in SMALL and labels["batchnorm"] == "eval"]
-    compute([c for _, entries in grids for c in grid_cells(entries)], "local", threads=cfg.threads, progress=progress)
+    ensure(cfg, [c for _, entries in grids for c in grid_cells(entries)], progress)
     return regimes(cfg, _rows(grids))
 
 
