@@ -177,7 +177,7 @@ def measured(dev: torch.device, work) -> tuple[float, Counter, int | None]:
 def paper_schemes() -> dict:
     """Every scheme the ``paper`` plan trains, by name."""
     schemes = [paper.FP, *paper.QAT_SCHEMES, *targeted.QAT_SCHEMES, *(s for _, s in unlearnable.SETTINGS),
-               *(s for s in ablation.SCHEMES if s.method == "lsq")]
+               *ablation.LSQ_SCHEMES.values()]
     return {s.name: s for s in schemes}
 
 

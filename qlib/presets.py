@@ -72,6 +72,9 @@ class Preset:
     # The weight bit-widths of the targeted QAT victims, among the paper's 1, 3, 4, 5, 8 (1 is BNN); FP victims always
     # run. The paper: all five; fewer buy more trials, which the claims need to decide.
     targeted_bits: list[int]
+    # Table 4's second block (notebook 03): the weight bit-widths, among 4 and 8, of its LSQ rows (learned step, where
+    # the ĝ switch is testable); [] for none.
+    lsq_bits: list[int]
     # Notebook 06 (where the attacks bite): the seeds of the FP drops of the small models (lr, mlp; the others use
     # ``seeds``), those among them that choose the regimes the claims are tested in, and the fresh seeds that decide
     # the claims there (none of them may be a choice seed: choosing and testing on the same runs is refused).
@@ -124,6 +127,7 @@ RANGES = {
         "seeds", "targeted_seeds", "strength_seeds", "choice_seeds", "claim_seeds")},
     "targeted_bits": (lambda v: _distinct(v) and set(v) <= set(TARGETED_BITS),
                       f"a non-empty list of distinct bit-widths among the paper's {', '.join(map(str, TARGETED_BITS))} (1: BNN)"),
+    "lsq_bits": (lambda v: len(set(v)) == len(v) and set(v) <= {4, 8}, "a list of distinct bit-widths among 4, 8 ([] for none)"),
     "keep_fp": (lambda v: set(v) <= set(KEEP_FP) and len(set(v)) == len(v),
                 f"a list of distinct entries of {', '.join(KEEP_FP)} (the layers left in full precision; [] for none)"),
 }

@@ -1,10 +1,15 @@
 """Notebook 03's Table 4 (``qlib.experiments.ablation``): how each (PAQ, ĝ) cell is computed, and the summary and
 claim verdicts on hand-made runs."""
 
+from dataclasses import replace
+
 import pandas as pd
+import pytest
 
 from qlib.experiments import ablation
+from qlib.presets import load_preset
 from qlib.quant import parse_scheme
+from qlib.registry import ParameterError
 
 
 def test_ablation_cells_share_poisons_only_where_ghat_is_the_identity():
@@ -12,7 +17,7 @@ def test_ablation_cells_share_poisons_only_where_ghat_is_the_identity():
     assert not ablation.ghat_is_identity(bnn) and ablation.ghat_is_identity(int4)
     assert not ablation.ghat_is_identity(parse_scheme("4W4A"))
     for lsq in (parse_scheme("4W", "lsq"), parse_scheme("8W", "lsq")):
-        assert lsq in ablation.SCHEMES and not ablation.ghat_is_identity(lsq)
+        assert lsq in ablation.LSQ_SCHEMES.values() and not ablation.ghat_is_identity(lsq)
         assert len({repr(ablation.attack_of(lsq, p, g)[:2]) for p, g in ablation.SWITCHES}) == 4
     computed = {(p, g): ablation.attack_of(bnn, p, g)[:2] for p, g in ablation.SWITCHES}
     assert computed == {(False, False): ("gc", {}), (True, True): ("gc_q", {}),
@@ -25,7 +30,7 @@ def test_ablation_cells_share_poisons_only_where_ghat_is_the_identity():
 
 def test_table4_summary_and_claims():
     rows = []
-    for scheme in ablation.SCHEMES[:3]:  # the paper's rows
+    for scheme in ablation.SCHEMES:  # the paper's rows
         bits = scheme.w_bits
         for paq, ghat in ablation.SWITCHES:
             name, switches, computed_as = ablation.attack_of(scheme, paq, ghat)
@@ -57,7 +62,7 @@ def test_shared_cells_are_the_poisons_of_tables_1_and_3():
     table4 = {(e[0]["method"], e[0]["bits"], e[0]["paq"], e[0]["ghat"]): e[1]["poison"].id for e in ablation.grid(cfg)}
     # GC; 1-bit GC-Q, PAQ only, ĝ only; 4- and 8-bit int GC-Q; 4- and 8-bit LSQ GC-Q, PAQ only, ĝ only
     assert len(table4) == 5 * len(ablation.SWITCHES) and len(set(table4.values())) == 1 + 3 + 2 + 2 * 3
-    for scheme in ablation.SCHEMES[:3]:
+    for scheme in ablation.SCHEMES:
         key = (scheme.method, scheme.w_bits)
         assert table4[(*key, False, False)] == table3[("gc", "fp")] == table3[("gc", scheme.name)]
         assert table4[(*key, True, True)] == table3[("gc_q", scheme.name)]
@@ -77,7 +82,8 @@ def test_table4_and_figure4_label_the_method():
     matplotlib.use("Agg")
     rows = [{"method": s.method, "bits": s.w_bits, "paq": p, "ghat": g, "seed": seed, "drop": -0.01 * (i + 1) - 0.001 * seed,
              "computed_as": ablation.attack_of(s, p, g)[2], "poison": f"{s.name}{p}{g}s{seed}"}
-            for i, s in enumerate(ablation.SCHEMES) for p, g in ablation.SWITCHES for seed in range(2)]
+            for i, s in enumerate(ablation.SCHEMES + list(ablation.LSQ_SCHEMES.values())) for p, g in ablation.SWITCHES
+            for seed in range(2)]
     table = ablation.table4(pd.DataFrame(rows))
     assert list(table.index.get_level_values("weights").unique()) == ["1-bit BNN", "4-bit int", "8-bit int", "4-bit LSQ", "8-bit LSQ"]
     assert table.loc[("4-bit LSQ", "✗", "✓"), "computed as"] == "ĝ only"
@@ -85,3 +91,13 @@ def test_table4_and_figure4_label_the_method():
     assert table.loc[("4-bit LSQ", "✓", "✓"), "paper's drop (CIFAR-10)"] == table.loc[("4-bit int", "✓", "✓"), "paper's drop (CIFAR-10)"] == "-10.99"
     grid = ablation.figure4(pd.DataFrame(rows))
     assert [t.get_text() for t in grid.axes.flat[0].get_xticklabels()] == list(table.index.get_level_values("weights").unique())
+
+
+def test_lsq_bits_choose_table_4s_lsq_rows():
+    """The preset's ``lsq_bits`` add LSQ rows after the paper's; [] leaves the paper's rows only; others are refused."""
+    cfg = load_preset("smoke")
+    assert ablation.schemes(replace(cfg, lsq_bits=[])) == ablation.SCHEMES
+    assert ablation.schemes(replace(cfg, lsq_bits=[8, 4]))[3:] == [ablation.LSQ_SCHEMES[8], ablation.LSQ_SCHEMES[4]]
+    assert load_preset("cpu").lsq_bits == [4] and load_preset("paper").lsq_bits == [4, 8]
+    with pytest.raises(ParameterError, match=r"lsq_bits=\[2\]: allowed is a list of distinct bit-widths among 4, 8"):
+        load_preset("smoke", lsq_bits=[2])

@@ -83,7 +83,7 @@ ALTERED = {
     "attacks": {"gc": {"epochs": 4}, "tgda": {"epochs": 3}, "em": {"train_steps": 1},
                 "gradient_matching": {"steps": 3}},
     "targets": 2, "targeted_seeds": [1], "targeted_eps_d": 0.1, "targeted_train_size": 500, "targeted_epochs": 2,
-    "targeted_bits": [1, 4],
+    "targeted_bits": [1, 4], "lsq_bits": [4],
     "keep_fp": [], "strength_seeds": [0, 1, 2], "choice_seeds": [1], "claim_seeds": [5],
 }
 

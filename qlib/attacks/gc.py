@@ -80,23 +80,37 @@ def clean_gradient(model: nn.Module, params, clean: Dataset, batch_size: int = 1
     return total
 
 
-def cancel_objective(model: nn.Module, params, g_clean, x: torch.Tensor, y: torch.Tensor, chunk: int, attack: str = "gc"):
-    """½‖g_clean + ∇_w ℓ((x, y); w)‖² and its gradient with respect to ``x`` (eq. 4); its poisons are counted as
-    ``attack``'s unit."""
-    G = [g.clone() for g in g_clean]
+def cancel_objective(model: nn.Module, params, g_clean, x: torch.Tensor, y: torch.Tensor, chunk: int, attack: str = "gc",
+                     with_grad: bool = True):
+    """½‖g_clean + ∇_w ℓ((x, y); w)‖² and (``with_grad``) its gradient with respect to ``x`` (eq. 4); its poisons
+    are counted as ``attack``'s unit. The first pass keeps the graph of its first chunk, which the second pass
+    then uses before recomputing the others: the same numbers bit for bit, one chunk's forward and backward fewer
+    per step (all of the first pass when the poisons fit in one chunk), and never more than one chunk's graph held."""
+    G, kept = [g.clone() for g in g_clean], None
     for i in range(0, len(x), chunk):
-        loss = nnf.cross_entropy(model(x[i:i + chunk]), y[i:i + chunk], reduction="sum")
-        for t, g in zip(G, torch.autograd.grad(loss, params)):
-            t += g
+        keep = with_grad and i == 0
+        xc = x[i:i + chunk].detach().requires_grad_(True) if keep else x[i:i + chunk]
+        loss = nnf.cross_entropy(model(xc), y[i:i + chunk], reduction="sum")
+        g_chunk = torch.autograd.grad(loss, params, create_graph=keep)
+        for t, g in zip(G, g_chunk):
+            t += g.detach()
+        if keep:
+            kept = (xc, g_chunk)
+    count(f"attack/{attack}", len(x))
+    value = 0.5 * sum((t ** 2).sum() for t in G).item()
+    if not with_grad:
+        return value, None
     grad_x = torch.empty_like(x)
     for i in range(0, len(x), chunk):
-        xc = x[i:i + chunk].detach().requires_grad_(True)
-        loss = nnf.cross_entropy(model(xc), y[i:i + chunk], reduction="sum")
-        g_chunk = torch.autograd.grad(loss, params, create_graph=True)
+        if i == 0:
+            (xc, g_chunk), kept = kept, None
+        else:
+            xc = x[i:i + chunk].detach().requires_grad_(True)
+            loss = nnf.cross_entropy(model(xc), y[i:i + chunk], reduction="sum")
+            g_chunk = torch.autograd.grad(loss, params, create_graph=True)
         inner = sum((g * t).sum() for g, t in zip(g_chunk, G))
         (grad_x[i:i + chunk],) = torch.autograd.grad(inner, xc)
-    count(f"attack/{attack}", len(x))
-    return 0.5 * sum((t ** 2).sum() for t in G).item(), grad_x
+    return value, grad_x
 
 
 def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: int, lr: float,
@@ -131,7 +145,7 @@ def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *
         sched.step()
         project_(x, source, bounds, norm, eps)
     else:
-        history.append(cancel_objective(model, params, g_clean, x, y, chunk, attack)[0])
+        history.append(cancel_objective(model, params, g_clean, x, y, chunk, attack, with_grad=False)[0])
     params_record = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "threshold": threshold, "chunk": chunk,
                      "layers": layers, "bounds": bounds, "norm": norm, "eps": eps, "batchnorm": batchnorm, **extra}
     provenance = {"attack": attack, "params": params_record, "seed": seed, "labels": "kept",

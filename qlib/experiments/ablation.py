@@ -1,7 +1,8 @@
 """Notebook 03: GC-Q's ablation (Table 4): PAQ and the quantized gradient ĝ, each switched on and off.
 
-Cells: per seed, scheme of ``SCHEMES`` (weight-only QAT: the paper's 1 bit BNN and 4 and 8 bits int, then a second
-block at 4 and 8 bits with LSQ's learned step, where B clips weights and the ĝ switch is testable) and switches of
+Cells: per seed, scheme of :func:`schemes` (weight-only QAT: the paper's 1 bit BNN and 4 and 8 bits int, ``SCHEMES``,
+then a second block with LSQ's learned step at the preset's ``lsq_bits``, ``LSQ_SCHEMES``, where B clips weights and
+the ĝ switch is testable) and switches of
 ``SWITCHES`` (PAQ, ĝ), the poison :func:`attack_of` names and the clean and poisoned QAT accuracies. Shared poisons
 (GC's, GC-Q's) are the same cells as in notebooks 01-02. The paper's numbers: ``paper.TABLE4``. Claim: at each bit-width, both
 switches on beat each of the other three cells; two cells that share their poisons cannot be told apart
@@ -18,8 +19,8 @@ from ..quant import QuantScheme, parse_scheme
 from ..stats import claims as test_claims, Comparison, points, summarise, tally
 from . import ensure, grid_cells, grid_rows
 
-SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("4W"), parse_scheme("8W"),  # the paper's rows, weights only
-           parse_scheme("4W", "lsq"), parse_scheme("8W", "lsq")]  # int with a learned step: B ≢ 1, so ĝ ≠ ∇
+SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("4W"), parse_scheme("8W")]  # the paper's rows, weights only
+LSQ_SCHEMES = {4: parse_scheme("4W", "lsq"), 8: parse_scheme("8W", "lsq")}  # int with a learned step: B ≢ 1, so ĝ ≠ ∇
 QUANTIZERS = {"bnn": "BNN", "int": "int", "lsq": "LSQ"}  # how tables and figures name the schemes' methods
 SWITCHES = [(False, False), (True, False), (False, True), (True, True)]  # (PAQ, ĝ), Table 4's row order
 SAME_POISON = "untestable here: same poison (B ≡ 1)"
@@ -51,10 +52,15 @@ def attack_of(scheme: QuantScheme, paq: bool, ghat: bool) -> tuple[str, dict, st
     return "gc_q", {"paq": paq, "quantized_grad": ghat}, "PAQ only" if paq else "ĝ only"
 
 
+def schemes(cfg: Preset) -> list[QuantScheme]:
+    """Table 4's rows: the paper's ``SCHEMES``, then LSQ at each of the preset's ``lsq_bits``."""
+    return SCHEMES + [LSQ_SCHEMES[b] for b in cfg.lsq_bits]
+
+
 def grid(cfg: Preset) -> list:
     entries = []
     for seed in cfg.seeds:
-        for scheme in SCHEMES:
+        for scheme in schemes(cfg):
             for paq, ghat in SWITCHES:
                 name, switches, computed_as = attack_of(scheme, paq, ghat)
                 nu = poison(cfg, name, seed, cfg.eps_d, scheme, **switches)
@@ -148,7 +154,8 @@ def figure4(runs: pd.DataFrame) -> sns.FacetGrid:
     both["combination"] = [label[(p, g)] for p, g in zip(both.paq, both.ghat)]
     both["weights"] = list(map(weights, both.bits, both.method))
     grid = sns.catplot(data=both, x="weights", y="drop", hue="combination", col="source", kind="bar", errorbar="sd",
-                       order=[weights(s.w_bits, s.method) for s in SCHEMES], hue_order=[label[k] for k in SWITCHES],
+                       order=[weights(s.w_bits, s.method) for s in SCHEMES + list(LSQ_SCHEMES.values())
+                              if ((runs.bits == s.w_bits) & (runs.method == s.method)).any()], hue_order=[label[k] for k in SWITCHES],
                        height=3.2, aspect=1.5, sharey=False)
     grid.set(xlabel="weights (QAT, weights only; int: max-abs scale, LSQ: learned step)", ylabel="accuracy drop (points)")
     grid.tick_params(axis="x", labelrotation=30)
