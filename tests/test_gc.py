@@ -49,6 +49,7 @@ def test_chunked_objective_and_gradient_match_one_pass():
         got_value, got_grad = cancel_objective(model, params, g_clean, clean.x[:10].clone(), y, chunk)
         assert got_value == pytest.approx(value.item(), rel=1e-5)
         assert torch.allclose(got_grad, expected, atol=1e-5)
+        assert cancel_objective(model, params, g_clean, clean.x[:10].clone(), y, chunk, with_grad=False) == (got_value, None)
 
 
 def test_gc_is_deterministic_stays_in_range_and_validates():
