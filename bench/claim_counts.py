@@ -20,15 +20,9 @@ import pandas as pd
 from qlib import pipeline
 from qlib.experiments import ablation, experiment, NOTEBOOKS
 from qlib.presets import load_preset
+from qlib.scoreboard import CLAIMS
 from qlib.stats import ALPHA
 
-CLAIMS = {  # the paper's claims, each as the families that test it
-    "1 quantization more robust": ["PTQ more robust than FP", "QAT more robust than FP"],
-    "2 lower bits more robust": ["lower bits more robust"],
-    "3 WA more robust than W": ["WA more robust than W"],
-    "4 QAA stronger than QOA": ["QAA stronger than QOA"],
-    "5 PAQ and ĝ both needed": ["PAQ and ĝ both needed"],
-}
 TESTED = {  # notebook → its claims table from its module and what the module's run returns
     "01_ptq": lambda m, runs: m.claims(m.summary(runs["table1"])),
     "02_qat": lambda m, runs: m.claims(m.summary(runs)),
@@ -37,6 +31,7 @@ TESTED = {  # notebook → its claims table from its module and what the module'
     "05_targeted": lambda m, runs: m.claims(runs),
     "06_attack_strength": lambda m, runs: m.claims(runs["claims"]),
 }
+WITHOUT_CLAIMS = ("00_clean_baselines", "07_evaluate_your_poison")  # notebooks that test none of the paper's claims
 PARTS = ("outcome", "regime")  # columns that split a notebook's claims table (05's outcomes, 06's regimes)
 VERDICTS = {"holds": "holds", "undecided": "undecided", "fails": "fails", ablation.SAME_POISON: "same poison"}  # column names
 DTYPES = {"poison": str}  # a poison digest of only digits is still a digest
@@ -92,7 +87,7 @@ def main() -> None:
     source.add_argument("--runs", type=Path, help="a folder of {notebook}__{table}.csv (notebooks without one are skipped)")
     parser.add_argument("--notebooks", nargs="+", default=list(TESTED), choices=list(TESTED), help="default: all")
     args = parser.parse_args()
-    if unlisted := [nb for nb in NOTEBOOKS if nb not in TESTED and nb != "00_clean_baselines"]:
+    if unlisted := [nb for nb in NOTEBOOKS if nb not in TESTED and nb not in WITHOUT_CLAIMS]:
         sys.exit(f"claim_counts: notebook(s) {unlisted} are not in TESTED: say how their claims come from their runs")
     runs = {nb: from_csv(args.runs, nb) if args.runs else from_cache(args.preset, nb) for nb in args.notebooks}
     if skipped := [nb for nb, r in runs.items() if r is None]:

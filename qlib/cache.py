@@ -97,21 +97,23 @@ def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Ca
 
 
 def cached_poison(kind: str, key: dict, make: Callable[[], PoisonSet], clean: Dataset,
-                  device: str = "auto") -> tuple[PoisonSet, float]:
+                  device: str = "auto", check: Callable | None = validate) -> tuple[PoisonSet, float]:
     """Load the poison set of ``key``, or ``make()`` it (on ``device``) and store it with its wall time. Either way
-    it is validated against ``clean``. Returns (poison, seconds the attack took when it was made)."""
+    ``check(poison, clean)`` validates it (an attack's poison: ``validate``; None: a poison read from a file, checked
+    when it was read). Returns (poison, seconds it took when it was made)."""
+    check = check or (lambda poison, _: poison)
     stem = cache_root() / kind / key_hash(key)
     if not artifacts.exists(stem):
         with entry_lock(stem):
             if not artifacts.exists(stem):
                 start = time.perf_counter()
-                poison = validate(make(), clean)
+                poison = check(make(), clean)
                 seconds = time.perf_counter() - start
                 poison.save(stem, key=key, seconds=seconds, machine=machine(device))
                 COMPUTED.add(stem)
                 return poison, seconds
     tensors, meta = artifacts.load(stem)
-    return validate(PoisonSet.from_artifact(stem, tensors, meta), clean), meta["seconds"]
+    return check(PoisonSet.from_artifact(stem, tensors, meta), clean), meta["seconds"]
 
 
 def cached_result(kind: str, key: dict, compute: Callable[[], dict], device: str = "auto") -> dict:

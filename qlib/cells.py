@@ -7,14 +7,21 @@ Kinds (``VERSIONS``: bump a kind's number when its code changes what it computes
 - ``trained``: a model trained from a seed on μ, μ + ν or μ with ν in place, in FP or by QAT under a scheme;
 - ``target``: the GradPC target ŵ of a seed's clean FP model (GC's and GC-Q's target);
 - ``poison``: an attack's ν at a budget ε_d, from the inputs its ``Needs`` declare;
+- ``imported``: a poison read from a file (``qlib.poison.load_poison``), or a poison cell's ν exported to ``.npz``
+  and read back, as evaluated or rounded to 8-bit images;
 - ``accuracy``: the test accuracy of a trained model in a regime (FP, PTQ of the FP model, QAT);
 - ``paq``: Table 2's reading of the GradPC target in FP or after PAQ, beside the clean model;
 - ``targets``: the targeted experiment's target images and adversarial classes;
-- ``victim``: a targeted victim's prediction on its target and its test accuracy.
+- ``victim``: a targeted victim's prediction on its target and its test accuracy;
+- ``prediction``: a trained model's prediction on one image of the full test split, in a regime.
+
+A cell that yields a ν (``poison``, ``imported``) carries in its ``args`` how many rows it appends to μ
+(``appended``) and whether it replaces μ's images (``replaces``): what a training on it needs to know.
 """
 
 import functools
 import time
+from pathlib import Path
 from collections import Counter
 from dataclasses import asdict, replace
 
@@ -24,16 +31,18 @@ from . import data, numerics
 from .attacks import run_attack
 from .attacks.base import needs, poison_count
 from .attacks.gradpc import gradpc, paq, squared_distance
-from .cache import cached_model, cached_poison, cached_result
+from .cache import cache_root, cached_model, cached_poison, cached_result
 from .counters import UNITS
 from .models import create_model
 from .pipeline import Cell
+from .poison import PIXELS, as_uint8, fingerprint, load_poison
 from .presets import Preset
 from .paper import FP
 from .quant import QuantScheme, prepare_qat, ptq, quantized_state
 from .train import evaluate, fit
 
-VERSIONS = {"trained": 2, "target": 2, "poison": 2, "accuracy": 2, "paq": 1, "targets": 1, "victim": 1}
+VERSIONS = {"trained": 2, "target": 2, "poison": 2, "accuracy": 2, "paq": 1, "targets": 1, "victim": 1, "imported": 1,
+            "prediction": 1}
 REGIMES = ("fp", "ptq", "qat")
 TRAIN_FIELDS = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
 GRADPC = {"lr": 1.0, "epochs": 1}  # GradPC's settings for the targets of GC and GC-Q
@@ -95,8 +104,7 @@ def clean_scales(scheme: QuantScheme, poison: Cell | None) -> bool:
     clean rows set them, in QAT's running max and in PTQ's calibration, so such a poison is left out of both. A
     poison that replaces μ's images (bounded by its declared budget; unlearnable examples) is the training set, and
     sets them as the rest does. False where nothing changes: no poison, none appended, no activation scales."""
-    return (poison is not None and bool(scheme.a_bits) and scheme.a_bits >= 2
-            and not needs(poison.args["name"]).replaces)
+    return poison is not None and bool(scheme.a_bits) and scheme.a_bits >= 2 and not poison.args["replaces"]
 
 
 def scale_rows(train: data.Dataset, poison) -> torch.Tensor:
@@ -114,7 +122,7 @@ def trained(cfg: Preset, seed: int, scheme: QuantScheme, poison: Cell | None = N
     model never does, since no notebook shows it. Value: (model on the preset's device, per-epoch history)."""
     scheme = quantized(cfg, scheme)
     n, n_test = sizes(cfg)
-    k = poison_count(poison.args["eps_d"], n) if poison is not None and not needs(poison.args["name"]).replaces else 0
+    k = poison.args["appended"] if poison is not None else 0
     curve = curve and scheme.is_fp and poison is None
     key = {**{f: getattr(cfg, f) for f in TRAIN_FIELDS}, "seed": seed, "scheme": asdict(scheme), "train_n": n,
            "poison": poison.id if poison is not None else None, "curve": curve,
@@ -209,7 +217,8 @@ def poison(cfg: Preset, name: str, seed: int, eps_d: float, scheme: QuantScheme 
            "target": {"index": target_index, "adversarial_class": adversarial_class, "test_size": cfg.test_size} if need.target else None}
     label = f"{name} ε_d={eps_d:g} s{seed}" + (f" {scheme.name}" if scheme is not None else "") + "".join(f" {k}={v}" for k, v in switches.items())
     args = {"cfg": cfg, "name": name, "seed": seed, "eps_d": eps_d, "scheme": scheme, "params": params,
-            "target_index": target_index, "adversarial_class": adversarial_class}
+            "target_index": target_index, "adversarial_class": adversarial_class, "replaces": need.replaces,
+            "appended": 0 if need.replaces else poison_count(eps_d, n)}
     return cell("poison", key, _poison, args, [model] if model is not None else [],
                 {f"attack/{name}": UNITS.get(name)(n, eps_d, params)}, label)
 
@@ -239,6 +248,56 @@ def _poison(c: Cell):
     return cached_poison(c.kind, c.key, make, train, cfg.device)
 
 
+def imported(cfg: Preset, source, pixels: str = "float") -> Cell:
+    """A ν from outside the attacks, joined to the preset's training set: ``source`` is a poison file's path
+    (``qlib.poison.load_poison``; read here, so that a bad file is refused before anything runs, and again by
+    whichever process computes the cell: on a cluster the path must be shared, as the cache is), or a ``poison``
+    cell, whose ν is exported to ``<cache>/exports/<its id>.npz`` and read back from that file (notebook 07's
+    default, the round trip a user's poison takes). ``args["target"]``: a targeted ν's target, an index of the full
+    test split (None if untargeted). ``pixels``: ``"float"``, as read; ``"uint8"``, rounded to 8-bit
+    images first (``qlib.poison.as_uint8``). Value: (ν, None)."""
+    if pixels not in PIXELS:
+        raise ValueError(f"pixels={pixels!r}; allowed: {', '.join(PIXELS)}")
+    n, _ = sizes(cfg)
+    where = {"dataset": cfg.dataset, "train_size": cfg.train_size, "pixels": pixels}
+    if isinstance(source, Cell):
+        replaces = source.args["replaces"]
+        count = source.args["appended"]
+        target = source.args.get("target_index")
+        target = None if target is None else int(load_data(cfg)[1].origin[target])
+        return cell("imported", {"poison": source.id, **where}, _imported,
+                    {"cfg": cfg, "path": None, "pixels": pixels, "replaces": replaces, "appended": count, "target": target},
+                    [source], {},
+                    f"{source.label} via .npz" + (" as uint8" if pixels == "uint8" else ""))
+    path = Path(source).resolve()
+    nu = load_poison(path, load_data(cfg)[0])
+    replaces = nu.provenance["mode"] == "replace"
+    return cell("imported", {"file": fingerprint(path), **where}, _imported,
+                {"cfg": cfg, "path": str(path), "pixels": pixels, "replaces": replaces, "appended": 0 if replaces else len(nu),
+                 "target": nu.provenance.get("target_index")},
+                [], {}, path.name + (" as uint8" if pixels == "uint8" else ""))
+
+
+def export_path(poison_cell: Cell) -> Path:
+    """Where :func:`imported` exports a poison cell's ν: ``<cache>/exports/<kind>-<hash>.npz``."""
+    return cache_root() / "exports" / f"{poison_cell.id.replace('/', '-')}.npz"
+
+
+def _imported(c: Cell):
+    cfg = c.args["cfg"]
+    train, test = load_data(cfg)
+
+    def read():
+        path = c.args["path"]
+        if path is None:
+            nu = c.inputs[0].value()[0]
+            path = nu.save_npz(export_path(c.inputs[0]), train, test)
+        nu = load_poison(path, train)
+        return as_uint8(nu) if c.args["pixels"] == "uint8" else nu
+
+    return cached_poison(c.kind, c.key, read, train, cfg.device, check=None)
+
+
 # -- readings -------------------------------------------------------------------------------------------------
 
 
@@ -266,16 +325,22 @@ def _accuracy(c: Cell):
     cfg, model_cell = c.args["cfg"], c.inputs[0]
 
     def compute():
-        train, test = load_data(cfg)
-        model = model_cell.value()[0]
-        if c.args["regime"] == "ptq":
-            # μ alone (appended poisons never reached the first batches of μ + ν, which calibration reads, either)
-            replaced = model_cell.inputs and needs(model_cell.inputs[0].args["name"]).replaces
-            calib = data.mix(train, model_cell.inputs[0].value()[0]) if replaced else train
-            model = ptq(model, c.args["scheme"], calib=calib)
-        return {"acc": evaluate(model, test)}
+        _, test = load_data(cfg)
+        return {"acc": evaluate(in_regime(cfg, model_cell, c.args["regime"], c.args["scheme"]), test)}
 
     return cached_result(c.kind, c.key, compute, cfg.device)
+
+
+def in_regime(cfg: Preset, model_cell: Cell, regime: str, scheme: QuantScheme):
+    """The trained model of ``model_cell`` as ``regime`` reads it: as trained (fp, qat), or after PTQ under ``scheme``,
+    its activation scales calibrated on μ alone (appended poisons never reached the first batches of μ + ν, which
+    calibration reads, either) or on μ with the poisons in place when they replace its images."""
+    train, _ = load_data(cfg)
+    model = model_cell.value()[0]
+    if regime != "ptq":
+        return model
+    replaced = model_cell.inputs and model_cell.inputs[0].args["replaces"]
+    return ptq(model, scheme, calib=data.mix(train, model_cell.inputs[0].value()[0]) if replaced else train)
 
 
 def paq_reading(cfg: Preset, seed: int, scheme: QuantScheme) -> Cell:
@@ -371,3 +436,31 @@ def _victim(c: Cell):
         return {"pred": int(probs.argmax()), "p_adv": float(probs[c.args["adversarial_class"]]), "acc": acc}
 
     return cached_result(c.kind, c.key, compute, cfg.device)
+
+
+def prediction(cfg: Preset, seed: int, regime: str, scheme: QuantScheme, poison: Cell | None, index: int) -> Cell:
+    """The prediction, in ``regime`` (as :func:`accuracy`), of the model of ``seed`` trained on μ or with ``poison``'s
+    ν on image ``index`` of the full test split (a file's ``target_index``). Value: {"pred", "probs"}."""
+    scheme = quantized(cfg, scheme)
+    model = trained(cfg, seed, scheme if regime == "qat" else FP, poison)
+    key = {"model": model.id, "regime": regime, "scheme": asdict(scheme), "test_index": index}
+    return cell("prediction", key, _prediction, {"cfg": cfg, "regime": regime, "scheme": scheme, "index": index}, [model],
+                {"eval images": 1}, f"{regime} {scheme.name} of {model.label} on test image {index}")
+
+
+def _prediction(c: Cell):
+    cfg = c.args["cfg"]
+
+    def compute():
+        image = _test_split(cfg.dataset).x[c.args["index"]:c.args["index"] + 1]
+        model = in_regime(cfg, c.inputs[0], c.args["regime"], c.args["scheme"]).eval()
+        with torch.no_grad():
+            probs = model(image.to(next(model.parameters()).device)).softmax(1)[0].cpu()
+        return {"pred": int(probs.argmax()), "probs": probs.tolist()}
+
+    return cached_result(c.kind, c.key, compute, cfg.device)
+
+
+@functools.lru_cache(maxsize=2)
+def _test_split(dataset: str) -> data.Dataset:
+    return data.load(dataset, "test")

@@ -1,5 +1,6 @@
-"""``python -m qlib``: compute the cells of notebooks (``grid``), run a notebook into reports/ (``run``), train the clean
-baselines of a preset, fetch data, or count what a preset costs."""
+"""``python -m qlib``: compute the cells of notebooks (``grid``), run a notebook into reports/ (``run``), evaluate a
+poison file against the quantization grid (``evaluate``), train the clean baselines of a preset, fetch data, or count
+what a preset costs."""
 
 import argparse
 import sys
@@ -119,6 +120,54 @@ def _grid(args) -> None:
         write_json(Path(args.timings), record)
 
 
+def _evaluate(args) -> None:
+    from . import pipeline
+    from .artifacts import atomic_write
+    from .experiments import evaluate
+    from .poison import describe
+    from .presets import load_preset
+
+    train_size = {None: None, "all": "all"}.get(args.train_size, args.train_size)
+    if train_size not in (None, "all"):
+        try:
+            train_size = int(train_size)
+        except ValueError:
+            raise ParameterError(f"--train-size {args.train_size!r}: allowed is a positive integer or 'all' (the full "
+                                 "training split)") from None
+    cfg = load_preset(args.preset, seeds=args.seeds)
+    if train_size is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, train_size=None if train_size == "all" else train_size)
+    out = Path(args.out or f"{Path(args.poison).name.removesuffix('.npz')}.{cfg.preset}.evaluation.csv")
+    if out.suffix != ".csv":
+        raise ParameterError(f"--out {str(out)!r}: allowed is a file name ending in .csv")
+    started = time.time()
+    try:
+        cells = evaluate.cells(cfg, args.poison, args.schemes, args.regimes, args.pixels)
+    except ValueError as e:  # a bad poison file (qlib.poison.PoisonFileError) or a bad scheme
+        raise ParameterError(str(e)) from None
+    pipeline.compute(cells, args.executor, threads=cfg.threads, workers=args.workers, address=cfg.ray_address,
+                     gpus=cfg.gpus_per_cell, desc=f"evaluate ({args.executor})")
+    result = evaluate.run(cfg, args.poison, args.schemes, args.regimes, args.pixels, progress=False)
+    print(f"read {describe(result['poison'])}")
+    print(f"trained on {cfg.dataset} ({cfg.model}, {cfg.train_size or 'all'} training images, {cfg.epochs} epochs), "
+          f"seeds {', '.join(map(str, cfg.seeds))}; drop = poisoned − clean accuracy of the same scheme, seed and regime")
+    with pd_options():
+        print(evaluate.table(result).to_string())
+        for extra in (evaluate.survival(result), evaluate.rates(result)):
+            if extra is not None:
+                print(extra.to_string())
+    atomic_write(out, lambda tmp: result["runs"].to_csv(tmp, index=False))
+    print(f"wrote {out} ({len(result['runs'])} rows) in {time.time() - started:.0f} s")
+
+
+def pd_options():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 80)
+
+
 def _run(args) -> None:
     from papermill.exceptions import PapermillExecutionError
 
@@ -163,6 +212,22 @@ def main(argv=None) -> None:
     p.add_argument("-f", "--file", action="append", default=[], metavar="FILE", help="overrides from a YAML file; -p wins")
     p.add_argument("--timings", metavar="FILE", help="write each pending cell's kind, label, seconds and whether this run computed it, as JSON")
     p.set_defaults(func=_grid)
+
+    p = sub.add_parser("evaluate", help="retrain on a poison file under each scheme and regime and report the drops")
+    p.add_argument("poison", help="a .npz (x, y[, indices, mode, bounds, target_index, adversarial_class]), a folder of "
+                   "PNG files with labels.csv, or a qlib PoisonSet (README \"Evaluate your own poison\")")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--schemes", nargs="+", default=["fp", "1W", "4W", "8W"], metavar="SCHEME",
+                   help="TASK or TASK:METHOD, e.g. fp 1W 4W 8W 4W4A 1W1A:adabin 4W:lsq (default: fp 1W 4W 8W)")
+    p.add_argument("--regimes", nargs="+", default=["fp", "ptq", "qat"], choices=["fp", "ptq", "qat"])
+    p.add_argument("--seeds", type=int, nargs="+", help="override the preset's seeds")
+    p.add_argument("--train-size", metavar="N|all", help="override the preset's training subset; 'all': the full split")
+    p.add_argument("--pixels", default="float", choices=["float", "uint8"],
+                   help="uint8: also evaluate the poison rounded to 8-bit images, and report whether it survives")
+    p.add_argument("--out", metavar="FILE.csv", help="the tidy rows (default: <poison>.<preset>.evaluation.csv)")
+    p.add_argument("--executor", default="serial", choices=["serial", "local", "ray"])
+    p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("run", help="execute a notebook with papermill and render it to reports/<preset>/")
     p.add_argument("notebook")

@@ -23,7 +23,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Dataset:
-    """A labelled image set held in memory. ``mean``/``std`` are the per-channel constants the model normalises with."""
+    """A labelled image set held in memory. ``mean``/``std`` are the per-channel constants the model normalises with.
+    ``origin``: where each image sits in the published split, in the order :func:`load` reads it (a subset keeps its
+    images' places, so an index into the full split can be mapped onto it); None for a set made otherwise (μ + ν)."""
 
     name: str
     x: torch.Tensor
@@ -31,12 +33,15 @@ class Dataset:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    origin: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.x.ndim != 4 or not self.x.is_floating_point():
             raise ValueError(f"{self.name}: images must be float NCHW, got {tuple(self.x.shape)} {self.x.dtype}")
         if self.y.dtype != torch.int64 or self.y.shape != (len(self.x),):
             raise ValueError(f"{self.name}: labels must be int64 of shape ({len(self.x)},), got {tuple(self.y.shape)} {self.y.dtype}")
+        if self.origin is not None and (self.origin.dtype != torch.int64 or self.origin.shape != (len(self.x),)):
+            raise ValueError(f"{self.name}: origin must be int64 of shape ({len(self.x)},), got {tuple(self.origin.shape)}")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -61,10 +66,23 @@ class Dataset:
             raise ValueError(f"{self.name} has too few samples in some class for a balanced subset of {n}")
         chosen = torch.cat([idx[torch.randperm(len(idx), generator=g)[:q]] for q, idx in zip(quota, per_class)])
         chosen = chosen[torch.randperm(len(chosen), generator=g)]
-        return self.replace(self.x[chosen], self.y[chosen])
+        origin = self.origin[chosen] if self.origin is not None else None
+        return Dataset(self.name, self.x[chosen], self.y[chosen], self.num_classes, self.mean, self.std, origin)
 
     def to(self, device) -> "Dataset":
-        return self.replace(self.x.to(device), self.y.to(device))
+        return Dataset(self.name, self.x.to(device), self.y.to(device), self.num_classes, self.mean, self.std, self.origin)
+
+    def positions(self, published: torch.Tensor) -> torch.Tensor:
+        """Where the images at indices ``published`` of the full split sit in this set: -1 for those it lacks."""
+        if self.origin is None:
+            raise ValueError(f"{self.name}: this set was not loaded from a published split (no origin), so indices "
+                             "into the split cannot be mapped onto it")
+        where = torch.full((int(self.origin.max()) + 1 if len(self.origin) else 0,), -1, dtype=torch.int64)
+        where[self.origin] = torch.arange(len(self.origin))
+        inside = (published >= 0) & (published < len(where))
+        out = torch.full_like(published, -1)
+        out[inside] = where[published[inside]]
+        return out
 
 
 def mix(clean: Dataset, poison) -> Dataset:
@@ -257,4 +275,4 @@ def load(name: str, split: str = "train", download: bool = True) -> Dataset:
     images, labels = source.read(folder, source.files[split])
     x = torch.from_numpy(images.copy()).float().div_(255)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    return Dataset(name, x, y, source.num_classes, source.mean, source.std)
+    return Dataset(name, x, y, source.num_classes, source.mean, source.std, torch.arange(len(y)))

@@ -4,6 +4,7 @@ notebooks' own parameters (those beyond the preset's fields, such as 01's ``swee
 import ast
 import types
 import typing
+from pathlib import Path
 
 from .attacks import ATTACKS
 from .poison import check_budget
@@ -84,10 +85,43 @@ def _attacks(name, values):
             raise ParameterError(f"parameter {name}: unknown attack {v!r}; allowed: {', '.join(ATTACKS.names())}")
 
 
+def _schemes(name, values):
+    from .experiments.evaluate import parse
+
+    if not values:
+        raise ParameterError(f"parameter {name}=[]: allowed is a non-empty list of schemes such as fp, 1W, 4W, 8W, 4W4A")
+    for v in values:
+        parse(v)
+
+
+def _regimes(name, values):
+    from .cells import REGIMES
+
+    if not values or not set(values) <= set(REGIMES):
+        raise ParameterError(f"parameter {name}={values!r}: allowed is a non-empty list of regimes among {', '.join(REGIMES)}")
+
+
+def _pixels(name, value):
+    from .poison import PIXELS
+
+    if value not in PIXELS:
+        raise ParameterError(f"parameter {name}={value!r}: allowed is one of {', '.join(PIXELS)}")
+
+
+def _poison_path(name, value):
+    if value is not None and not Path(value).exists():
+        raise ParameterError(f"parameter {name}={value!r}: no such file or folder; allowed: a poison file (.npz, a "
+                             "folder of PNG files with labels.csv, a qlib PoisonSet) or null for notebook 07's own")
+
+
 # The notebooks' own parameters, by name: their type (the parameters cell must annotate it the same) and their check.
 OWN = {
     "sweep_eps_d": (list[float], _budgets),
     "sweep_attacks": (list[str], _attacks),
+    "poison_path": (str | None, _poison_path),
+    "schemes": (list[str], _schemes),
+    "regimes": (list[str], _regimes),
+    "pixels": (str, _pixels),
 }
 
 

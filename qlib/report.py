@@ -1,9 +1,13 @@
 """Executing notebooks with papermill and rendering them, with an index page, into ``reports/<preset>/``.
 
-A report is a pair, the executed notebook and its HTML, that share a run id. Both are made in a scratch folder
-and moved into place only after the run succeeded, so a failed or killed run leaves the last good pair as it
-was; a failed run's executed notebook is kept under ``failed/`` for debugging. The index lists complete pairs
-only. Parameters are checked against the notebook's parameters cell before a kernel starts.
+A report is a pair, the executed notebook and its HTML, that share a run id, with two companions made from the
+same run: the HTML without code (``<name>.no-code.html``, nbconvert's ``exclude_input``) and a thumbnail of the
+main figure (``thumbs/<name>.png``: the first image of the cell tagged ``main-figure``). Both HTML pages open with
+the report's headline (the output of the cell tagged ``headline``). All are made in a scratch folder and moved into
+place only after the run succeeded, so a failed or killed run leaves the last good report as it was; a failed
+run's executed notebook is kept under ``failed/`` for debugging. The index lists complete pairs only and opens with
+the scoreboard (``qlib.scoreboard``) of the claims the reports show. Parameters are checked against the notebook's
+parameters cell before a kernel starts.
 """
 
 import datetime
@@ -25,6 +29,10 @@ from .presets import FIELDS, load_preset, read_yaml
 
 KERNEL = "qlib"
 HEADLINE_TAG = "headline"
+FIGURE_TAG = "main-figure"
+NO_CODE = ".no-code.html"  # suffix of a report's HTML without code
+THUMBS = "thumbs"  # folder of the main figures' thumbnails
+THUMB_WIDTH = 360  # pixels
 RUN_META = "qlib-run"  # the run id in the notebook's metadata and in the HTML's <meta>
 SCRATCH = ".partial-"  # scratch folders of runs in progress: .partial-<host>-<pid>-<notebook>-<random>
 
@@ -78,6 +86,8 @@ def execute(notebook: Path, preset: str, out_dir: Path, overrides: dict | None =
     check_parameters(notebook, preset, overrides or {})
     declared = notebook_parameters(notebook)  # the notebook loads the preset's other values by name
     params = {"preset": preset, **{k: v for k, v in (overrides or {}).items() if k in declared}}
+    if params.get("poison_path"):  # the kernel runs in the notebook's folder: a path from here must still resolve
+        params["poison_path"] = str(Path(params["poison_path"]).resolve())
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_scratch(out_dir)
     scratch = Path(tempfile.mkdtemp(dir=out_dir, prefix=f"{SCRATCH}{socket.gethostname()}-{os.getpid()}-{notebook.stem}-"))
@@ -96,6 +106,13 @@ def execute(notebook: Path, preset: str, out_dir: Path, overrides: dict | None =
         nb.metadata[RUN_META] = run
         nbformat.write(nb, executed)
         render(executed, run)
+        thumb = thumbnail(executed)
+        if thumb is not None:
+            (out_dir / THUMBS).mkdir(exist_ok=True)
+            os.replace(thumb, out_dir / THUMBS / thumb.name)
+        else:
+            (out_dir / THUMBS / f"{notebook.stem}.png").unlink(missing_ok=True)
+        os.replace(executed.with_name(executed.stem + NO_CODE), out_dir / f"{notebook.stem}{NO_CODE}")
         os.replace(executed, out_dir / notebook.name)
         os.replace(executed.with_suffix(".html"), out_dir / f"{notebook.stem}.html")
         (out_dir / "failed" / notebook.name).unlink(missing_ok=True)
@@ -117,16 +134,56 @@ def _remove_abandoned_scratch(out_dir: Path) -> None:
 
 
 def render(executed: Path, run: str) -> Path:
-    """``executed`` as HTML beside it, stamped with the run id ``run``."""
+    """``executed`` as HTML beside it, and without code as ``<name>.no-code.html``, both stamped with the run id
+    ``run`` and opening with the headline."""
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
-    exporter = HTMLExporter()
-    # merge a progress bar's many writes and keep only what a terminal would show after each \r
-    exporter.register_preprocessor(CoalesceStreamsPreprocessor(enabled=True), enabled=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    nb = with_headline(nbformat.read(executed, as_version=4))
     out = executed.with_suffix(".html")
-    out.write_text(body.replace("<head>", f'<head>\n<meta name="{RUN_META}" content="{run}">', 1), encoding="utf-8")
+    for path, no_code in ((out, False), (executed.with_name(executed.stem + NO_CODE), True)):
+        exporter = HTMLExporter(exclude_input=no_code, exclude_input_prompt=no_code, exclude_output_prompt=no_code)
+        # merge a progress bar's many writes and keep only what a terminal would show after each \r
+        exporter.register_preprocessor(CoalesceStreamsPreprocessor(enabled=True), enabled=True)
+        body, _ = exporter.from_notebook_node(nb)
+        path.write_text(body.replace("<head>", f'<head>\n<meta name="{RUN_META}" content="{run}">', 1), encoding="utf-8")
+    return out
+
+
+def with_headline(nb):
+    """``nb`` with its headline as a markdown cell after the title cell, so that a report opens with its result."""
+    nb = nbformat.from_dict(nb)
+    text = headline(nb)
+    title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+    nb.cells.insert(title + 1, nbformat.v4.new_markdown_cell(f"> **In short.** {text.strip()}"))
+    return nb
+
+
+def main_figure(nb) -> bytes | None:
+    """The PNG of the first image the cell tagged ``main-figure`` shows; None without one."""
+    import base64
+
+    for cell in nb.cells:
+        if FIGURE_TAG in cell.get("metadata", {}).get("tags", []):
+            for out in cell.get("outputs", []):
+                if "image/png" in out.get("data", {}):
+                    return base64.b64decode(out["data"]["image/png"])
+    return None
+
+
+def thumbnail(executed: Path) -> Path | None:
+    """The main figure of ``executed`` shrunk to ``THUMB_WIDTH`` pixels wide, as ``<name>.png`` beside it."""
+    import io
+
+    from PIL import Image
+
+    png = main_figure(nbformat.read(executed, as_version=4))
+    if png is None:
+        return None
+    with Image.open(io.BytesIO(png)) as im:
+        im.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 4))
+        out = executed.with_suffix(".png")
+        im.save(out, format="PNG")
     return out
 
 
@@ -162,24 +219,48 @@ def headline(nb) -> str:
 
 
 def write_index(out_dir: Path) -> Path:
-    """``index.html`` linking every executed notebook in ``out_dir``, each with its headline."""
+    """``index.html``: the scoreboard of the claims the reports show (a table and ``scoreboard.png``), then each
+    report with its main figure's thumbnail, its headline, and links to it with and without code."""
     from nbconvert.filters.markdown import markdown2html
 
-    items = []
+    from . import scoreboard
+
+    items, claims = [], []
     for executed in filter(complete, sorted(out_dir.glob("*.ipynb"))):
         nb = nbformat.read(executed, as_version=4)
-        items.append(
-            f'<section><h2><a href="{html.escape(executed.with_suffix(".html").name)}">{html.escape(_title(nb))}</a></h2>'
-            f"{markdown2html(headline(nb))}</section>"
-        )
+        claims += scoreboard.records(nb)
+        page, stem = executed.with_suffix(".html").name, executed.stem
+        thumb = out_dir / THUMBS / f"{stem}.png"
+        figure = (f'<a href="{html.escape(page)}"><img class="thumb" src="{THUMBS}/{html.escape(thumb.name)}" '
+                  f'alt="main figure of {html.escape(stem)}"></a>' if thumb.exists() else "")
+        no_code = out_dir / f"{stem}{NO_CODE}"
+        links = f'<a href="{html.escape(page)}">full report</a>' + (
+            f' · <a href="{html.escape(no_code.name)}">without code</a>' if no_code.exists() else "")
+        items.append(f'<section>{figure}<h2><a href="{html.escape(page)}">{html.escape(_title(nb))}</a></h2>'
+                     f"<p class='links'>{links}</p>{markdown2html(headline(nb))}</section>")
+    board = ""
+    if claims:
+        counts = scoreboard.count(claims)
+        atomic_write(out_dir / "scoreboard.png", lambda tmp: scoreboard.figure(counts, tmp))
+        board = ("<h2>Scoreboard: the paper's claims in these reports</h2>"
+                 "<p>Per claim, the comparisons our runs decide (paired tests, Benjamini-Hochberg within each family: "
+                 "<em>holds</em> or <em>fails</em> at q ≤ 0.05, else <em>undecided</em>), beside what the paper's own "
+                 "tables say of the same comparisons (CIFAR-10, ResNet-18, one run each; <em>no number</em>: the "
+                 "paper has no cell for it).</p>"
+                 f'<img class="board" src="scoreboard.png" alt="scoreboard figure">'
+                 + counts.to_html(index=False, border=0, classes="board"))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>qlib reports: {html.escape(out_dir.name)}</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
-        "section{border-top:1px solid #ccc;padding:.5em 0}</style></head><body>"
+        "<style>body{font-family:sans-serif;max-width:64em;margin:2em auto;line-height:1.4}"
+        "section{border-top:1px solid #ccc;padding:.5em 0;overflow:auto}"
+        "img.thumb{float:right;width:300px;margin:0 0 .5em 1em;border:1px solid #ddd}img.board{max-width:100%}"
+        "table.board{border-collapse:collapse;margin:.5em 0}table.board td,table.board th{padding:.2em .6em;"
+        "border-bottom:1px solid #ddd;text-align:right}table.board td:first-child{text-align:left}"
+        ".links{font-size:90%}</style></head><body>"
         f"<h1>qlib reports — preset <code>{html.escape(out_dir.name)}</code></h1>"
         f"<p>Index written {stamp}. Each report states the command, machine and wall time that produced it.</p>"
-        + "".join(items)
+        + board + "<h2>Reports</h2>" + "".join(items)
         + "</body></html>"
     )
     index = out_dir / "index.html"

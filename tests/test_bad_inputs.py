@@ -157,7 +157,7 @@ CASES = {
     "run -f: a preset file of another preset": Case(lambda c: run(c, NB00, "--preset", "smoke", "-f", "qlib/presets/cpu.yaml"),
                                                     ["preset='cpu'", "--preset ('smoke' now)"]),
     "run: unknown device": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "device", "tpu"), ["device='tpu'", "'auto', 'cpu' or 'cuda[:N]'"]),
-    "run: unknown preset": Case(lambda c: run(c, NB00, "--preset", "gpu"), ["'gpu'", "valid: cpu, paper, smoke"]),
+    "run: unknown preset": Case(lambda c: run(c, NB00, "--preset", "gpu"), ["'gpu'", "valid: cifar-cpu, cpu, paper, smoke"]),
     "run: preset as a parameter": Case(lambda c: run(c, NB00, "--preset", "smoke", "-p", "preset", "cpu"), ["preset='cpu'", "--preset"]),
     "run: missing notebook": Case(lambda c: run(c, "notebooks/99_nope.ipynb", "--preset", "smoke"), ["99_nope.ipynb", "00_clean_baselines.ipynb"]),
     "run -f: unknown name in the file": Case(lambda c: run(c, NB00, "--preset", "smoke", "-f", str(c.tmp / "f.yaml")),
@@ -166,7 +166,7 @@ CASES = {
                                           ["f.yaml", "holds list", "allowed: a YAML mapping"], parameter_file("- 1\n- 2\n")),
     "run -f: missing file": Case(lambda c: run(c, NB00, "--preset", "smoke", "-f", str(c.tmp / "none.yaml")), ["none.yaml", "No such file"]),
     # python -m qlib train / data
-    "train: unknown preset": Case(lambda c: command(c, "train", "--preset", "nope"), ["'nope'", "valid: cpu, paper, smoke"]),
+    "train: unknown preset": Case(lambda c: command(c, "train", "--preset", "nope"), ["'nope'", "valid: cifar-cpu, cpu, paper, smoke"]),
     "train: zero epochs": Case(lambda c: command(c, "train", "--preset", "smoke", "--epochs", "0"), ["epochs=0", "positive integer"]),
     "train: repeated seeds": Case(lambda c: command(c, "train", "--preset", "smoke", "--seeds", "1", "1"), ["seeds=[1, 1]", "distinct"]),
     "data: unknown dataset": Case(lambda c: command(c, "data", "mnist"), ["'mnist'", "cifar10, fashion-mnist"]),

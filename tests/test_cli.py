@@ -16,7 +16,7 @@ def qlib(*args):
 
 def test_unknown_preset_is_a_clear_error():
     out = qlib("train", "--preset", "nope")
-    assert out.returncode != 0 and "unknown preset 'nope'; valid: cpu, paper, smoke" in out.stderr
+    assert out.returncode != 0 and "unknown preset 'nope'; valid: cifar-cpu, cpu, paper, smoke" in out.stderr
 
 
 @pytest.mark.skipif(_find(SOURCES.get("fashion-mnist"), "train") is None, reason="Fashion-MNIST not installed")

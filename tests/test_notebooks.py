@@ -1,5 +1,6 @@
 """Notebooks are committed thin and clean: no outputs, a tagged parameters cell first, the qlib kernel."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_first_code_cell_is_the_parameters_cell(path):
         else:
             assert name in OWN, f"{path.name}: {name} is neither a preset field nor one of qlib.params.OWN"
             assert hint == OWN[name][0], f"{path.name}: {name} is annotated {match['hint']}"
-            assert yaml.safe_load(match["value"]) == said, f"{path.name}: {name}'s default is not its cpu value"
+            assert ast.literal_eval(match["value"]) == said, f"{path.name}: {name}'s default is not its cpu value"
     assert seen & set(FIELDS), f"{path.name}: the parameters cell sets no preset field"
 
 
@@ -131,7 +132,7 @@ def test_a_bad_preset_stops_a_notebook_with_one_line(monkeypatch):
         client.execute()
     assert error.value.ename == "ParameterError"
     shown = error.value.traceback.rsplit("------------------", 1)[1]  # what follows the failing cell's source
-    assert shown.strip() == "qlib: error: unknown preset 'gpu' (from QLIB_PRESET); valid: cpu, paper, smoke"
+    assert shown.strip() == "qlib: error: unknown preset 'gpu' (from QLIB_PRESET); valid: cifar-cpu, cpu, paper, smoke"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

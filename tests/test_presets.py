@@ -5,7 +5,7 @@ from qlib.presets import FIELDS, PRESET_DIR, from_notebook, load_preset, preset_
 
 
 def test_three_presets_load_and_validate():
-    assert preset_names() == ["cpu", "paper", "smoke"]
+    assert preset_names() == ["cifar-cpu", "cpu", "paper", "smoke"]
     for name in preset_names():
         assert load_preset(name).preset == name
 
@@ -24,7 +24,7 @@ def test_cpu_preset_is_the_default_scale_down():
 
 
 def test_unknown_preset_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown preset 'gpu'; valid: cpu, paper, smoke"):
+    with pytest.raises(ValueError, match=r"unknown preset 'gpu'; valid: cifar-cpu, cpu, paper, smoke"):
         load_preset("gpu")
 
 

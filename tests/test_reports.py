@@ -6,9 +6,12 @@ import signal
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import nbformat
+import pandas as pd
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
@@ -80,3 +83,119 @@ def test_a_killed_run_leaves_the_last_good_pair_and_its_scratch_is_removed_by_th
     assert list(out.glob(f"{SCRATCH}*")), "the killed run left no scratch folder"
     execute(nb, "smoke", out, progress=False)
     assert not list(out.glob(f"{SCRATCH}*"))
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [v for k, v in attrs if k in ("href", "src") and v]
+
+
+def broken_links(folder: Path) -> list[str]:
+    """Every relative link and image of ``folder``'s index and of each page it links that does not resolve."""
+    broken, pages, seen = [], [folder / "index.html"], set()
+    while pages:
+        page = pages.pop()
+        if page in seen:
+            continue
+        seen.add(page)
+        parser = _Links()
+        parser.feed(page.read_text(encoding="utf-8"))
+        for link in parser.links:
+            if link.startswith(("http://", "https://", "#", "data:", "mailto:", "javascript:")):
+                continue
+            target = (page.parent / unquote(link.split("#")[0])).resolve()
+            if not target.exists():
+                broken.append(f"{page.name}: {link}")
+            elif target.suffix == ".html":
+                pages.append(target)
+    return broken
+
+
+class _Table(HTMLParser):
+    """The first table of a page, as lists of cell texts per row."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.depth, self.cell = [], 0, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.depth += 1
+        elif tag == "tr" and self.depth == 1:
+            self.rows.append([])
+        elif tag in ("td", "th") and self.depth == 1:
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.depth = -1  # only the first table
+        elif tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(self.cell.strip())
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def scoreboard_table(page: str) -> pd.DataFrame:
+    parser = _Table()
+    parser.feed(page)
+    header, *body = parser.rows
+    return pd.DataFrame(body, columns=header).set_index("claim").apply(pd.to_numeric)
+
+
+def report_with_figure_and_claims(folder: Path) -> Path:
+    """A notebook with a main figure, a claims table shown for the scoreboard, and a headline."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "qlib", "display_name": "Python (qlib)", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Figure report"),
+        nbformat.v4.new_code_cell("preset = 'smoke'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]);", metadata={"tags": ["main-figure"]}),
+        nbformat.v4.new_code_cell(
+            "import pandas as pd\nfrom qlib.scoreboard import show_claims\n"
+            "show_claims(pd.DataFrame({'family': ['PTQ more robust than FP', 'PTQ more robust than FP', 'lower bits more robust'],"
+            " 'claim': ['a', 'b', 'c'], 'our run': ['holds', 'undecided', 'fails'], 'paper': ['holds', 'holds', None]}))"),
+        nbformat.v4.new_code_cell("from IPython.display import Markdown\nMarkdown('the computed headline')", metadata={"tags": ["headline"]}),
+    ]
+    path = folder / "figs.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_the_index_opens_with_the_scoreboard_and_shows_thumbnails_and_code_free_reports(tmp_path):
+    out = tmp_path / "reports"
+    execute(report_with_figure_and_claims(tmp_path), "smoke", out, progress=False)
+    execute(tiny_notebook(tmp_path), "smoke", out, progress=False)  # no figure, no claims
+    index = write_index(out).read_text()
+    assert index.index("Scoreboard") < index.index("Reports")
+    assert '<img class="thumb" src="thumbs/figs.png"' in index and "thumbs/tiny.png" not in index
+    assert 'href="figs.no-code.html">without code' in index and 'href="tiny.no-code.html"' in index
+    rows = scoreboard_table(index)
+    assert rows.loc["1 quantization more robust", ["holds", "undecided", "fails", "paper: holds"]].tolist() == [1, 1, 0, 2]
+    assert rows.loc["2 lower bits more robust", ["fails", "paper: no number"]].tolist() == [1, 1]
+    for page in ("figs.html", "figs.no-code.html"):
+        text = (out / page).read_text()
+        assert text.index("In short.") < text.index("<img") < text.rindex("the computed headline")
+    code = "<div class=\"highlight"
+    assert code in (out / "figs.html").read_text() and code not in (out / "figs.no-code.html").read_text()
+    assert broken_links(out) == []
+    (out / "thumbs" / "figs.png").unlink()
+    (out / "figs.no-code.html").unlink()
+    write_index(out)
+    assert broken_links(out) == []  # what is missing is not linked
+
+
+def test_every_link_and_image_of_the_committed_cpu_reports_resolves():
+    folder = ROOT / "reports" / "cpu"
+    assert broken_links(folder) == []
+    index = (folder / "index.html").read_text()
+    for executed in sorted(folder.glob("*.ipynb")):
+        assert f'href="{executed.stem}.html"' in index and f'href="{executed.stem}.no-code.html"' in index
+        assert f'src="thumbs/{executed.stem}.png"' in index
+    assert 'src="scoreboard.png"' in index

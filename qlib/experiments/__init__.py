@@ -18,7 +18,8 @@ from ..pipeline import Cell, compute
 from ..presets import Preset
 
 NOTEBOOKS = {"00_clean_baselines": "clean", "01_ptq": "ptq", "02_qat": "qat", "03_ablation": "ablation",
-             "04_unlearnable": "unlearnable", "05_targeted": "targeted", "06_attack_strength": "strength"}
+             "04_unlearnable": "unlearnable", "05_targeted": "targeted", "06_attack_strength": "strength",
+             "07_evaluate_your_poison": "evaluate"}
 Entry = tuple[dict, dict[str, Cell]]
 
 
