@@ -36,15 +36,16 @@ def records(nb) -> list[dict]:
 
 
 def count(rows: list[dict]) -> pd.DataFrame:
-    """Per claim of ``CLAIMS``: the comparisons our runs decide each way and those the paper's tables say hold or fail
-    (``no number``: comparisons the paper has no cell for). Families outside ``CLAIMS`` (beyond the paper) are left out."""
+    """Per claim of ``CLAIMS``: the comparisons our runs decide each way (``no test``: another verdict, such as Table
+    4's comparisons of one poison with itself) and those the paper's tables say hold or fail (``no number``:
+    comparisons the paper has no cell for). Families outside ``CLAIMS`` (beyond the paper) are left out."""
     family_of = {f: claim for claim, families in CLAIMS.items() for f in families}
     out = []
     for claim in CLAIMS:
         mine = [r for r in rows if family_of.get(r["family"]) == claim]
         paper = [r["paper"] for r in mine]
         out.append({"claim": claim, **{v: sum(r["our run"] == v for r in mine) for v in OURS},
-                    "comparisons": len(mine), "paper: holds": paper.count("holds"), "paper: fails": paper.count("fails"),
+                    "no test": sum(r["our run"] not in OURS for r in mine), "comparisons": len(mine), "paper: holds": paper.count("holds"), "paper: fails": paper.count("fails"),
                     "paper: no number": sum(p is None for p in paper)})
     return pd.DataFrame(out)
 

@@ -177,7 +177,7 @@ def test_the_index_opens_with_the_scoreboard_and_shows_thumbnails_and_code_free_
     assert '<img class="thumb" src="thumbs/figs.png"' in index and "thumbs/tiny.png" not in index
     assert 'href="figs.no-code.html">without code' in index and 'href="tiny.no-code.html"' in index
     rows = scoreboard_table(index)
-    assert rows.loc["1 quantization more robust", ["holds", "undecided", "fails", "paper: holds"]].tolist() == [1, 1, 0, 2]
+    assert rows.loc["1 quantization more robust", ["holds", "undecided", "fails", "no test", "paper: holds"]].tolist() == [1, 1, 0, 0, 2]
     assert rows.loc["2 lower bits more robust", ["fails", "paper: no number"]].tolist() == [1, 1]
     for page in ("figs.html", "figs.no-code.html"):
         text = (out / page).read_text()
