@@ -22,11 +22,12 @@ COLOURS = {"holds": "#2e7d32", "undecided": "#bdbdbd", "fails": "#c62828"}
 
 
 def show_claims(table: pd.DataFrame) -> None:
-    """Display a claims table (``qlib.stats.claims``) with its verdicts attached as ``MIME`` for the scoreboard."""
+    """Display a claims table (``qlib.stats.claims``) with its verdicts attached as ``MIME`` for the scoreboard (none
+    for an empty table, such as notebook 06's on ``smoke``, where no regime is chosen)."""
     from IPython.display import display
 
-    records = [{"family": f, "our run": o, "paper": p if isinstance(p, str) else None}
-               for f, o, p in zip(table.family, table["our run"], table.paper)]
+    records = [] if table.empty else [{"family": f, "our run": o, "paper": p if isinstance(p, str) else None}
+                                      for f, o, p in zip(table.family, table["our run"], table.paper)]
     display({"text/html": table._repr_html_(), "text/plain": repr(table), MIME: {"claims": records}}, raw=True)
 
 

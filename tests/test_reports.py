@@ -199,3 +199,14 @@ def test_every_link_and_image_of_the_committed_cpu_reports_resolves():
         assert f'href="{executed.stem}.html"' in index and f'href="{executed.stem}.no-code.html"' in index
         assert f'src="thumbs/{executed.stem}.png"' in index
     assert 'src="scoreboard.png"' in index
+
+
+def test_an_empty_claims_table_is_shown_without_verdicts(capsys):
+    """Notebook 06 on smoke chooses no regime, so its claims table is empty: shown, with nothing for the scoreboard."""
+    from qlib.scoreboard import MIME, records, show_claims
+
+    show_claims(pd.DataFrame())
+    assert "Empty DataFrame" in capsys.readouterr().out
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output("display_data", data={MIME: {"claims": []}})])]
+    assert records(nb) == []
