@@ -21,9 +21,9 @@ A cell that yields a ν (``poison``, ``imported``) carries in its ``args`` how m
 
 import functools
 import time
-from pathlib import Path
 from collections import Counter
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import torch
 
@@ -255,10 +255,9 @@ def imported(cfg: Preset, source, pixels: str = "float") -> Cell:
     cell, whose ν is exported to ``<cache>/exports/<its id>.npz`` and read back from that file (notebook 07's
     default, the round trip a user's poison takes). ``args["target"]``: a targeted ν's target, an index of the full
     test split (None if untargeted). ``pixels``: ``"float"``, as read; ``"uint8"``, rounded to 8-bit
-    images first (``qlib.poison.as_uint8``). Value: (ν, None)."""
+    images first (``qlib.poison.as_uint8``). Value: (ν, seconds it took to read it)."""
     if pixels not in PIXELS:
         raise ValueError(f"pixels={pixels!r}; allowed: {', '.join(PIXELS)}")
-    n, _ = sizes(cfg)
     where = {"dataset": cfg.dataset, "train_size": cfg.train_size, "pixels": pixels}
     if isinstance(source, Cell):
         replaces = source.args["replaces"]
