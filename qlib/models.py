@@ -5,6 +5,7 @@ model consumes pixel-space images in [0, 1]."""
 import torch
 from torch import nn
 
+from . import numerics
 from .registry import Registry
 
 MODELS = Registry("model")
@@ -30,6 +31,16 @@ class GlobalAvgPool(nn.Module):
         return x.mean((2, 3))
 
 
+class Projection(nn.Sequential):
+    """A residual block's projection shortcut: a 1×1 conv at the block's stride, then BatchNorm. An ``nn.Sequential``
+    (same modules, same state-dict keys) whose plain conv runs through ``numerics.conv2d``: a route-around of a oneDNN
+    bug on the CPU, same values (a quantized twin does the same in its own forward)."""
+
+    def forward(self, x):
+        conv, bn = self
+        return bn(numerics.conv2d(conv, x, conv.weight, conv.bias) if type(conv) is nn.Conv2d else conv(x))
+
+
 def conv_bn(cin, cout, stride=1):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout))
 
@@ -40,7 +51,7 @@ class BasicBlock(nn.Module):
         self.body = nn.Sequential(conv_bn(cin, cout, stride), nn.ReLU(inplace=True), conv_bn(cout, cout))
         self.shortcut = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = Projection(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
         self.act = nn.ReLU(inplace=True)  # a module, so 1-bit quantization can swap it for the binary activation
 
     def forward(self, x):

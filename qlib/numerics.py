@@ -17,6 +17,8 @@
 import os
 
 import torch
+import torch.nn.functional as nnf
+from torch import nn
 
 TRAIN_DTYPE = torch.bfloat16  # autocast dtype of training on CUDA
 
@@ -39,3 +41,25 @@ def policy(device: torch.device) -> str:
     return (f"training {train} channels_last; float32 convolutions {torch.backends.cudnn.conv.fp32_precision}, "
             f"matmul {torch.backends.cuda.matmul.fp32_precision}; deterministic "
             f"{torch.are_deterministic_algorithms_enabled()}")
+
+
+def conv2d(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv``'s convolution of ``x`` with ``weight`` and ``bias`` (``conv._conv_forward``), with a route-around: on
+    the CPU, a 1×1 convolution at a stride s > 1 without padding, on a channels_last batch, runs at stride 1 on every
+    s-th pixel of ``x`` (taken by a 1×1 average pool, which keeps channels_last in the forward and the backward pass,
+    where a slice would hand back NCHW gradients and change the rounding downstream). Same values: it is the same
+    oneDNN kernel on the same pixels (bit for bit, forward and both gradients, and the weights after training, measured
+    with oneDNN 3.12 at AVX-512, AVX2 and SSE4.1, 1 and 2 threads).
+
+    Why: oneDNN's 1×1 backward-weights kernel (``jit_1x1``, AVX-512 and AVX2) first copies a strided input to unit
+    stride ("rtus"), and in nhwc with fewer input channels than its block (16 on AVX-512, 8 on AVX2) it writes past
+    that workspace: heap corruption, a SIGSEGV or "double free or corruption" in ``loss.backward()`` (torch 2.14.1,
+    2 threads, odd batches; ResNet-18's first projection shortcut at width 1/8 has 8 channels; uxlfoundation/oneDNN
+    #6035). At stride 1 no copy is made. With one thread and fewer than 16 images torch would send a 1×1 stride-1
+    convolution to its own kernel instead of oneDNN (other rounding), so that case is left as it was."""
+    sh, sw = conv.stride
+    if ((sh, sw) != (1, 1) and conv.kernel_size == (1, 1) and conv.padding in ((0, 0), "valid")
+            and conv.dilation == (1, 1) and x.ndim == 4 and x.device.type == "cpu"
+            and x.is_contiguous(memory_format=torch.channels_last) and (len(x) >= 16 or torch.get_num_threads() > 1)):
+        return nnf.conv2d(nnf.avg_pool2d(x, 1, (sh, sw)), weight, bias, 1, 0, 1, conv.groups)
+    return conv._conv_forward(x, weight, bias)

@@ -54,3 +54,26 @@ def test_global_average_pool_is_adaptive_pool_and_flatten():
     x = torch.randn(4, 8, 5, 5)
     ref = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())(x)
     torch.testing.assert_close(GlobalAvgPool()(x), ref)
+
+
+@pytest.mark.parametrize("shape, cin, stride", [((24, 8, 32, 32), 8, 2), ((16, 64, 16, 16), 64, 2), ((20, 4, 9, 9), 4, 3)])
+def test_the_strided_1x1_route_around_gives_the_same_values_and_gradients(shape, cin, stride):
+    """``numerics.conv2d`` (a strided 1×1 convolution on channels_last input run at stride 1 on every s-th pixel)
+    gives the plain convolution's output and both gradients bit for bit, on shapes where the plain one is safe."""
+    import torch
+    from torch import nn
+
+    from qlib import numerics
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(cin, 2 * cin, 1, stride, bias=False).to(memory_format=torch.channels_last)
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    outs = []
+    for forward in (lambda a: numerics.conv2d(conv, a, conv.weight, conv.bias), lambda a: conv._conv_forward(a, conv.weight, conv.bias)):
+        a = x.clone().requires_grad_()
+        conv.weight.grad = None
+        y = forward(a)
+        y.pow(2).sum().backward()
+        outs.append((y.detach(), a.grad, conv.weight.grad.clone()))
+    for mine, plain in zip(*outs):
+        assert torch.equal(mine, plain)

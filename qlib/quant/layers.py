@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from .. import numerics
 from .quantizers import (AdaBinActivation, AdaBinWeight, IntActivation, IntWeight, LSQWeight, Maxout, SignActivation,
                          SignSwishActivation, SignSwishWeight, SignWeight)
 from .scheme import QuantScheme
@@ -39,7 +40,7 @@ class Twin:
 
 class QConv2d(Twin, nn.Conv2d):
     def forward(self, x):
-        return self._conv_forward(self._input(x), self.quantized_weight(), self.bias)
+        return numerics.conv2d(self, self._input(x), self.quantized_weight(), self.bias)  # a CPU route-around, same values
 
 
 class QLinear(Twin, nn.Linear):
