@@ -14,7 +14,7 @@ INSTALLED := $(VENV)/.installed
 # The exact versions the committed reports were made with; `make setup CONSTRAINTS=` installs without them.
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: setup data reproduce test test-portability lab
+.PHONY: setup data reproduce replicate test test-portability lab
 
 setup: $(INSTALLED) data
 
@@ -44,14 +44,24 @@ reproduce: setup
 	  $(PY) -m qlib run $$nb --preset $(PRESET) || exit 1; \
 	done
 
+# Notebook 08's primary comparisons decided again under a second kernel family (torch's portable kernels, oneDNN up
+# to SSE4.1: every training trajectory changes as on another CPU), in a cache of its own; the verdicts go to
+# reports/$(PRESET)/replication.json and the index shows them beside the first run's.
+REPLICATE_CACHE ?= cache-replicate
+replicate: setup
+	ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 QLIB_CACHE=$(REPLICATE_CACHE) \
+	  $(PY) -m qlib replicate --preset $(PRESET) --executor $(EXECUTOR)
+
 # The tests on TEST_WORKERS pytest-xdist workers of one torch thread each (a file's tests stay on one worker for
 # nbval, whose cells share a kernel); TEST_WORKERS=0 runs them in this process.
 test: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 	QLIB_PRESET=smoke OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax notebooks/
 
-# The effect tests over the kernel matrix, with each statistic's margin (tests/effects.py).
+# Every scheme's training step under each kernel family at 1 and 2 threads (no native crash), then the effect tests
+# over the kernel matrix, with each statistic's margin (tests/effects.py).
 test-portability: setup
+	$(PY) -m pytest -q tests/test_kernel_families.py
 	$(PY) tests/portability.py
 
 # Root is the usual user in containers: Jupyter refuses root without --allow-root. LAB_ARGS: more options.

@@ -1,8 +1,10 @@
 """``python -m qlib``: compute the cells of notebooks (``grid``), run a notebook into reports/ (``run``), evaluate a
-poison file against the quantization grid (``evaluate``), train the clean baselines of a preset, fetch data, or count
+poison file against the quantization grid (``evaluate``), decide the primary comparisons again under another kernel
+family (``replicate``), train the clean baselines of a preset, fetch data, or count
 what a preset costs."""
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,7 +88,7 @@ def _overrides(args) -> dict:
 def _grid(args) -> None:
     from . import pipeline
     from .artifacts import write_json
-    from .experiments import NOTEBOOKS, declared, experiment
+    from .experiments import NOTEBOOKS, declared, experiment, verdicts
     from .params import OWN, check_own
     from .presets import FIELDS, load_preset
     from .registry import unknown_name
@@ -103,17 +105,24 @@ def _grid(args) -> None:
     for notebook in notebooks:
         experiment(notebook)  # an unknown name is refused before anything runs
     started = time.time()
-    cells = [c for notebook in notebooks for c in declared(notebook, cfg, own)]
+    # notebook 08 declares its cells in stages (pilot, then each look's open comparisons): decided after the grid
+    staged = [n for n in notebooks if experiment(n) is verdicts]
+    cells = [c for notebook in notebooks if notebook not in staged for c in declared(notebook, cfg, own)]
     total = len(pipeline.graph(cells))
     result = pipeline.compute(cells, args.executor, threads=cfg.threads, workers=args.workers, address=cfg.ray_address,
                               gpus=cfg.gpus_per_cell, desc=f"grid ({args.executor})")
+    for _ in staged:
+        decided = verdicts.decide(cfg, args.executor, args.workers)
+        result["runs"] |= decided["runs"]
+        result["cells"] += decided["cells"]
+        total += decided["cells"]
     wall = time.time() - started
     computed = sum(r["computed"] for r in result["runs"].values())
     print(f"{computed} of {total} cells computed here ({total - result['cells']} were in the cache, "
           f"{result['cells'] - computed} computed meanwhile by another process) in {wall:.0f} s "
           f"with executor {args.executor}; render with: python -m qlib run NOTEBOOK --preset {cfg.preset}")
     if args.timings:
-        by_id = {c.id: c for c in pipeline.graph(cells)}
+        by_id = {c.id: c for c in pipeline.graph(cells + [c for _ in staged for c in verdicts.cells(cfg)])}
         record = {"preset": cfg.preset, "executor": args.executor, "workers": args.workers, "threads": cfg.threads,
                   "notebooks": notebooks, "wall_seconds": wall, "cells": [
                       {"id": cid, "kind": by_id[cid].kind, "label": by_id[cid].label, **r} for cid, r in result["runs"].items()]}
@@ -185,6 +194,33 @@ def _run(args) -> None:
     print(f"wrote {html} and {write_index(out_dir)}")
 
 
+def _replicate(args) -> None:
+    """Decide the primary comparisons in this process's kernel family (``make replicate`` sets it, and a cache of its
+    own) and write their verdicts, with the kernel family, to ``--out``; then rewrite the report folder's index."""
+    import torch
+
+    from . import scoreboard
+    from .artifacts import write_json
+    from .experiments import verdicts
+    from .presets import load_preset
+    from .report import report_dir, write_index
+
+    cfg = load_preset(args.preset)
+    if cfg.design is None:
+        raise ParameterError(f"preset {args.preset!r} declares no primary comparisons (field primary): nothing to replicate")
+    started = time.time()
+    result = verdicts.decide(cfg, args.executor, args.workers)
+    out = Path(args.out) if args.out else report_dir(args.preset) / scoreboard.REPLICATION
+    kernels = {"cpu capability": torch.backends.cpu.get_cpu_capability(),
+               **{k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}}
+    write_json(out, {"preset": cfg.preset, "kernels": kernels, "wall_seconds": round(time.time() - started, 1),
+                     "primary": verdicts.records(result["verdicts"])})
+    with pd_options():
+        print(result["verdicts"].to_string(index=False))
+    print(f"wrote {out} in {time.time() - started:.0f} s under {kernels}"
+          + (f"; index {write_index(out.parent)}" if any(out.parent.glob("*.ipynb")) else ""))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="qlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -238,6 +274,14 @@ def main(argv=None) -> None:
                    help="override parameters from a YAML file of NAME: VALUE (as papermill -f); -p wins")
     p.add_argument("--out", help="output folder (default reports/<preset>)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("replicate", help="decide the primary comparisons in this kernel family and write their verdicts "
+                       "beside the reports (make replicate sets a second kernel family and cache)")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--executor", default="serial", choices=["serial", "local", "ray"])
+    p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")
+    p.add_argument("--out", metavar="FILE.json", help="default: reports/<preset>/replication.json")
+    p.set_defaults(func=_replicate)
 
     p = sub.add_parser("cost", help="count a preset's units of work per notebook and, with unit costs, its hours")
     p.add_argument("--preset", default="paper")

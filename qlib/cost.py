@@ -84,10 +84,10 @@ def table(cfg: Preset, costs: dict | None = None) -> pd.DataFrame:
     """One row per notebook and unit: the count, and with ``costs`` the seconds per unit and the hours."""
     rows = []
     for notebook, units in plan(cfg).items():
-        for unit, n in sorted(units.items()):
+        for unit, n in sorted(units.items()) or [("none", 0)]:  # a notebook with no work (08 without comparisons)
             row = {"notebook": notebook, "unit": unit, "count": n}
             if costs is not None:
                 s = costs.get(unit)
-                row |= {"seconds per unit": s, "hours": None if s is None else n * s / 3600}
+                row |= {"seconds per unit": s, "hours": 0.0 if n == 0 else None if s is None else n * s / 3600}
             rows.append(row)
     return pd.DataFrame(rows)

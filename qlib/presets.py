@@ -18,6 +18,7 @@ from .attacks import ATTACKS
 from .attacks.constraints import BOUNDS, BUDGET_NORMS
 from .attacks.gc import BATCHNORM_MODES, OPTIMIZERS
 from .data import SOURCES
+from .design import Design, parse_design
 from .models import MODELS
 from .paper import TARGETED_BITS
 from .params import OWN, check_own, check_type
@@ -81,6 +82,9 @@ class Preset:
     strength_seeds: list[int]
     choice_seeds: list[int]
     claim_seeds: list[int]
+    # The primary comparisons that decide the paper's claims, declared before the data (``qlib.design``): pilot
+    # seeds, deciding seeds in groups up to a cap, δ, and per comparison its claim, regime and two sides. {}: none.
+    primary: dict
 
     def __post_init__(self):
         for name, hint in typing.get_type_hints(Preset).items():
@@ -98,11 +102,17 @@ class Preset:
         if reused := sorted(set(self.claim_seeds) & set(self.choice_seeds)):
             raise ParameterError(f"preset field claim_seeds={self.claim_seeds}: seed(s) {reused} also chose the regimes; "
                                  "allowed are seeds outside choice_seeds (fresh runs decide the claims)")
+        parse_design(self.primary)
         if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
             raise ParameterError(f"preset field device={self.device!r}: allowed is 'auto', 'cpu' or 'cuda[:N]'")
 
     def asdict(self) -> dict:
         return asdict(self)
+
+    @property
+    def design(self) -> Design | None:
+        """The primary comparisons (``primary``) parsed; None if there are none."""
+        return parse_design(self.primary)
 
 
 def _positive(v) -> bool:

@@ -219,16 +219,17 @@ def headline(nb) -> str:
 
 
 def write_index(out_dir: Path) -> Path:
-    """``index.html``: the scoreboard of the claims the reports show (a table and ``scoreboard.png``), then each
-    report with its main figure's thumbnail, its headline, and links to it with and without code."""
+    """``index.html``: the scoreboard of the primary comparisons (a table and ``scoreboard.png``, with the verdicts
+    of ``make replicate`` where it ran), then each report with its main figure's thumbnail, its headline, and links
+    to it with and without code."""
     from nbconvert.filters.markdown import markdown2html
 
     from . import scoreboard
 
-    items, claims = [], []
+    items, primary = [], []
     for executed in filter(complete, sorted(out_dir.glob("*.ipynb"))):
         nb = nbformat.read(executed, as_version=4)
-        claims += scoreboard.records(nb)
+        primary += scoreboard.primary_records(nb)
         page, stem = executed.with_suffix(".html").name, executed.stem
         thumb = out_dir / THUMBS / f"{stem}.png"
         figure = (f'<a href="{html.escape(page)}"><img class="thumb" src="{THUMBS}/{html.escape(thumb.name)}" '
@@ -239,16 +240,15 @@ def write_index(out_dir: Path) -> Path:
         items.append(f'<section>{figure}<h2><a href="{html.escape(page)}">{html.escape(_title(nb))}</a></h2>'
                      f"<p class='links'>{links}</p>{markdown2html(headline(nb))}</section>")
     board = ""
-    if claims:
-        counts = scoreboard.count(claims)
-        atomic_write(out_dir / "scoreboard.png", lambda tmp: scoreboard.figure(counts, tmp))
-        board = ("<h2>Scoreboard: the paper's claims in these reports</h2>"
-                 "<p>Per claim, the comparisons our runs decide (paired tests, Benjamini-Hochberg within each family: "
-                 "<em>holds</em> or <em>fails</em> at q ≤ 0.05, else <em>undecided</em>), beside what the paper's own "
-                 "tables say of the same comparisons (CIFAR-10, ResNet-18, one run each; <em>no number</em>: the "
-                 "paper has no cell for it).</p>"
+    if primary:
+        replicated = scoreboard.replication(out_dir)
+        table = scoreboard.board(primary, replicated)
+        atomic_write(out_dir / "scoreboard.png", lambda tmp: scoreboard.figure(table, tmp))
+        board = ("<h2>Scoreboard: the paper's claims, decided by primary comparisons</h2>"
+                 f"<p><strong>{html.escape(scoreboard.headline(table, replicated))}</strong></p>"
+                 f"<p>{scoreboard.MEANING} The other notebooks' claims tables are exploratory: shown, never counted.</p>"
                  f'<img class="board" src="scoreboard.png" alt="scoreboard figure">'
-                 + counts.to_html(index=False, border=0, classes="board"))
+                 + table.to_html(index=False, border=0, classes="board"))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>qlib reports: {html.escape(out_dir.name)}</title>"
@@ -256,7 +256,7 @@ def write_index(out_dir: Path) -> Path:
         "section{border-top:1px solid #ccc;padding:.5em 0;overflow:auto}"
         "img.thumb{float:right;width:300px;margin:0 0 .5em 1em;border:1px solid #ddd}img.board{max-width:100%}"
         "table.board{border-collapse:collapse;margin:.5em 0}table.board td,table.board th{padding:.2em .6em;"
-        "border-bottom:1px solid #ddd;text-align:right}table.board td:first-child{text-align:left}"
+        "border-bottom:1px solid #ddd;text-align:right}table.board td:first-child,table.board td:nth-child(3){text-align:left}"
         ".links{font-size:90%}</style></head><body>"
         f"<h1>qlib reports — preset <code>{html.escape(out_dir.name)}</code></h1>"
         f"<p>Index written {stamp}. Each report states the command, machine and wall time that produced it.</p>"

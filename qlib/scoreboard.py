@@ -1,74 +1,124 @@
-"""The scoreboard: for each of the paper's claims, how many of its comparisons hold, are undecided or fail in our
-runs, beside what the paper's own tables say of the same comparisons.
+"""The scoreboard: the verdicts of the primary comparisons (notebook 08, ``qlib.experiments.verdicts``) and whether
+each replicated under a second kernel family (``make replicate``).
 
-A notebook shows its claims table with :func:`show_claims`, which adds to the displayed table a machine-readable copy
-(``MIME``: family, verdict and the paper's verdict of each comparison). The index of a report folder
-(``qlib.report.write_index``) reads those copies from the executed notebooks, so the scoreboard counts exactly the
-verdicts the reports show. ``CLAIMS`` names the families (``qlib.stats.Comparison.family``) that test each claim.
+A notebook shows its tables with :func:`show_verdicts` (primary comparisons) or :func:`show_claims` (the other
+notebooks' exploratory claims tables), which attach a machine-readable copy to the displayed table. The index of a
+report folder (``qlib.report.write_index``) reads the primary verdicts from the executed notebooks and the replication's
+from ``replication.json`` beside them, so the scoreboard shows exactly what the reports show. Exploratory claims are
+never counted: only primary comparisons have verdicts. ``CLAIMS`` names the exploratory families that touch each of
+the paper's claims (``bench/claim_counts.py`` counts them for the README's history).
 """
+
+import json
+from pathlib import Path
 
 import pandas as pd
 
-MIME = "application/vnd.qlib.claims+json"
-CLAIMS = {  # the paper's claims, each as the families that test it
+MIME = "application/vnd.qlib.claims+json"  # an exploratory claims table
+PRIMARY_MIME = "application/vnd.qlib.primary+json"  # the primary comparisons' verdicts
+REPLICATION = "replication.json"
+CLAIMS = {  # the paper's claims, each as the exploratory families that touch it
     "1 quantization more robust": ["PTQ more robust than FP", "QAT more robust than FP"],
     "2 lower bits more robust": ["lower bits more robust"],
     "3 WA more robust than W": ["WA more robust than W"],
     "4 QAA stronger than QOA": ["QAA stronger than QOA"],
     "5 PAQ and ĝ both needed": ["PAQ and ĝ both needed"],
 }
-OURS = ("holds", "undecided", "fails")
-COLOURS = {"holds": "#2e7d32", "undecided": "#bdbdbd", "fails": "#c62828"}
+VERDICTS = ("holds", "fails", "negligible", "undecided")
+COLOURS = {"holds": "#2e7d32", "fails": "#c62828", "negligible": "#1565c0", "undecided": "#9e9e9e"}
+MEANING = ("A verdict is decided on fresh seeds by a comparison declared before the data, and is wrong with probability "
+           "at most 5% per claim: <em>holds</em> or <em>fails</em> when the difference is shown to lie on one side of "
+           "zero; <em>negligible</em> when, at the seed cap, it is shown to be smaller than the comparison's δ either "
+           "way (it does not matter at this scale); <em>undecided</em> otherwise. <em>size</em> says whether the "
+           "difference is shown below δ, at least δ, or neither.")
+
+
+def _display(table: pd.DataFrame, mime: str, payload: dict) -> None:
+    from IPython.display import display
+
+    display({"text/html": table._repr_html_(), "text/plain": repr(table), mime: payload}, raw=True)
 
 
 def show_claims(table: pd.DataFrame) -> None:
-    """Display a claims table (``qlib.stats.claims``) with its verdicts attached as ``MIME`` for the scoreboard (none
-    for an empty table, such as notebook 06's on ``smoke``, where no regime is chosen)."""
-    from IPython.display import display
-
+    """Display an exploratory claims table (``qlib.stats.claims``) with its rows attached as ``MIME`` (none for an
+    empty table, such as notebook 06's on ``smoke``, where no regime is chosen)."""
     records = [] if table.empty else [{"family": f, "our run": o, "paper": p if isinstance(p, str) else None}
                                       for f, o, p in zip(table.family, table["our run"], table.paper)]
-    display({"text/html": table._repr_html_(), "text/plain": repr(table), MIME: {"claims": records}}, raw=True)
+    _display(table, MIME, {"claims": records})
+
+
+def show_verdicts(verdicts: pd.DataFrame, records: list[dict]) -> None:
+    """Display the primary verdict table with its ``records`` (JSON-ready rows) attached as ``PRIMARY_MIME``."""
+    _display(verdicts, PRIMARY_MIME, {"primary": records})
 
 
 def records(nb) -> list[dict]:
-    """The claims an executed notebook (an ``nbformat`` node) showed with :func:`show_claims`."""
+    """The exploratory claims an executed notebook (an ``nbformat`` node) showed with :func:`show_claims`."""
     return [r for cell in nb.cells for out in cell.get("outputs", []) for r in out.get("data", {}).get(MIME, {}).get("claims", [])]
 
 
-def count(rows: list[dict]) -> pd.DataFrame:
-    """Per claim of ``CLAIMS``: the comparisons our runs decide each way (``no test``: another verdict, such as Table
-    4's comparisons of one poison with itself) and those the paper's tables say hold or fail (``no number``:
-    comparisons the paper has no cell for). Families outside ``CLAIMS`` (beyond the paper) are left out."""
-    family_of = {f: claim for claim, families in CLAIMS.items() for f in families}
-    out = []
-    for claim in CLAIMS:
-        mine = [r for r in rows if family_of.get(r["family"]) == claim]
-        paper = [r["paper"] for r in mine]
-        out.append({"claim": claim, **{v: sum(r["our run"] == v for r in mine) for v in OURS},
-                    "no test": sum(r["our run"] not in OURS for r in mine), "comparisons": len(mine), "paper: holds": paper.count("holds"), "paper: fails": paper.count("fails"),
-                    "paper: no number": sum(p is None for p in paper)})
-    return pd.DataFrame(out)
+def primary_records(nb) -> list[dict]:
+    """The primary verdicts an executed notebook showed with :func:`show_verdicts`."""
+    return [r for cell in nb.cells for out in cell.get("outputs", []) for r in out.get("data", {}).get(PRIMARY_MIME, {}).get("primary", [])]
 
 
-def figure(counts: pd.DataFrame, path) -> None:
-    """Horizontal stacked bars, one per claim: our comparisons that hold, are undecided and fail; the paper's own
-    verdict on them as text beside each bar. Written to ``path`` (PNG)."""
+def replication(folder: Path) -> dict | None:
+    """``replication.json`` of a report folder (``python -m qlib replicate``), or None if it was not run."""
+    path = folder / REPLICATION
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def board(primary: list[dict], replicated: dict | None) -> pd.DataFrame:
+    """Per primary comparison: claim, comparison, δ, effect with its repeated 95% interval (points), seeds used,
+    verdict, and the verdict on replication (blank: not run) with whether the two agree."""
+    other = {r["id"]: r for r in (replicated or {}).get("primary", [])}
+    rows = []
+    for r in primary:
+        again = other.get(r["id"])
+        fmt = lambda v: "" if v is None else f"{v:+.2f}"
+        rows.append({"id": r["id"], "claim": r["claim"], "comparison": r["comparison"], "δ": r["δ"],
+                     "effect": fmt(r["effect"]), "interval": f"[{fmt(r['low'])}, {fmt(r['high'])}]", "size": r.get("size", ""),
+                     "seeds": r["seeds"],
+                     "verdict": r["verdict"], "on replication": again["verdict"] if again else "",
+                     "seeds on replication": again["seeds"] if again else "",
+                     "replicated": "" if again is None else ("yes" if again["verdict"] == r["verdict"] else "no")})
+    return pd.DataFrame(rows)
+
+
+def headline(table: pd.DataFrame, replicated: dict | None) -> str:
+    """``9 primary comparisons: 3 hold, 0 fail, 4 negligible, 2 undecided; 8 of 9 replicated under …``."""
+    n = table.verdict.value_counts()
+    text = (f"{len(table)} primary comparisons: {n.get('holds', 0)} hold, {n.get('fails', 0)} fail, "
+            f"{n.get('negligible', 0)} negligible, {n.get('undecided', 0)} undecided")
+    if replicated is None:
+        return text + "; not yet replicated under a second kernel family (make replicate)."
+    kernels = replicated.get("kernels", {})
+    return text + (f"; {(table.replicated == 'yes').sum()} of {len(table)} replicated (same verdict) under a second "
+                   f"kernel family (torch CPU capability {kernels.get('cpu capability')}, oneDNN ISA "
+                   f"{kernels.get('ONEDNN_MAX_CPU_ISA') or 'default'}).")
+
+
+def figure(table: pd.DataFrame, path) -> None:
+    """One stacked bar per claim: its primary comparisons by verdict, with how many replicated. PNG at ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(counts) + 1.2))
-    left = pd.Series(0, index=counts.index)
-    for verdict in OURS:
-        ax.barh(counts.claim, counts[verdict], left=left, color=COLOURS[verdict], label=verdict)
-        left += counts[verdict]
-    for y, (_, r) in enumerate(counts.iterrows()):
-        ax.text(left.iloc[y] + 0.5, y, f"paper: {r['paper: holds']} hold, {r['paper: fails']} fail", va="center", fontsize=8)
+    claims = sorted(table.claim.unique())
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(claims) + 1.2))
+    left = pd.Series(0, index=claims)
+    for verdict in VERDICTS:
+        counts = pd.Series([(table[table.claim == c].verdict == verdict).sum() for c in claims], index=claims)
+        ax.barh([f"claim {c}" for c in claims], counts, left=left, color=COLOURS[verdict], label=verdict)
+        left += counts
+    for y, c in enumerate(claims):
+        rows = table[table.claim == c]
+        note = f"{(rows.replicated == 'yes').sum()} of {len(rows)} replicated" if (rows.replicated != "").any() else "not replicated yet"
+        ax.text(left.iloc[y] + 0.05, y, note, va="center", fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, max(1, left.max()) * 1.45)
-    ax.set_xlabel("comparisons in our runs")
+    ax.set_xlim(0, max(1, left.max()) * 1.6)
+    ax.set_xlabel("primary comparisons")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()

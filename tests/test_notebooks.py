@@ -86,6 +86,8 @@ ALTERED = {
     "targets": 2, "targeted_seeds": [1], "targeted_eps_d": 0.1, "targeted_train_size": 500, "targeted_epochs": 2,
     "targeted_bits": [1, 4], "lsq_bits": [4],
     "keep_fp": [], "strength_seeds": [0, 1, 2], "choice_seeds": [1], "claim_seeds": [5],
+    "primary": {"pilot_seeds": [0, 1], "first_seed": 200, "group": 2, "cap": 2, "delta": 0.5,
+                "comparisons": [{"id": "x", "claim": 6, "attack": "label_flip", "better": "QAT 1W bnn", "worse": "FP"}]},
 }
 
 

@@ -1,6 +1,7 @@
 """A report pair (executed notebook + HTML) is replaced only by a run that succeeded: a failed run keeps its notebook
 under failed/, a killed one leaves nothing, and the index lists complete pairs only."""
 
+import json
 import os
 import signal
 import subprocess
@@ -146,11 +147,19 @@ def scoreboard_table(page: str) -> pd.DataFrame:
     parser = _Table()
     parser.feed(page)
     header, *body = parser.rows
-    return pd.DataFrame(body, columns=header).set_index("claim").apply(pd.to_numeric)
+    return pd.DataFrame(body, columns=header).set_index("id")
+
+
+PRIMARY = [{"id": "1a", "claim": 1, "comparison": "gc in QAT 1W bnn above gc in FP", "δ": 1.0, "pilot sd": 0.5,
+            "seeds for power": 6, "looks": 1, "seeds": 5, "effect": 3.2, "low": 1.1, "high": 5.3, "verdict": "holds"},
+           {"id": "3a", "claim": 3, "comparison": "gc in QAT 4W4A above gc in QAT 4W", "δ": 1.0, "pilot sd": 0.2,
+            "seeds for power": 4, "looks": 2, "seeds": 10, "effect": 0.1, "low": -0.4, "high": 0.6, "verdict": "negligible"},
+           {"id": "4a", "claim": 4, "comparison": "gc in QAT 1W bnn above gc_q in QAT 1W bnn", "δ": 1.0, "pilot sd": 3.0,
+            "seeds for power": None, "looks": 4, "seeds": 20, "effect": 0.9, "low": -1.5, "high": 3.3, "verdict": "undecided"}]
 
 
 def report_with_figure_and_claims(folder: Path) -> Path:
-    """A notebook with a main figure, a claims table shown for the scoreboard, and a headline."""
+    """A notebook with a main figure, an exploratory claims table, the primary verdicts, and a headline."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "qlib", "display_name": "Python (qlib)", "language": "python"}
     nb.cells = [
@@ -158,9 +167,9 @@ def report_with_figure_and_claims(folder: Path) -> Path:
         nbformat.v4.new_code_cell("preset = 'smoke'", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]);", metadata={"tags": ["main-figure"]}),
         nbformat.v4.new_code_cell(
-            "import pandas as pd\nfrom qlib.scoreboard import show_claims\n"
-            "show_claims(pd.DataFrame({'family': ['PTQ more robust than FP', 'PTQ more robust than FP', 'lower bits more robust'],"
-            " 'claim': ['a', 'b', 'c'], 'our run': ['holds', 'undecided', 'fails'], 'paper': ['holds', 'holds', None]}))"),
+            "import pandas as pd\nfrom qlib.scoreboard import show_claims, show_verdicts\n"
+            "show_claims(pd.DataFrame({'family': ['PTQ more robust than FP'], 'claim': ['a'], 'our run': ['holds'], 'paper': ['holds']}))\n"
+            f"records = {PRIMARY!r}\nshow_verdicts(pd.DataFrame(records), records)"),
         nbformat.v4.new_code_cell("from IPython.display import Markdown\nMarkdown('the computed headline')", metadata={"tags": ["headline"]}),
     ]
     path = folder / "figs.ipynb"
@@ -168,23 +177,32 @@ def report_with_figure_and_claims(folder: Path) -> Path:
     return path
 
 
-def test_the_index_opens_with_the_scoreboard_and_shows_thumbnails_and_code_free_reports(tmp_path):
+def test_the_index_opens_with_the_primary_scoreboard_and_shows_thumbnails_and_code_free_reports(tmp_path):
     out = tmp_path / "reports"
     execute(report_with_figure_and_claims(tmp_path), "smoke", out, progress=False)
     execute(tiny_notebook(tmp_path), "smoke", out, progress=False)  # no figure, no claims
     index = write_index(out).read_text()
     assert index.index("Scoreboard") < index.index("Reports")
+    assert "3 primary comparisons: 1 hold, 0 fail, 1 negligible, 1 undecided; not yet replicated" in index
+    assert "<em>negligible</em> when, at the seed cap, it is shown to be smaller than the comparison" in index
     assert '<img class="thumb" src="thumbs/figs.png"' in index and "thumbs/tiny.png" not in index
     assert 'href="figs.no-code.html">without code' in index and 'href="tiny.no-code.html"' in index
     rows = scoreboard_table(index)
-    assert rows.loc["1 quantization more robust", ["holds", "undecided", "fails", "no test", "paper: holds"]].tolist() == [1, 1, 0, 0, 2]
-    assert rows.loc["2 lower bits more robust", ["fails", "paper: no number"]].tolist() == [1, 1]
+    assert rows.verdict.tolist() == ["holds", "negligible", "undecided"]  # the exploratory "holds" is not counted
+    assert rows.loc["1a", "interval"] == "[+1.10, +5.30]" and rows.loc["1a", "on replication"] == ""
     for page in ("figs.html", "figs.no-code.html"):
         text = (out / page).read_text()
         assert text.index("In short.") < text.index("<img") < text.rindex("the computed headline")
     code = "<div class=\"highlight"
     assert code in (out / "figs.html").read_text() and code not in (out / "figs.no-code.html").read_text()
     assert broken_links(out) == []
+    again = [dict(r, verdict="holds" if r["id"] != "3a" else "undecided", seeds=15) for r in PRIMARY]
+    (out / "replication.json").write_text(json.dumps({"kernels": {"cpu capability": "DEFAULT", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+                                                      "primary": again}))
+    index = write_index(out).read_text()
+    assert "1 of 3 replicated (same verdict) under a second kernel family (torch CPU capability DEFAULT, oneDNN ISA SSE41)" in index
+    rows = scoreboard_table(index)
+    assert rows.replicated.tolist() == ["yes", "no", "no"] and rows.loc["3a", "on replication"] == "undecided"
     (out / "thumbs" / "figs.png").unlink()
     (out / "figs.no-code.html").unlink()
     write_index(out)

@@ -19,7 +19,7 @@ from ..presets import Preset
 
 NOTEBOOKS = {"00_clean_baselines": "clean", "01_ptq": "ptq", "02_qat": "qat", "03_ablation": "ablation",
              "04_unlearnable": "unlearnable", "05_targeted": "targeted", "06_attack_strength": "strength",
-             "07_evaluate_your_poison": "evaluate"}
+             "07_evaluate_your_poison": "evaluate", "08_primary_claims": "verdicts"}
 Entry = tuple[dict, dict[str, Cell]]
 
 
