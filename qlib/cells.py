@@ -5,6 +5,7 @@ a cell's function reads its inputs through them, so what a worker loads is what 
 Kinds (``VERSIONS``: bump a kind's number when its code changes what it computes):
 
 - ``trained``: a model trained from a seed on μ, μ + ν or μ with ν in place, in FP or by QAT under a scheme;
+- ``finetuned``: a seed's clean FP model fine-tuned, in FP or by QAT, on a fine-tuning set or with ν in place;
 - ``target``: the GradPC target ŵ of a seed's clean FP model (GC's and GC-Q's target);
 - ``poison``: an attack's ν at a budget ε_d, from the inputs its ``Needs`` declare;
 - ``imported``: a poison read from a file (``qlib.poison.load_poison``), or a poison cell's ν exported to ``.npz``
@@ -19,6 +20,7 @@ A cell that yields a ν (``poison``, ``imported``) carries in its ``args`` how m
 (``appended``) and whether it replaces μ's images (``replaces``): what a training on it needs to know.
 """
 
+import copy
 import functools
 import time
 from collections import Counter
@@ -41,7 +43,7 @@ from .paper import FP
 from .quant import QuantScheme, prepare_qat, ptq, quantized_state
 from .train import evaluate, fit
 
-VERSIONS = {"trained": 2, "target": 2, "poison": 2, "accuracy": 2, "paq": 1, "targets": 1, "victim": 1, "imported": 1,
+VERSIONS = {"trained": 2, "finetuned": 1, "target": 2, "poison": 2, "accuracy": 2, "paq": 1, "targets": 2, "victim": 1, "imported": 1,
             "prediction": 1}
 REGIMES = ("fp", "ptq", "qat")
 TRAIN_FIELDS = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
@@ -70,6 +72,19 @@ def load_data(cfg: Preset) -> tuple[data.Dataset, data.Dataset]:
     once per process. Every cell starts here, so this is also where the preset's numeric policy is set."""
     numerics.configure(cfg.deterministic)
     return _load(cfg.dataset, cfg.train_size, cfg.test_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _finetune_data(dataset: str, train_size: int | None, size: int) -> data.Dataset:
+    train, _ = _load(dataset, train_size, None)
+    return data.load(dataset, "train").subset(size, seed=1, exclude=train)
+
+
+def finetune_data(cfg: Preset, size: int) -> data.Dataset:
+    """The fine-tuning set of ``size`` images: class-balanced (seed 1) among the training split's images that the
+    preset's training set μ does not hold, so a model pretrained on μ meets them first when it is fine-tuned."""
+    numerics.configure(cfg.deterministic)
+    return _finetune_data(cfg.dataset, cfg.train_size, size)
 
 
 def sizes(cfg: Preset) -> tuple[int, int]:
@@ -156,6 +171,46 @@ def _train(c: Cell):
     return model, result["history"]
 
 
+def finetuned(cfg: Preset, seed: int, scheme: QuantScheme, size: int, epochs: int, lr: float,
+              poison: Cell | None = None) -> Cell:
+    """The seed's clean FP model (``trained``, the pretrained model) fine-tuned, in FP or by QAT under ``scheme``
+    (the QAT network starts from the pretrained weights), for ``epochs`` at learning rate ``lr`` on the fine-tuning
+    set of ``size`` images (:func:`finetune_data`), or with ``poison``'s ν (made in that set) in place; its batch
+    order drawn from seed + ``VICTIM_SEED``, which the attacker does not know. Value: (model, per-epoch history)."""
+    scheme = quantized(cfg, scheme)
+    pretrained = trained(cfg, seed, FP, curve=False)
+    key = {"pretrained": pretrained.id, "scheme": asdict(scheme), "size": size, "epochs": epochs, "lr": lr,
+           "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "augment": cfg.augment,
+           "poison": poison.id if poison is not None else None,
+           **({"scales": "clean"} if clean_scales(scheme, poison) else {})}
+    units = {f"train steps/{scheme.name}": epochs * -(-size // cfg.batch_size), f"train images/{scheme.name}": epochs * size}
+    label = f"fine-tune {scheme.name} s{seed}" + (f" on {poison.label}" if poison is not None else "")
+    return cell("finetuned", key, _finetuned, {"cfg": cfg, "seed": seed, "scheme": scheme, "size": size, "epochs": epochs,
+                                              "lr": lr, "clean_scales": clean_scales(scheme, poison)},
+                [pretrained] + ([poison] if poison is not None else []), units, label)
+
+
+def _finetuned(c: Cell):
+    a = c.args
+    cfg, scheme = a["cfg"], a["scheme"]
+    clean = finetune_data(cfg, a["size"])
+    nu = c.inputs[1].value()[0] if len(c.inputs) > 1 else None
+    train_set = clean if nu is None else data.mix(clean, nu)
+    rows = scale_rows(clean, nu) if a["clean_scales"] else None
+
+    def build():
+        model = copy.deepcopy(c.inputs[0].value()[0]).cpu()
+        return model if scheme.is_fp else prepare_qat(model, scheme)
+
+    def run(model):
+        return {"history": fit(model, train_set, epochs=a["epochs"], lr=a["lr"], batch_size=cfg.batch_size,
+                               weight_decay=cfg.weight_decay, augment=cfg.augment, seed=a["seed"] + VICTIM_SEED,
+                               device=cfg.device, progress=False, counted_as=scheme.name, scale_rows=rows)}
+
+    model, result = cached_model(c.kind, c.key, build, run, cfg.device)
+    return model, result["history"]
+
+
 # -- GradPC targets -------------------------------------------------------------------------------------------
 
 
@@ -193,13 +248,15 @@ def settings(cfg: Preset, name: str) -> dict:
 
 def poison(cfg: Preset, name: str, seed: int, eps_d: float, scheme: QuantScheme | None = None, *,
            target_index: int | None = None, adversarial_class: int | None = None, curve: bool = True,
-           **switches) -> Cell:
+           finetune: int | None = None, **switches) -> Cell:
     """ν of attack ``name`` at budget ``eps_d`` for ``seed``, with the preset's settings and ``switches`` (further
     keyword arguments, such as GC-Q's ``paq`` and ``quantized_grad`` for Table 4). Its inputs are what the attack's
     ``Needs`` declare: the GradPC target, or the seed's clean trained model (under ``scheme`` for a surrogate
     scheme; ``curve`` as for :func:`trained`). ``scheme``: the scheme a quantization-aware attack targets, or the
     surrogate's; ignored by the others. A targeted attack takes ``target_index`` (a test image) and
-    ``adversarial_class``. Value: (ν, the attack's wall time when it ran)."""
+    ``adversarial_class``. ``finetune``: ν is made in the fine-tuning set of that size (:func:`finetune_data`)
+    instead of μ, against the seed's clean model all the same (the pretrained model a victim fine-tunes). Value:
+    (ν, the attack's wall time when it ran)."""
     need = needs(name)
     scheme = quantized(cfg, scheme) if scheme is not None else None
     params = {**settings(cfg, name), **switches}
@@ -210,15 +267,17 @@ def poison(cfg: Preset, name: str, seed: int, eps_d: float, scheme: QuantScheme 
         raise ValueError(f"attack {name!r} is targeted and needs target_index and adversarial_class")
     model = {"gradpc": lambda: target(cfg, seed), "fresh": lambda: None, None: lambda: None,
              "trained": lambda: trained(cfg, seed, scheme if need.scheme == "surrogate" and scheme else FP, curve=curve)}[need.model]()
-    n, _ = sizes(cfg)
+    n = finetune or sizes(cfg)[0]
     key = {"attack": name, "version": need.version, "eps_d": eps_d, "seed": seed, "params": params,
            "scheme": asdict(scheme) if scheme is not None else None, "model": model.id if model is not None else None,
            "fresh": {f: getattr(cfg, f) for f in ("model", "width")} if need.model == "fresh" else None,
-           "target": {"index": target_index, "adversarial_class": adversarial_class, "test_size": cfg.test_size} if need.target else None}
-    label = f"{name} ε_d={eps_d:g} s{seed}" + (f" {scheme.name}" if scheme is not None else "") + "".join(f" {k}={v}" for k, v in switches.items())
+           "target": {"index": target_index, "adversarial_class": adversarial_class, "test_size": cfg.test_size} if need.target else None,
+           **({"finetune": finetune} if finetune else {})}
+    label = f"{name} ε_d={eps_d:g} s{seed}" + (f" in {finetune} fine-tuning images" if finetune else "")
+    label += (f" {scheme.name}" if scheme is not None else "") + "".join(f" {k}={v}" for k, v in switches.items())
     args = {"cfg": cfg, "name": name, "seed": seed, "eps_d": eps_d, "scheme": scheme, "params": params,
             "target_index": target_index, "adversarial_class": adversarial_class, "replaces": need.replaces,
-            "appended": 0 if need.replaces else poison_count(eps_d, n)}
+            "appended": 0 if need.replaces else poison_count(eps_d, n), "finetune": finetune}
     return cell("poison", key, _poison, args, [model] if model is not None else [],
                 {f"attack/{name}": UNITS.get(name)(n, eps_d, params)}, label)
 
@@ -227,6 +286,8 @@ def _poison(c: Cell):
     a = c.args
     cfg, need = a["cfg"], needs(a["name"])
     train, test = load_data(cfg)
+    if a["finetune"]:
+        train = finetune_data(cfg, a["finetune"])
 
     def make():
         params = dict(a["params"])
@@ -375,15 +436,17 @@ def _paq(c: Cell):
     return cached_result(c.kind, c.key, compute, cfg.device)
 
 
-def targets(cfg: Preset) -> Cell:
-    """``cfg.targets`` test images and their adversarial classes, drawn from seed 0: targets uniformly among the
-    test images the clean FP surrogate of the first trial seed classifies correctly, each adversarial class
-    uniformly among the other classes (Witches' Brew's draw). Value: {"targets": [{target, target_index,
-    true_class, adversarial_class}, …]}."""
-    surrogate = trained(cfg, cfg.targeted_seeds[0], FP, curve=False)
+def targets(cfg: Preset, seed: int | None = None, count: int | None = None) -> Cell:
+    """``count`` test images (default ``cfg.targets``) and their adversarial classes, drawn from ``seed`` (default
+    the first trial seed): targets uniformly among the test images that seed's clean FP model classifies correctly,
+    each adversarial class uniformly among the other classes (Witches' Brew's draw). Value: {"targets": [{target,
+    target_index, true_class, adversarial_class}, …]}."""
+    seed = cfg.targeted_seeds[0] if seed is None else seed
+    surrogate = trained(cfg, seed, FP, curve=False)
     _, n_test = sizes(cfg)
-    return cell("targets", {"surrogate": surrogate.id, "targets": cfg.targets, "test_n": n_test}, _targets, {"cfg": cfg},
-                [surrogate], {}, "choose targets")
+    count = cfg.targets if count is None else count
+    return cell("targets", {"surrogate": surrogate.id, "targets": count, "test_n": n_test}, _targets,
+                {"cfg": cfg, "seed": seed, "count": count}, [surrogate], {}, f"choose targets s{seed}")
 
 
 def _targets(c: Cell):
@@ -396,11 +459,12 @@ def _targets(c: Cell):
         with torch.no_grad():
             pred = torch.cat([surrogate(test.x[i:i + 512].to(dev)).argmax(1).cpu() for i in range(0, len(test), 512)])
         correct = (pred == test.y).nonzero().flatten()
-        if len(correct) < cfg.targets:
-            raise ValueError(f"only {len(correct)} test images are classified correctly; targets={cfg.targets} asks for more")
-        g = torch.Generator().manual_seed(0)
-        index = correct[torch.randperm(len(correct), generator=g)[:cfg.targets]]
-        shift = torch.randint(1, test.num_classes, (cfg.targets,), generator=g)
+        count = c.args["count"]
+        if len(correct) < count:
+            raise ValueError(f"only {len(correct)} test images are classified correctly; targets={count} asks for more")
+        g = torch.Generator().manual_seed(c.args["seed"])
+        index = correct[torch.randperm(len(correct), generator=g)[:count]]
+        shift = torch.randint(1, test.num_classes, (count,), generator=g)
         return {"targets": [{"target": t, "target_index": int(i), "true_class": int(test.y[i]),
                              "adversarial_class": int((test.y[i] + s) % test.num_classes)}
                             for t, (i, s) in enumerate(zip(index, shift))]}
@@ -414,8 +478,12 @@ def victim(cfg: Preset, seed: int, scheme: QuantScheme, target_index: int, adver
     on μ, or with ``poison``'s ν in place, without a learning curve; its prediction on the target, p(adversarial
     class | target) and its test accuracy on ``ACCURACY_IMAGES`` test images (on all 10,000 the evaluation took a
     quarter of a victim's training). Value: {"pred", "p_adv", "acc"}."""
-    scheme = quantized(cfg, scheme)
-    model = trained(cfg, seed + VICTIM_SEED, scheme, poison, curve=False)
+    return outcome(cfg, trained(cfg, seed + VICTIM_SEED, quantized(cfg, scheme), poison, curve=False), target_index,
+                   adversarial_class)
+
+
+def outcome(cfg: Preset, model: Cell, target_index: int, adversarial_class: int) -> Cell:
+    """What the victim ``model`` (a ``trained`` or ``finetuned`` cell) does with its target: see :func:`victim`."""
     _, n_test = sizes(cfg)
     key = {"model": model.id, "target_index": target_index, "adversarial_class": adversarial_class, "test_n": n_test,
            "accuracy_images": ACCURACY_IMAGES}

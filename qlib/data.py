@@ -53,8 +53,15 @@ class Dataset:
     def replace(self, x: torch.Tensor, y: torch.Tensor) -> "Dataset":
         return Dataset(self.name, x, y, self.num_classes, self.mean, self.std)
 
-    def subset(self, n: int | None, seed: int = 0) -> "Dataset":
-        """A class-balanced random subset of ``n`` samples (all of them if ``n`` is None), seeded."""
+    def subset(self, n: int | None, seed: int = 0, exclude: "Dataset | None" = None) -> "Dataset":
+        """A class-balanced random subset of ``n`` samples (all of them if ``n`` is None), seeded; with ``exclude``
+        (a subset of the same split), drawn only among the images it does not hold (matched by ``origin``)."""
+        if exclude is not None:
+            if self.origin is None or exclude.origin is None:
+                raise ValueError("subset(exclude=...) needs both sets' origins (subsets of a loaded split)")
+            keep = ~torch.isin(self.origin, exclude.origin)
+            rest = Dataset(self.name, self.x[keep], self.y[keep], self.num_classes, self.mean, self.std, self.origin[keep])
+            return rest.subset(n, seed)
         if n is None or n >= len(self):
             return self
         if n <= 0:

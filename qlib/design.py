@@ -7,6 +7,15 @@ setting (FP, PTQ or QAT under a scheme; GC-Q's Table 4 switches ``paq`` and ``gh
 accuracy drop is above ``worse``'s (a smaller drop). Its smallest effect of interest δ (points) is the difference
 below which the study calls it ``negligible`` (``qlib.stats``, primary comparisons).
 
+A targeted comparison (``targeted``, claim 6's other half) is decided on trials, not seeds: a trial is a seed s
+and one of ``per_seed`` targets. Its victims fine-tune the seed's clean FP model (the pretrained model, which the
+attacker knows: the transfer setting of Schwarzschild et al. 2021, "Just how toxic is data poisoning?") for
+``finetune_epochs`` at ``finetune_lr`` on a fine-tuning set of ``finetune_size`` images the pretrained model never
+saw, ``eps_d`` of them replaced by gradient-matching poisons crafted against the pretrained model; ``better`` and
+``worse`` are the victims' settings (FP or QAT) on the same poisons. The claim is that ``better``'s success rate is
+below ``worse``'s; δ is in points of success rate. It is decided once, on ``trials`` trials (seeds ``first_seed``,
+…), by the exact McNemar test (``qlib.stats.paired_rates``); the pilot seeds' trials size it.
+
 The seeds: ``pilot_seeds`` estimate each comparison's spread (the seeds needed for power 0.9 at δ) and never
 decide; the deciding seeds are ``first_seed``, ``first_seed`` + 1, … in groups of ``group``, up to ``cap``. Every
 name is checked when the preset loads: a bad one is refused with one line naming it and what is allowed.
@@ -25,7 +34,9 @@ from .registry import ParameterError, unknown_name
 CLAIMS = {1: "quantization more robust", 2: "lower bits more robust", 3: "WA more robust than W",
           4: "QAA stronger than QOA", 5: "PAQ and ĝ both needed", 6: "QAT blunts unlearnable examples and targeted attacks"}
 REGIMES = ("FP", "PTQ", "QAT")
-DESIGN_KEYS = {"pilot_seeds", "first_seed", "group", "cap", "delta", "comparisons"}
+DESIGN_KEYS = {"pilot_seeds", "first_seed", "group", "cap", "delta", "comparisons", "targeted"}
+TARGETED_KEYS = {"id", "claim", "better", "worse", "finetune_size", "finetune_epochs", "finetune_lr", "eps_d", "per_seed",
+                 "trials", "settings", "delta", "why"}
 COMPARISON_KEYS = {"id", "claim", "model", "bounds", "eps_d", "train_size", "attack", "better", "worse", "delta", "why"}
 SIDE_KEYS = {"setting", "attack", "paq", "ghat"}
 
@@ -69,12 +80,44 @@ class Primary:
 
 
 @dataclass(frozen=True)
+class Targeted:
+    """One targeted comparison (module docstring): ``better``'s success rate is below ``worse``'s; ``delta`` in
+    points of success rate; ``settings``: gradient matching's, over the preset's."""
+
+    id: str
+    claim: int
+    better: tuple  # (regime, scheme) of a victim: ("fp", FP) or ("qat", scheme)
+    worse: tuple
+    finetune_size: int
+    finetune_epochs: int
+    finetune_lr: float
+    eps_d: float
+    per_seed: int
+    trials: int
+    settings: tuple  # ((name, value), ...)
+    delta: float
+    why: str
+
+    @property
+    def seeds(self) -> int:
+        """Deciding seeds: ``trials`` / ``per_seed``."""
+        return self.trials // self.per_seed
+
+    @property
+    def text(self) -> str:
+        name = lambda side: "FP" if side[0] == "fp" else f"QAT {side[1].name}"
+        return (f"gradient matching succeeds less against {name(self.better)} than {name(self.worse)} victims "
+                f"(fine-tuned on {self.finetune_size} images, ε_d = {self.eps_d:g})")
+
+
+@dataclass(frozen=True)
 class Design:
     pilot_seeds: tuple
     first_seed: int
     group: int
     cap: int
     comparisons: tuple
+    targeted: tuple = ()
 
     @property
     def looks(self) -> list[int]:
@@ -85,8 +128,9 @@ class Design:
     def seeds(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.cap))
 
-    def family(self, claim: int) -> list[Primary]:
-        return [c for c in self.comparisons if c.claim == claim]
+    def family(self, claim: int) -> list:
+        """The claim's primary comparisons, seed-wise and targeted: its Bonferroni family."""
+        return [c for c in self.comparisons + self.targeted if c.claim == claim]
 
 
 def _fail(where: str, value, allowed: str) -> ParameterError:
@@ -170,6 +214,44 @@ def _comparison(i: int, spec, default_delta: float) -> Primary:
     return Primary(str(spec["id"]), spec["claim"], model, bounds, eps_d, train_size, better, worse, delta, str(spec.get("why", "")))
 
 
+def _victim_setting(where: str, text) -> tuple:
+    regime, scheme = parse_setting(where, text)
+    if regime == "ptq":
+        raise _fail(where, text, "'FP' or 'QAT <task> [method]': a fine-tuned victim trains")
+    return regime, scheme
+
+
+def _targeted(i: int, spec, default_delta: float) -> Targeted:
+    where = f".targeted[{i}]"
+    if not isinstance(spec, dict):
+        raise _fail(where, spec, f"a mapping with {sorted(TARGETED_KEYS)}")
+    for key in sorted(set(spec) - TARGETED_KEYS):
+        raise unknown_name("key", key, sorted(TARGETED_KEYS), f"preset field primary{where}")
+    for key in sorted(TARGETED_KEYS - {"settings", "delta", "why"} - set(spec)):
+        raise _fail(where, spec, f"a mapping that names {key}")
+    if spec["claim"] not in CLAIMS:
+        raise _fail(f"{where}.claim", spec["claim"], f"one of {', '.join(f'{k} ({v})' for k, v in CLAIMS.items())}")
+    better, worse = (_victim_setting(f"{where}.{k}", spec[k]) for k in ("better", "worse"))
+    if better == worse:
+        raise _fail(f"{where}.worse", spec["worse"], f"a victim other than better's ({spec['better']!r})")
+    size, epochs, per_seed, trials = (_count(f"{where}.{k}", spec[k]) for k in ("finetune_size", "finetune_epochs", "per_seed", "trials"))
+    if trials % per_seed:
+        raise _fail(f"{where}.trials", trials, f"a multiple of per_seed ({per_seed}): each seed brings per_seed trials")
+    if trials < 6:
+        raise _fail(f"{where}.trials", trials, "at least 6: the exact test decides nothing on fewer")
+    eps_d = _number(f"{where}.eps_d", spec["eps_d"])
+    if eps_d > 1:
+        raise _fail(f"{where}.eps_d", eps_d, "a number in (0, 1]")
+    settings = spec.get("settings", {})
+    if not isinstance(settings, dict) or not all(isinstance(k, str) for k in settings):
+        raise _fail(f"{where}.settings", settings, "a mapping of gradient matching's keyword arguments")
+    delta = _number(f"{where}.delta", spec.get("delta", default_delta))
+    if delta > 100:
+        raise _fail(f"{where}.delta", delta, "a number of points of success rate in (0, 100]")
+    return Targeted(str(spec["id"]), spec["claim"], better, worse, size, epochs, _number(f"{where}.finetune_lr", spec["finetune_lr"]),
+                    eps_d, per_seed, trials, tuple(sorted(settings.items())), delta, str(spec.get("why", "")))
+
+
 def parse_design(spec) -> Design | None:
     """The preset's ``primary`` mapping as a :class:`Design` (None for an empty mapping: no primary comparisons)."""
     if not spec:
@@ -178,7 +260,7 @@ def parse_design(spec) -> Design | None:
         raise _fail("", spec, "a mapping (pilot_seeds, first_seed, group, cap, delta, comparisons)")
     for key in sorted(set(spec) - DESIGN_KEYS):
         raise unknown_name("key", key, sorted(DESIGN_KEYS), "preset field primary")
-    for key in sorted(DESIGN_KEYS - set(spec)):
+    for key in sorted(DESIGN_KEYS - {"targeted"} - set(spec)):
         raise _fail("", spec, f"a mapping that names {key}")
     pilot = spec["pilot_seeds"]
     if not (isinstance(pilot, list) and len(pilot) >= 2 and all(isinstance(s, int) and not isinstance(s, bool) for s in pilot)
@@ -196,7 +278,14 @@ def parse_design(spec) -> Design | None:
     if not isinstance(spec["comparisons"], list) or not spec["comparisons"]:
         raise _fail(".comparisons", spec["comparisons"], "a non-empty list of comparisons")
     comparisons = tuple(_comparison(i, c, delta) for i, c in enumerate(spec["comparisons"]))
-    ids = [c.id for c in comparisons]
+    targeted = spec.get("targeted", [])
+    if not isinstance(targeted, list):
+        raise _fail(".targeted", targeted, "a list of targeted comparisons")
+    targeted = tuple(_targeted(i, c, delta) for i, c in enumerate(targeted))
+    for i, t in enumerate(targeted):
+        if reused := sorted(set(range(first, first + t.seeds)) & set(pilot)):
+            raise _fail(f".targeted[{i}].trials", t.trials, f"deciding seeds that exclude the pilot seeds (seeds {reused} are both)")
+    ids = [c.id for c in comparisons + targeted]
     if len(set(ids)) != len(ids):
-        raise _fail(".comparisons", ids, "distinct ids")
-    return Design(tuple(pilot), first, group, cap, comparisons)
+        raise _fail(".comparisons", ids, "distinct ids (over comparisons and targeted)")
+    return Design(tuple(pilot), first, group, cap, comparisons, targeted)

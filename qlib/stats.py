@@ -48,6 +48,14 @@ portable kernels). Stopping early on direction only, the verdict is the one the 
 look also says where the interval lies against δ (``size``: "< δ", "≥ δ" or "unclear"), so a claim that holds by
 less than δ is told apart from one that holds by more.
 
+A *targeted* primary comparison has 0/1 outcomes per trial and a fixed number of trials, decided once
+(:func:`paired_rates`): *holds* or *fails* by the exact McNemar test at level α (two-sided, so α/2 a direction);
+the difference in success rates (worse's − better's, points) is shown with Newcombe's interval for paired
+proportions (1998, Statistics in Medicine 17:2635-2650, method 10: Wilson score limits of the two rates combined
+with the trials' correlation), at 1 − α; *negligible* when that interval lies inside (−δ, δ) (TOST, as above),
+*undecided* otherwise. Its trials for power 0.9 (:func:`trials_for_power`) are computed exactly from the pilot
+trials' share of discordant pairs.
+
 A family of m primary comparisons (one claim) is tested at α/m each (Bonferroni), which bounds the family-wise
 error, and so its false discovery rate, at α. The seeds a comparison needs (:func:`seeds_for_power`) come from the
 standard deviation of its differences on pilot seeds that never decide.
@@ -332,5 +340,63 @@ def seeds_for_power(sd: float, delta: float, alpha: float = ALPHA, power: float 
     for n in range(2, cap + 1):
         crit = stats.t.isf(alpha / 2, n - 1)
         if stats.nct.sf(crit, n - 1, delta * math.sqrt(n) / sd) >= power:
+            return n
+    return None
+
+
+def paired_rates(differences, delta: float, alpha: float = ALPHA) -> dict:
+    """A targeted primary comparison decided on its trials (module docstring): ``differences`` per trial, worse's
+    success minus better's as (worse, better) pairs of 0/1 outcomes. {n, b, c, mean, low, high, p, size, verdict},
+    in points: b the trials where only worse succeeded, c only better; ``mean`` 100·(b − c)/n; (low, high)
+    Newcombe's (1 − ``alpha``) interval; p the exact McNemar p (two-sided); ``size`` as :func:`look`'s."""
+    pairs = np.asarray(differences, dtype=int).reshape(-1, 2)
+    if not np.isin(pairs, (0, 1)).all():
+        raise ValueError(f"paired rates need 0/1 outcomes, got {sorted(set(pairs.flatten().tolist()))}")
+    x, y = pairs[:, 0], pairs[:, 1]  # worse's and better's successes
+    n = len(pairs)
+    if n < 1:
+        raise ValueError("paired rates need at least one trial")
+    a, b, c, d = (int(((x == i) & (y == j)).sum()) for i, j in ((1, 1), (1, 0), (0, 1), (0, 0)))
+    p1, p2 = (a + b) / n, (a + c) / n
+    z = stats.norm.isf(alpha / 2)
+    (l1, u1), (l2, u2) = wilson(a + b, n, z), wilson(a + c, n, z)
+    denominator = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (a * d - b * c) / math.sqrt(denominator) if denominator else 0.0
+    low = p1 - p2 - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    high = p1 - p2 + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    p = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
+    mean, low, high = 100 * (b - c) / n, 100 * low, 100 * high
+    inside = -delta < low and high < delta
+    size = "< δ" if inside else "≥ δ" if low >= delta or high <= -delta else "unclear"
+    verdict = ("holds" if p <= alpha and b > c else "fails" if p <= alpha and c > b else "negligible" if inside
+               else "undecided")
+    return {"n": n, "b": b, "c": c, "mean": mean, "low": low, "high": high, "p": p, "size": size, "verdict": verdict}
+
+
+def mcnemar_power(n: int, discordant: float, delta: float, alpha: float = ALPHA) -> float:
+    """The exact McNemar test's power at level ``alpha`` (two-sided) to find, on ``n`` trials, a difference in
+    success rates of ``delta`` (a fraction) in the claimed direction when a trial is discordant with probability
+    ``discordant`` (≥ ``delta``): the sum over D discordant trials ~ Binomial(n, discordant) of P(b ≥ k_D), b ~
+    Binomial(D, (discordant + delta) / (2·discordant)), k_D the smallest b with 2·P(Binomial(D, 1/2) ≥ b) ≤ alpha."""
+    if not 0 < delta <= discordant <= 1:
+        raise ValueError(f"mcnemar_power needs 0 < delta ≤ discordant ≤ 1, got delta={delta}, discordant={discordant}")
+    total = 0.0
+    for big_d in range(1, n + 1):
+        tail = 2 * stats.binom.sf(np.arange(big_d + 1) - 1, big_d, 0.5)  # 2·P(Bin(D, ½) ≥ b) for b = 0..D
+        reject = np.nonzero(tail <= alpha)[0]
+        if len(reject):
+            total += stats.binom.pmf(big_d, n, discordant) * stats.binom.sf(reject[0] - 1, big_d, (discordant + delta) / (2 * discordant))
+    return float(total)
+
+
+def trials_for_power(discordant: float, delta: float, alpha: float = ALPHA, power: float = DESIGN_POWER,
+                     cap: int = 1000) -> int | None:
+    """The trials the exact McNemar test needs (:func:`mcnemar_power`) for ``power`` at a difference ``delta``
+    (points) when a trial is discordant with probability ``discordant`` (raised to delta/100 if below it: a
+    difference that large needs at least that many discordant trials). None if more than ``cap``."""
+    effect = delta / 100
+    share = min(1.0, max(discordant, effect))
+    for n in range(6, cap + 1):
+        if mcnemar_power(n, share, effect, alpha) >= power:
             return n
     return None

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from qlib import stats
 from qlib.design import parse_design
@@ -47,6 +48,14 @@ def with_change(path, value):
     (("cap",), 3, r"primary\.group=5: allowed is an integer ≥ 2 and ≤ cap \(3\)"),
     (("pilot_seeds",), [0], r"primary\.pilot_seeds=\[0\]: allowed is a list of at least two distinct integers"),
     (("comparisons",), [], r"primary\.comparisons=\[\]: allowed is a non-empty list"),
+    (("targeted", 0, "trials"), 62, r"primary\.targeted\[0\]\.trials=62: allowed is a multiple of per_seed \(4\)"),
+    (("targeted", 0, "trials"), 4, r"primary\.targeted\[0\]\.trials=4: allowed is at least 6"),
+    (("targeted", 0, "better"), "PTQ 4W", r"primary\.targeted\[0\]\.better='PTQ 4W': allowed is 'FP' or 'QAT <task> \[method\]'"),
+    (("targeted", 0, "worse"), "QAT 1W bnn", r"primary\.targeted\[0\]\.worse='QAT 1W bnn': allowed is a victim other than better's \('QAT 1W bnn'\)"),
+    (("targeted", 0, "settings"), [100], r"primary\.targeted\[0\]\.settings=\[100\]: allowed is a mapping"),
+    (("targeted", 0, "delta"), 150, r"primary\.targeted\[0\]\.delta=150\.0: allowed is a number of points of success rate"),
+    (("targeted", 0, "epochs"), 3, r"unknown key 'epochs' in preset field primary\.targeted\[0\]"),
+    (("targeted", 0, "finetune_lr"), "fast", r"primary\.targeted\[0\]\.finetune_lr='fast': allowed is a positive finite number"),
 ])
 def test_a_bad_primary_comparison_is_refused_at_load_with_one_line_naming_it(path, value, message):
     with pytest.raises(ParameterError, match=message) as e:
@@ -68,6 +77,7 @@ def test_the_cpu_design_covers_every_claim_with_its_looks_and_fresh_seeds():
     assert all(1 <= len(d.family(k)) <= 3 for k in range(1, 7))
     assert d.looks == [5, 10, 15, 20] and d.seeds == list(range(100, 120))
     assert not set(d.pilot_seeds) & set(d.seeds)
+    assert [t.id for t in d.targeted] == ["6b"] and d.targeted[0].trials >= 60 and len(d.family(6)) == 2
     switched = {c.id: dict(c.better.switches) for c in d.comparisons if c.claim == 5}
     assert switched == {"5a": {"paq": False, "quantized_grad": True}, "5b": {"paq": True, "quantized_grad": False}}
 
@@ -92,8 +102,37 @@ def test_the_stages_compute_only_the_open_comparisons_and_the_verdicts_follow_th
         # its poisons and poisoned models of later seeds were never computed (clean models may be another's)
         assert not any(verdicts.side_cells(cfg, c, side, s)[name].done() for s in design.seeds[last.n:]
                        for side in (c.better, c.worse) for name in ("poison", "poisoned"))
+    # the targeted comparison: decided by stats.paired_rates on its deciding trials, at the claim's Bonferroni level
+    t = design.targeted[0]
+    decided = verdicts.trials(cfg, t, verdicts.targeted_seeds(design, t))
+    r = stats.paired_rates(verdicts.pairs(decided), t.delta, stats.ALPHA / len(design.family(t.claim)))
+    assert (table.loc[t.id, "verdict"], table.loc[t.id, "seeds"], table.loc[t.id, "unit"]) == (r["verdict"], t.trials, "trial")
+    assert len(result["trials"]) == t.trials + len(design.pilot_seeds) * t.per_seed
     again = verdicts.decide(cfg, progress=False)
     assert again["cells"] == 0 and again["verdicts"].equals(result["verdicts"])
+
+
+def test_a_fine_tuned_victim_starts_from_the_pretrained_model_on_images_it_never_saw(tmp_path, monkeypatch):
+    """The fine-tuning set is class-balanced and disjoint from μ; at a vanishing learning rate the fine-tuned
+    victim, FP or QAT, keeps the pretrained weights (its latent weights, for QAT), so training starts there."""
+    monkeypatch.setenv("QLIB_CACHE", str(tmp_path / "cache"))
+    from qlib.cells import finetune_data, finetuned, load_data, trained
+    from qlib.paper import FP
+    from qlib.pipeline import compute
+    from qlib.quant import parse_scheme
+
+    cfg = load_preset("smoke")
+    train, _ = load_data(cfg)
+    tune = finetune_data(cfg, 200)
+    assert len(tune) == 200 and not set(tune.origin.tolist()) & set(train.origin.tolist())
+    assert np.bincount(tune.y.numpy(), minlength=10).tolist() == [20] * 10
+    pretrained = trained(cfg, 0, FP, curve=False)
+    for scheme in (FP, parse_scheme("1W", "bnn")):
+        cell = finetuned(cfg, 0, scheme, 200, 1, 1e-12)
+        compute([cell], "serial", threads=1, progress=False)
+        before, after = pretrained.value()[0].state_dict(), cell.value()[0].state_dict()
+        weights = [k for k in before if k.endswith("weight") and before[k].ndim > 1]
+        assert weights and all(torch.allclose(before[k], after[k], atol=1e-6) for k in weights)
 
 
 def test_replicate_writes_verdicts_and_kernels_and_refuses_a_preset_without_comparisons(tmp_path):
@@ -104,7 +143,7 @@ def test_replicate_writes_verdicts_and_kernels_and_refuses_a_preset_without_comp
     assert done.returncode == 0, done.stderr
     record = json.loads(out.read_text())
     assert record["preset"] == "smoke" and "cpu capability" in record["kernels"]
-    assert [r["id"] for r in record["primary"]] == ["1a", "4a"]
+    assert [r["id"] for r in record["primary"]] == ["1a", "4a", "6b"]
     refused = subprocess.run([sys.executable, "-m", "qlib", "replicate", "--preset", "paper", "--out", str(tmp_path / "p.json")],
                              env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "declares no primary comparisons" in refused.stderr

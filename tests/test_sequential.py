@@ -4,6 +4,7 @@ published ones, and its error rates across looks by simulating whole studies."""
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from qlib import stats
 
@@ -97,3 +98,72 @@ def test_sequential_stops_at_the_first_decided_look_and_reports_each_look():
     assert [r["look"] for r in looks] == [1, 2, 3, 4] and looks[-1]["verdict"] == "undecided"
     assert [r["verdict"] for r in looks[:-1]] == [None, None, None]
     assert all(a["bound"] > b["bound"] for a, b in zip(looks, looks[1:]))
+
+
+# -- the targeted comparisons: the exact McNemar test on a fixed number of trials, Newcombe's interval --
+
+TRIALS = 60
+
+
+def simulate_trials(worse: float, better: float, together: float, delta: float = 30.0, alpha: float = stats.ALPHA,
+                    seed: int = 0) -> np.ndarray:
+    """The verdicts of ``STUDIES`` studies of ``TRIALS`` trials each, where worse succeeds with probability
+    ``worse``, better with ``better``, both with ``together``."""
+    rng = np.random.default_rng(seed)
+    cells = np.array([together, worse - together, better - together, 1 - worse - better + together])  # 11, 10, 01, 00
+    outcomes = np.array([(1, 1), (1, 0), (0, 1), (0, 0)])
+    return np.array([stats.paired_rates(outcomes[rng.choice(4, TRIALS, p=cells)], delta, alpha)["verdict"]
+                     for _ in range(STUDIES)])
+
+
+@pytest.mark.parametrize("rates", [(0.5, 0.5, 0.3), (0.75, 0.75, 0.5), (0.2, 0.2, 0.0)])
+def test_a_targeted_null_is_declared_at_most_at_the_nominal_rate(rates):
+    declared = np.isin(simulate_trials(*rates), ["holds", "fails"]).mean()
+    assert declared <= stats.ALPHA + 2 * np.sqrt(stats.ALPHA * (1 - stats.ALPHA) / STUDIES)
+
+
+@pytest.mark.parametrize("rates", [(0.6, 0.3, 0.25), (0.9, 0.6, 0.55)])
+def test_a_targeted_difference_of_delta_is_called_negligible_at_most_at_the_nominal_rate(rates):
+    """A true difference of exactly δ = 30 points (here on fewer trials than equivalence would need, where the
+    interval's coverage matters most) is called negligible in at most α of the studies."""
+    negligible = (simulate_trials(*rates) == "negligible").mean()
+    assert negligible <= stats.ALPHA + 2 * np.sqrt(stats.ALPHA * (1 - stats.ALPHA) / STUDIES)
+
+
+@pytest.mark.parametrize("rates", [(0.75, 0.1, 0.05), (0.5, 0.5, 0.3), (0.3, 0.1, 0.0)])
+def test_newcombes_interval_covers_the_true_difference_and_the_exact_test_decides(rates):
+    """Over simulated studies of 60 trials the 95% interval holds the true difference (worse's rate − better's) in
+    at least 95% of them, less two binomial standard errors; the verdict follows McNemar's exact p: 9 trials of 60
+    all one way holds (or fails), 11 of 23 with 9 against 2 (p = 0.065) is undecided; a tight null is negligible."""
+    rng = np.random.default_rng(2)
+    worse, better, together = rates
+    cells = np.array([together, worse - together, better - together, 1 - worse - better + together])
+    outcomes = np.array([(1, 1), (1, 0), (0, 1), (0, 0)])
+    covered = []
+    for _ in range(STUDIES):
+        r = stats.paired_rates(outcomes[rng.choice(4, TRIALS, p=cells)], delta=30.0)
+        covered.append(r["low"] <= 100 * (worse - better) <= r["high"])
+    assert np.mean(covered) >= 1 - stats.ALPHA - 2 * np.sqrt(stats.ALPHA * (1 - stats.ALPHA) / STUDIES)
+    r = stats.paired_rates([(1, 1)] * 12 + [(1, 0)] * 9 + [(0, 1)] * 2, delta=30.0)
+    assert r["mean"] == pytest.approx(100 * 7 / 23) and r["low"] < r["mean"] < r["high"]
+    assert r["p"] == pytest.approx(0.0654, abs=1e-4) and r["verdict"] == "undecided"
+    assert stats.paired_rates([(1, 0)] * 9 + [(0, 0)] * 51, delta=30.0)["verdict"] == "holds"
+    assert stats.paired_rates([(0, 1)] * 9 + [(0, 0)] * 51, delta=30.0)["verdict"] == "fails"
+    assert stats.paired_rates([(0, 0)] * 200 + [(1, 1)] * 100, delta=5.0)["verdict"] == "negligible"
+    with pytest.raises(ValueError, match="0/1 outcomes"):
+        stats.paired_rates([(2, 0)], delta=30.0)
+
+
+def test_the_trials_for_power_deliver_that_power():
+    """At a 50% share of discordant trials and δ 30 points: the exact power at the planned trials is ≥ 0.9 and below
+    it one trial fewer; a simulation of the test agrees within its error."""
+    n = stats.trials_for_power(0.5, 30.0, stats.ALPHA)
+    assert stats.mcnemar_power(n, 0.5, 0.3) >= stats.DESIGN_POWER > stats.mcnemar_power(n - 1, 0.5, 0.3)
+    rng = np.random.default_rng(1)
+    rejected = []
+    for _ in range(STUDIES):
+        kind = rng.choice(3, n, p=[0.4, 0.1, 0.5])  # b, c, concordant: 0.4 − 0.1 = 0.3, discordant 0.5
+        b, c = int((kind == 0).sum()), int((kind == 1).sum())
+        rejected.append(b + c > 0 and b > c and binomtest(b, b + c, 0.5).pvalue <= stats.ALPHA)
+    assert np.mean(rejected) == pytest.approx(stats.mcnemar_power(n, 0.5, 0.3), abs=3 * np.sqrt(0.1 * 0.9 / STUDIES))
+    assert stats.trials_for_power(0.0, 30.0) == stats.trials_for_power(0.3, 30.0)  # at least δ of the trials differ

@@ -11,6 +11,13 @@ paired t-test would need for power 0.9 at δ (reported, never used to decide); (
 deciding seeds, for the comparisons still open; a comparison whose repeated interval shows a direction stops, the
 others get the next group, up to the cap, where negligible is decided too. :func:`decide` runs the stages with any executor and computes only the cells the
 cache lacks; :func:`cells` lists every cell the design could need (the cost model's upper bound).
+
+Targeted comparisons (``design.Targeted``), after the others: (1) per pilot and deciding seed, its pretrained model
+(the seed's clean FP ``trained`` cell) and its ``per_seed`` targets (``cells.targets``); (2) per trial, the
+gradient-matching poisons made in the fine-tuning set against the pretrained model, the FP victim fine-tuned
+without them (the rate without poisons) and each side's victim fine-tuned with them (``cells.finetuned``,
+``cells.outcome``); (3) the pilot trials' share of discordant pairs sizes it (``stats.trials_for_power``), and the
+deciding trials decide it (``stats.paired_rates``, at the claim's Bonferroni level).
 """
 
 import math
@@ -21,15 +28,17 @@ import pandas as pd
 
 from .. import scoreboard
 from ..attacks.base import needs
-from ..cells import accuracy, poison
-from ..design import CLAIMS, Design, Primary, Side
+from ..cells import accuracy, finetuned, outcome, poison, targets
+from ..design import CLAIMS, Design, Primary, Side, Targeted
+from ..paper import FP
 from ..pipeline import Cell, compute
 from ..presets import Preset
-from ..stats import ALPHA, DESIGN_POWER, PRIMARY_VERDICTS, look, seeds_for_power, spending_bounds
+from ..stats import (ALPHA, DESIGN_POWER, PRIMARY_VERDICTS, look, paired_rates, rate, seeds_for_power, spending_bounds,
+                     trials_for_power)
 from . import strength
 
-COLUMNS = ["id", "claim", "comparison", "δ", "pilot sd", "seeds for power", "looks", "seeds", "effect", "low", "high",
-           "size", "verdict"]
+COLUMNS = ["id", "claim", "comparison", "unit", "δ", "pilot sd", "seeds for power", "looks", "seeds", "effect", "low", "high",
+           "size", "verdict"]  # unit "seed", or "trial" for a targeted comparison (its "seeds" columns count trials)
 
 
 def regime(cfg: Preset, c: Primary) -> Preset:
@@ -62,13 +71,59 @@ def differences(cfg: Preset, c: Primary, seeds) -> np.ndarray:
     return np.array([100 * (drop(c.better, s) - drop(c.worse, s)) for s in seeds])
 
 
-def cells(cfg: Preset) -> list[Cell]:
-    """Every cell the design could need: pilot seeds and all deciding seeds up to the cap, for every comparison."""
+def targeted_seeds(design: Design, t: Targeted) -> list[int]:
+    return list(range(design.first_seed, design.first_seed + t.seeds))
+
+
+def trial_cells(cfg: Preset, t: Targeted, seed: int, target: dict) -> dict[str, Cell]:
+    """One trial's cells: the poisons (gradient matching with the comparison's settings, made in the fine-tuning
+    set against the seed's pretrained model) and the victims' outcomes: "clean" (FP, no poisons), "worse", "better"."""
+    nu = poison(cfg, "gradient_matching", seed, t.eps_d, target_index=target["target_index"],
+                adversarial_class=target["adversarial_class"], curve=False, finetune=t.finetune_size, **dict(t.settings))
+    victim = lambda scheme, p: outcome(cfg, finetuned(cfg, seed, scheme, t.finetune_size, t.finetune_epochs, t.finetune_lr, p),
+                                       target["target_index"], target["adversarial_class"])
+    return {"poison": nu, "clean": victim(FP, None), "worse": victim(t.worse[1], nu), "better": victim(t.better[1], nu)}
+
+
+def trials(cfg: Preset, t: Targeted, seeds) -> list[dict]:
+    """One record per trial of ``seeds`` (their targets computed): seed, target, classes, each victim's success and
+    p(adversarial class), the victims' test accuracy (the cells must be computed)."""
+    out = []
+    for s in seeds:
+        for target in targets(cfg, s, t.per_seed).value()["targets"]:
+            row = {"id": t.id, "seed": s, **target}
+            for side, c in trial_cells(cfg, t, s, target).items():
+                if side != "poison":
+                    v = c.value()
+                    row |= {f"{side} success": int(v["pred"] == target["adversarial_class"]), f"{side} p_adv": v["p_adv"],
+                            f"{side} acc": v["acc"]}
+            out.append(row)
+    return out
+
+
+def pairs(rows: list[dict]) -> list[tuple[int, int]]:
+    """(worse's success, better's success) per trial: what ``stats.paired_rates`` reads."""
+    return [(r["worse success"], r["better success"]) for r in rows]
+
+
+def cells(cfg: Preset, chosen_targets: list | None = None) -> list[Cell]:
+    """Every cell the design could need: pilot seeds and all deciding seeds up to the cap, for every comparison; for a
+    targeted comparison each seed's targets cell and the trials of the targets it chose, if it is computed, else,
+    given ``chosen_targets`` (planning: ``experiments.declared``), of placeholders (which images they are does not
+    change the work), else none."""
     design = cfg.design
     if design is None:
         return []
     seeds = list(design.pilot_seeds) + design.seeds
-    return [cell for c in design.comparisons for cell in seed_cells(cfg, c, seeds)]
+    out = [cell for c in design.comparisons for cell in seed_cells(cfg, c, seeds)]
+    for t in design.targeted:
+        placeholders = [{"target": k, "target_index": k, "true_class": 0, "adversarial_class": 1} for k in range(t.per_seed)]
+        for s in list(design.pilot_seeds) + targeted_seeds(design, t):
+            chosen = targets(cfg, s, t.per_seed)
+            out.append(chosen)
+            picked = chosen.value()["targets"] if chosen.done() else placeholders if chosen_targets is not None else []
+            out += [x for target in picked for x in trial_cells(cfg, t, s, target).values()]
+    return out
 
 
 def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, progress: bool = True) -> dict:
@@ -78,7 +133,8 @@ def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, pr
     it}; empty tables without primary comparisons."""
     design, work = cfg.design, {"cells": 0, "runs": {}}
     if design is None:
-        return {"verdicts": pd.DataFrame(columns=COLUMNS), "looks": pd.DataFrame(), "pilot": pd.DataFrame(), "design": None} | work
+        return {"verdicts": pd.DataFrame(columns=COLUMNS), "looks": pd.DataFrame(), "pilot": pd.DataFrame(),
+                "trials": pd.DataFrame(), "design": None} | work
 
     def run(cells, desc):
         done = compute(cells, executor, threads=cfg.threads, workers=workers, address=cfg.ray_address,
@@ -101,22 +157,44 @@ def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, pr
             if r["verdict"] is None:
                 still.append(c)
         open_ = still
-    return {"verdicts": verdict_table(design, pilot, pd.DataFrame(looks)), "looks": pd.DataFrame(looks),
+    rows, trial_rows = verdict_rows(design, pilot, pd.DataFrame(looks)), []
+    for t in design.targeted:
+        seeds = list(design.pilot_seeds) + targeted_seeds(design, t)
+        run([targets(cfg, s, t.per_seed) for s in seeds], f"primary {t.id}: targets")
+        run([x for s in seeds for target in targets(cfg, s, t.per_seed).value()["targets"]
+             for x in trial_cells(cfg, t, s, target).values()], f"primary {t.id}: {len(seeds) * t.per_seed} trials")
+        piloted, decided = trials(cfg, t, design.pilot_seeds), trials(cfg, t, targeted_seeds(design, t))
+        trial_rows += [r | {"stage": "pilot"} for r in piloted] + [r | {"stage": "decide"} for r in decided]
+        rows.append(targeted_row(design, t, piloted, decided))
+    return {"verdicts": pd.DataFrame(rows, columns=COLUMNS), "looks": pd.DataFrame(looks), "trials": pd.DataFrame(trial_rows),
             "pilot": pd.DataFrame([{"id": i, **{f"seed {s}": d for s, d in zip(design.pilot_seeds, v)}} for i, v in pilot.items()]),
             "design": design} | work
 
 
-def verdict_table(design: Design, pilot: dict, looks: pd.DataFrame) -> pd.DataFrame:
+def targeted_row(design: Design, t: Targeted, piloted: list[dict], decided: list[dict]) -> dict:
+    """The verdict row of a targeted comparison: its pilot trials size it, its deciding trials decide it."""
+    alpha = ALPHA / len(design.family(t.claim))
+    diffs = np.array([w - b for w, b in pairs(piloted)], dtype=float)
+    discordant = float(np.mean(diffs != 0)) if len(diffs) else 0.0
+    needed = trials_for_power(discordant, t.delta, alpha, DESIGN_POWER)
+    r = paired_rates(pairs(decided), t.delta, alpha)
+    return {"id": t.id, "claim": t.claim, "comparison": t.text, "unit": "trial", "δ": t.delta,
+            "pilot sd": 100 * float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan,
+            "seeds for power": needed if needed is not None else math.inf, "looks": 1, "seeds": r["n"],
+            "effect": r["mean"], "low": r["low"], "high": r["high"], "size": r["size"], "verdict": r["verdict"]}
+
+
+def verdict_rows(design: Design, pilot: dict, looks: pd.DataFrame) -> list[dict]:
     rows = []
     for c in design.comparisons:
         last = looks[looks.id == c.id].iloc[-1]
         sd = float(np.std(pilot[c.id], ddof=1))
         needed = seeds_for_power(sd, c.delta, ALPHA / len(design.family(c.claim)), DESIGN_POWER)
-        rows.append({"id": c.id, "claim": c.claim, "comparison": c.text, "δ": c.delta, "pilot sd": sd,
+        rows.append({"id": c.id, "claim": c.claim, "comparison": c.text, "unit": "seed", "δ": c.delta, "pilot sd": sd,
                      "seeds for power": needed if needed is not None else math.inf, "looks": int(last.look),
                      "seeds": int(last.n), "effect": last["mean"], "low": last.low, "high": last.high, "size": last["size"],
                      "verdict": last.verdict})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return rows
 
 
 def records(verdicts: pd.DataFrame) -> list[dict]:
@@ -134,7 +212,26 @@ def design_table(cfg: Preset) -> pd.DataFrame:
     if d is None:
         return pd.DataFrame(columns=["id", "claim", "comparison", "δ (points)", "why"])
     return pd.DataFrame([{"id": c.id, "claim": f"{c.claim} {CLAIMS[c.claim]}", "comparison": c.text, "δ (points)": c.delta,
-                          "why": c.why} for c in d.comparisons])
+                          "why": c.why} for c in d.comparisons + d.targeted])
+
+
+def targeted_table(result: dict) -> pd.DataFrame:
+    """Per targeted comparison and stage (pilot, decide): trials, and per victim (FP without poisons, worse and
+    better with them) the success rate k/n with its Wilson 95% interval and the mean test accuracy."""
+    t = result["trials"]
+    if t.empty:
+        return pd.DataFrame()
+    names = {c.id: c for c in result["design"].targeted}
+    side = lambda c, k: "FP" if getattr(c, k)[0] == "fp" else f"QAT {getattr(c, k)[1].name}"
+    rows = []
+    for (i, stage), g in t.groupby(["id", "stage"], sort=False):
+        row = {"id": i, "stage": stage, "trials": len(g)}
+        for key, label in (("clean", "FP, no poisons"), ("worse", side(names[i], "worse")), ("better", side(names[i], "better"))):
+            r = rate(int(g[f"{key} success"].sum()), len(g))
+            row[f"{label}: success"] = f"{r['k']}/{r['n']} = {100 * r['rate']:.0f}% [{100 * r['low']:.0f}, {100 * r['high']:.0f}]"
+            row[f"{label}: test acc (%)"] = round(100 * g[f"{key} acc"].mean(), 2)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["id", "stage"])
 
 
 def show_verdicts(verdicts: pd.DataFrame) -> None:
@@ -152,12 +249,13 @@ def figure(result: dict):
     for y, (_, r) in enumerate(v.iterrows()):
         ax.fill_betweenx([y - 0.35, y + 0.35], -r["δ"], r["δ"], color="#e3f2fd", lw=0)
         ax.errorbar(r.effect, y, xerr=[[r.effect - r.low], [r.high - r.effect]], fmt="o", color=colours[r.verdict], capsize=3)
-        ax.text(1.01, y, f"{r.verdict} ({r.seeds} seeds)", transform=ax.get_yaxis_transform(), va="center", fontsize=8)
+        ax.text(1.01, y, f"{r.verdict} ({r.seeds} {r.unit}s)", transform=ax.get_yaxis_transform(), va="center", fontsize=8)
     ax.axvline(0, c="grey", lw=0.8)
     ax.set_yticks(range(len(v)), [f"{r.id}: claim {r.claim}" for _, r in v.iterrows()])
     ax.invert_yaxis()
     ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("better's drop − worse's (points, symlog); band: ±δ; bar: repeated 95% interval")
+    ax.set_xlabel("difference in the claim's direction (points, symlog): better's drop − worse's, or worse's success rate − "
+                  "better's; band: ±δ; bar: 95% interval (repeated, or Newcombe's)")
     fig.tight_layout()
     return fig
 
@@ -170,6 +268,8 @@ def headline(cfg: Preset, result: dict) -> str:
     per_claim = "; ".join(f"claim {claim}: " + ", ".join(f"{r.id} {r.verdict}" for _, r in g.iterrows())
                           for claim, g in v.groupby("claim"))
     d = result["design"]
-    return (f"**Verdicts of the {len(v)} primary comparisons ({cfg.dataset}):** {counts}. {per_claim}. Each decided on "
-            f"fresh seeds from {d.first_seed} in groups of {d.group} (cap {d.cap}), pilot seeds {list(d.pilot_seeds)} "
-            f"only sized the design.")
+    targeted = "".join(f" {t.id} on {t.trials} fresh trials ({t.seeds} seeds × {t.per_seed} targets) by the exact McNemar test."
+                       for t in d.targeted)
+    return (f"**Verdicts of the {len(v)} primary comparisons ({cfg.dataset}):** {counts}. {per_claim}. Each seed-wise "
+            f"comparison decided on fresh seeds from {d.first_seed} in groups of {d.group} (cap {d.cap});{targeted} "
+            f"The pilot seeds {list(d.pilot_seeds)} only sized the design.")
