@@ -75,8 +75,8 @@ def load_data(cfg: Preset) -> tuple[data.Dataset, data.Dataset]:
 
 
 @functools.lru_cache(maxsize=4)
-def _finetune_data(dataset: str, train_size: int | None, size: int) -> data.Dataset:
-    train, _ = _load(dataset, train_size, None)
+def _finetune_data(dataset: str, train_size: int | None, test_size: int | None, size: int) -> data.Dataset:
+    train, _ = _load(dataset, train_size, test_size)
     return data.load(dataset, "train").subset(size, seed=1, exclude=train)
 
 
@@ -84,7 +84,7 @@ def finetune_data(cfg: Preset, size: int) -> data.Dataset:
     """The fine-tuning set of ``size`` images: class-balanced (seed 1) among the training split's images that the
     preset's training set μ does not hold, so a model pretrained on μ meets them first when it is fine-tuned."""
     numerics.configure(cfg.deterministic)
-    return _finetune_data(cfg.dataset, cfg.train_size, size)
+    return _finetune_data(cfg.dataset, cfg.train_size, cfg.test_size, size)
 
 
 def sizes(cfg: Preset) -> tuple[int, int]:
@@ -135,6 +135,9 @@ def trained(cfg: Preset, seed: int, scheme: QuantScheme, poison: Cell | None = N
     full precision or by QAT under ``scheme``. A clean FP model records its test accuracy after every epoch
     (notebook 00's learning curve) unless ``curve`` is False (same weights, an entry of its own); a QAT or poisoned
     model never does, since no notebook shows it. Value: (model on the preset's device, per-epoch history)."""
+    if poison is not None and poison.args.get("finetune"):
+        raise ValueError(f"poison {poison.label!r} was made in {poison.args['finetune']} fine-tuning images, not in μ: "
+                         "a victim fine-tuned on them (finetuned) trains on it")
     scheme = quantized(cfg, scheme)
     n, n_test = sizes(cfg)
     k = poison.args["appended"] if poison is not None else 0
@@ -177,6 +180,9 @@ def finetuned(cfg: Preset, seed: int, scheme: QuantScheme, size: int, epochs: in
     (the QAT network starts from the pretrained weights), for ``epochs`` at learning rate ``lr`` on the fine-tuning
     set of ``size`` images (:func:`finetune_data`), or with ``poison``'s ν (made in that set) in place; its batch
     order drawn from seed + ``VICTIM_SEED``, which the attacker does not know. Value: (model, per-epoch history)."""
+    if poison is not None and poison.args.get("finetune") != size:
+        raise ValueError(f"poison {poison.label!r} was made in {poison.args.get('finetune') or 'μ'}, not in the "
+                         f"{size} fine-tuning images this victim trains on")
     scheme = quantized(cfg, scheme)
     pretrained = trained(cfg, seed, FP, curve=False)
     key = {"pretrained": pretrained.id, "scheme": asdict(scheme), "size": size, "epochs": epochs, "lr": lr,

@@ -30,6 +30,7 @@ from .attacks.constraints import BOUNDS
 from .models import MODELS
 from .quant import QuantScheme, parse_scheme
 from .registry import ParameterError, unknown_name
+from .stats import ALPHA
 
 CLAIMS = {1: "quantization more robust", 2: "lower bits more robust", 3: "WA more robust than W",
           4: "QAA stronger than QOA", 5: "PAQ and ĝ both needed", 6: "QAT blunts unlearnable examples and targeted attacks"}
@@ -127,6 +128,10 @@ class Design:
     @property
     def seeds(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.cap))
+
+    def targeted_seeds(self, t: Targeted) -> list[int]:
+        """The deciding seeds of targeted comparison ``t``: ``first_seed`` on, ``t.seeds`` of them."""
+        return list(range(self.first_seed, self.first_seed + t.seeds))
 
     def family(self, claim: int) -> list:
         """The claim's primary comparisons, seed-wise and targeted: its Bonferroni family."""
@@ -237,8 +242,6 @@ def _targeted(i: int, spec, default_delta: float) -> Targeted:
     size, epochs, per_seed, trials = (_count(f"{where}.{k}", spec[k]) for k in ("finetune_size", "finetune_epochs", "per_seed", "trials"))
     if trials % per_seed:
         raise _fail(f"{where}.trials", trials, f"a multiple of per_seed ({per_seed}): each seed brings per_seed trials")
-    if trials < 6:
-        raise _fail(f"{where}.trials", trials, "at least 6: the exact test decides nothing on fewer")
     eps_d = _number(f"{where}.eps_d", spec["eps_d"])
     if eps_d > 1:
         raise _fail(f"{where}.eps_d", eps_d, "a number in (0, 1]")
@@ -282,10 +285,16 @@ def parse_design(spec) -> Design | None:
     if not isinstance(targeted, list):
         raise _fail(".targeted", targeted, "a list of targeted comparisons")
     targeted = tuple(_targeted(i, c, delta) for i, c in enumerate(targeted))
-    for i, t in enumerate(targeted):
-        if reused := sorted(set(range(first, first + t.seeds)) & set(pilot)):
-            raise _fail(f".targeted[{i}].trials", t.trials, f"deciding seeds that exclude the pilot seeds (seeds {reused} are both)")
     ids = [c.id for c in comparisons + targeted]
     if len(set(ids)) != len(ids):
         raise _fail(".comparisons", ids, "distinct ids (over comparisons and targeted)")
-    return Design(tuple(pilot), first, group, cap, comparisons, targeted)
+    design = Design(tuple(pilot), first, group, cap, comparisons, targeted)
+    for i, t in enumerate(targeted):
+        if reused := sorted(set(design.targeted_seeds(t)) & set(pilot)):
+            raise _fail(f".targeted[{i}].trials", t.trials, f"deciding seeds that exclude the pilot seeds (seeds {reused} are both)")
+        # the exact test at the claim's Bonferroni level needs k trials that differ, all one way: 2·2^−k ≤ α/m
+        fewest = math.ceil(math.log2(2 * len(design.family(t.claim)) / ALPHA))
+        if t.trials < fewest:
+            raise _fail(f".targeted[{i}].trials", t.trials, f"at least {fewest}: at claim {t.claim}'s level (α/"
+                        f"{len(design.family(t.claim))}) the exact test decides nothing on fewer")
+    return design

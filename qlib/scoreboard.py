@@ -26,7 +26,7 @@ CLAIMS = {  # the paper's claims, each as the exploratory families that touch it
 }
 VERDICTS = ("holds", "fails", "negligible", "undecided")
 COLOURS = {"holds": "#2e7d32", "fails": "#c62828", "negligible": "#1565c0", "undecided": "#9e9e9e"}
-MEANING = ("A verdict is decided on fresh seeds by a comparison declared before the data, and is wrong with probability "
+MEANING = ("A verdict is decided on fresh seeds (a targeted comparison: fresh trials) by a comparison declared before the data, and is wrong with probability "
            "at most 5% per claim: <em>holds</em> or <em>fails</em> when the difference is shown to lie on one side of "
            "zero; <em>negligible</em> when, at the seed cap, it is shown to be smaller than the comparison's δ either "
            "way (it does not matter at this scale); <em>undecided</em> otherwise. <em>size</em> says whether the "
@@ -69,7 +69,8 @@ def replication(folder: Path) -> dict | None:
 
 
 def board(primary: list[dict], replicated: dict | None) -> pd.DataFrame:
-    """Per primary comparison: claim, comparison, δ, effect with its repeated 95% interval (points), seeds used,
+    """Per primary comparison: claim, comparison, δ, effect with its interval (points: the repeated confidence
+    interval, or a targeted comparison's Newcombe interval, each at 1 − α/m), seeds (or trials) used,
     verdict, and the verdict on replication (blank: not run) with whether the two agree."""
     other = {r["id"]: r for r in (replicated or {}).get("primary", [])}
     rows = []
@@ -78,9 +79,9 @@ def board(primary: list[dict], replicated: dict | None) -> pd.DataFrame:
         fmt = lambda v: "" if v is None else f"{v:+.2f}"
         rows.append({"id": r["id"], "claim": r["claim"], "comparison": r["comparison"], "δ": r["δ"],
                      "effect": fmt(r["effect"]), "interval": f"[{fmt(r['low'])}, {fmt(r['high'])}]", "size": r.get("size", ""),
-                     "seeds": r["seeds"],
+                     "seeds": f"{r['seeds']} {r.get('unit', 'seed')}s",
                      "verdict": r["verdict"], "on replication": again["verdict"] if again else "",
-                     "seeds on replication": again["seeds"] if again else "",
+                     "seeds on replication": f"{again['seeds']} {again.get('unit', 'seed')}s" if again else "",
                      "replicated": "" if again is None else ("yes" if again["verdict"] == r["verdict"] else "no")})
     return pd.DataFrame(rows)
 
@@ -93,9 +94,11 @@ def headline(table: pd.DataFrame, replicated: dict | None) -> str:
     if replicated is None:
         return text + "; not yet replicated under a second kernel family (make replicate)."
     kernels = replicated.get("kernels", {})
-    return text + (f"; {(table.replicated == 'yes').sum()} of {len(table)} replicated (same verdict) under a second "
+    rerun = int((table.replicated != "").sum())
+    missing = f"; {len(table) - rerun} not rerun there (make replicate again)" if rerun < len(table) else ""
+    return text + (f"; {(table.replicated == 'yes').sum()} of {rerun} rerun replicated (same verdict) under a second "
                    f"kernel family (torch CPU capability {kernels.get('cpu capability')}, oneDNN ISA "
-                   f"{kernels.get('ONEDNN_MAX_CPU_ISA') or 'default'}).")
+                   f"{kernels.get('ONEDNN_MAX_CPU_ISA') or 'default'}){missing}.")
 
 
 def figure(table: pd.DataFrame, path) -> None:
@@ -114,7 +117,9 @@ def figure(table: pd.DataFrame, path) -> None:
         left += counts
     for y, c in enumerate(claims):
         rows = table[table.claim == c]
-        note = f"{(rows.replicated == 'yes').sum()} of {len(rows)} replicated" if (rows.replicated != "").any() else "not replicated yet"
+        rerun = int((rows.replicated != "").sum())
+        note = (f"{(rows.replicated == 'yes').sum()} of {rerun} rerun replicated" if rerun else "not replicated yet") + (
+            f", {len(rows) - rerun} not rerun" if 0 < rerun < len(rows) else "")
         ax.text(left.iloc[y] + 0.05, y, note, va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, max(1, left.max()) * 1.6)

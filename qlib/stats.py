@@ -344,59 +344,71 @@ def seeds_for_power(sd: float, delta: float, alpha: float = ALPHA, power: float 
     return None
 
 
-def paired_rates(differences, delta: float, alpha: float = ALPHA) -> dict:
-    """A targeted primary comparison decided on its trials (module docstring): ``differences`` per trial, worse's
-    success minus better's as (worse, better) pairs of 0/1 outcomes. {n, b, c, mean, low, high, p, size, verdict},
-    in points: b the trials where only worse succeeded, c only better; ``mean`` 100·(b − c)/n; (low, high)
-    Newcombe's (1 − ``alpha``) interval; p the exact McNemar p (two-sided); ``size`` as :func:`look`'s."""
-    pairs = np.asarray(differences, dtype=int).reshape(-1, 2)
-    if not np.isin(pairs, (0, 1)).all():
-        raise ValueError(f"paired rates need 0/1 outcomes, got {sorted(set(pairs.flatten().tolist()))}")
-    x, y = pairs[:, 0], pairs[:, 1]  # worse's and better's successes
-    n = len(pairs)
-    if n < 1:
-        raise ValueError("paired rates need at least one trial")
-    a, b, c, d = (int(((x == i) & (y == j)).sum()) for i, j in ((1, 1), (1, 0), (0, 1), (0, 0)))
+def paired_rates(pairs, delta: float, alpha: float = ALPHA) -> dict:
+    """A targeted primary comparison decided on its trials (module docstring): ``pairs``, one (worse's success,
+    better's success) of 0/1 outcomes per trial. {n, only_worse, only_better, mean, low, high, p, size, verdict}, in
+    points: ``mean`` 100·(only_worse − only_better)/n, worse's success rate minus better's; (low, high) Newcombe's
+    (1 − ``alpha``) interval (method 10, with his corrected φ); p the exact McNemar p (two-sided); ``size`` as
+    :func:`look`'s. Negligible needs the interval inside (−δ, δ) *and* around 0: where it excludes 0 but the exact
+    test does not, the direction is neither shown nor ruled out, and the verdict is undecided."""
+    x = np.asarray(pairs, dtype=int)
+    if x.ndim != 2 or x.shape[1] != 2 or len(x) < 1:
+        raise ValueError(f"paired rates need (worse, better) pairs, one per trial, got an array of shape {x.shape}")
+    if not np.isin(x, (0, 1)).all():
+        raise ValueError(f"paired rates need 0/1 outcomes, got {sorted(set(x.flatten().tolist()))}")
+    worse, better = x[:, 0], x[:, 1]
+    n = len(x)
+    a, b, c, d = (int(((worse == i) & (better == j)).sum()) for i, j in ((1, 1), (1, 0), (0, 1), (0, 0)))
     p1, p2 = (a + b) / n, (a + c) / n
     z = stats.norm.isf(alpha / 2)
     (l1, u1), (l2, u2) = wilson(a + b, n, z), wilson(a + c, n, z)
+    cross = a * d - b * c
+    cross = max(cross - n / 2, 0) if cross > 0 else cross  # Newcombe's correction of φ
     denominator = (a + b) * (c + d) * (a + c) * (b + d)
-    phi = (a * d - b * c) / math.sqrt(denominator) if denominator else 0.0
+    phi = cross / math.sqrt(denominator) if denominator else 0.0
     low = p1 - p2 - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     high = p1 - p2 + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     p = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
     mean, low, high = 100 * (b - c) / n, 100 * low, 100 * high
     inside = -delta < low and high < delta
     size = "< δ" if inside else "≥ δ" if low >= delta or high <= -delta else "unclear"
-    verdict = ("holds" if p <= alpha and b > c else "fails" if p <= alpha and c > b else "negligible" if inside
-               else "undecided")
-    return {"n": n, "b": b, "c": c, "mean": mean, "low": low, "high": high, "p": p, "size": size, "verdict": verdict}
+    verdict = ("holds" if p <= alpha and b > c else "fails" if p <= alpha and c > b
+               else "negligible" if inside and low <= 0 <= high else "undecided")
+    return {"n": n, "only_worse": b, "only_better": c, "mean": mean, "low": low, "high": high, "p": p, "size": size,
+            "verdict": verdict}
 
 
-def mcnemar_power(n: int, discordant: float, delta: float, alpha: float = ALPHA) -> float:
-    """The exact McNemar test's power at level ``alpha`` (two-sided) to find, on ``n`` trials, a difference in
-    success rates of ``delta`` (a fraction) in the claimed direction when a trial is discordant with probability
-    ``discordant`` (≥ ``delta``): the sum over D discordant trials ~ Binomial(n, discordant) of P(b ≥ k_D), b ~
-    Binomial(D, (discordant + delta) / (2·discordant)), k_D the smallest b with 2·P(Binomial(D, 1/2) ≥ b) ≤ alpha."""
-    if not 0 < delta <= discordant <= 1:
-        raise ValueError(f"mcnemar_power needs 0 < delta ≤ discordant ≤ 1, got delta={delta}, discordant={discordant}")
-    total = 0.0
-    for big_d in range(1, n + 1):
-        tail = 2 * stats.binom.sf(np.arange(big_d + 1) - 1, big_d, 0.5)  # 2·P(Bin(D, ½) ≥ b) for b = 0..D
+def _thresholds(alpha: float, cap: int) -> np.ndarray:
+    """k_D for D = 0..cap discordant trials: the smallest count one way with 2·P(Binomial(D, ½) ≥ k) ≤ alpha (D + 1
+    where none is)."""
+    out = np.empty(cap + 1, dtype=int)
+    for big_d in range(cap + 1):
+        tail = 2 * stats.binom.sf(np.arange(big_d + 1) - 1, big_d, 0.5)  # 2·P(Bin(D, ½) ≥ k) for k = 0..D
         reject = np.nonzero(tail <= alpha)[0]
-        if len(reject):
-            total += stats.binom.pmf(big_d, n, discordant) * stats.binom.sf(reject[0] - 1, big_d, (discordant + delta) / (2 * discordant))
-    return float(total)
+        out[big_d] = reject[0] if len(reject) else big_d + 1
+    return out
+
+
+def mcnemar_power(n: int, discordant: float, effect: float, alpha: float = ALPHA, thresholds: np.ndarray | None = None) -> float:
+    """The exact McNemar test's power at level ``alpha`` (two-sided) to find, on ``n`` trials, a difference in
+    success rates of ``effect`` (a fraction, not points) in the claimed direction when a trial is discordant with
+    probability ``discordant`` (≥ ``effect``): the sum over D discordant trials ~ Binomial(n, discordant) of P(b ≥ k_D),
+    b ~ Binomial(D, (discordant + effect) / (2·discordant)), k_D the smallest b with 2·P(Binomial(D, ½) ≥ b) ≤ alpha."""
+    if not 0 < effect <= discordant <= 1:
+        raise ValueError(f"mcnemar_power needs 0 < effect ≤ discordant ≤ 1 (fractions), got effect={effect}, discordant={discordant}")
+    k = _thresholds(alpha, n) if thresholds is None else thresholds[:n + 1]
+    big_d = np.arange(n + 1)
+    one_way = stats.binom.sf(k - 1, big_d, (discordant + effect) / (2 * discordant))
+    return float((stats.binom.pmf(big_d, n, discordant) * one_way).sum())
 
 
 def trials_for_power(discordant: float, delta: float, alpha: float = ALPHA, power: float = DESIGN_POWER,
                      cap: int = 1000) -> int | None:
     """The trials the exact McNemar test needs (:func:`mcnemar_power`) for ``power`` at a difference ``delta``
-    (points) when a trial is discordant with probability ``discordant`` (raised to delta/100 if below it: a
-    difference that large needs at least that many discordant trials). None if more than ``cap``."""
+    (*points*) when a trial is discordant with probability ``discordant`` (raised to delta/100 if below it: a
+    difference that large needs at least that many discordant trials). None if more than ``cap``. Power is
+    saw-toothed in n (the exact test's discreteness): a few trials more can have slightly less."""
     effect = delta / 100
     share = min(1.0, max(discordant, effect))
-    for n in range(6, cap + 1):
-        if mcnemar_power(n, share, effect, alpha) >= power:
-            return n
-    return None
+    k = _thresholds(alpha, cap)
+    return next((n for n in range(6, cap + 1) if mcnemar_power(n, share, effect, alpha, k) >= power), None)

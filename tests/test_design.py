@@ -49,7 +49,7 @@ def with_change(path, value):
     (("pilot_seeds",), [0], r"primary\.pilot_seeds=\[0\]: allowed is a list of at least two distinct integers"),
     (("comparisons",), [], r"primary\.comparisons=\[\]: allowed is a non-empty list"),
     (("targeted", 0, "trials"), 62, r"primary\.targeted\[0\]\.trials=62: allowed is a multiple of per_seed \(4\)"),
-    (("targeted", 0, "trials"), 4, r"primary\.targeted\[0\]\.trials=4: allowed is at least 6"),
+    (("targeted", 0, "trials"), 4, r"primary\.targeted\[0\]\.trials=4: allowed is at least 7: at claim 6's level \(α/2\)"),
     (("targeted", 0, "better"), "PTQ 4W", r"primary\.targeted\[0\]\.better='PTQ 4W': allowed is 'FP' or 'QAT <task> \[method\]'"),
     (("targeted", 0, "worse"), "QAT 1W bnn", r"primary\.targeted\[0\]\.worse='QAT 1W bnn': allowed is a victim other than better's \('QAT 1W bnn'\)"),
     (("targeted", 0, "settings"), [100], r"primary\.targeted\[0\]\.settings=\[100\]: allowed is a mapping"),
@@ -104,7 +104,7 @@ def test_the_stages_compute_only_the_open_comparisons_and_the_verdicts_follow_th
                        for side in (c.better, c.worse) for name in ("poison", "poisoned"))
     # the targeted comparison: decided by stats.paired_rates on its deciding trials, at the claim's Bonferroni level
     t = design.targeted[0]
-    decided = verdicts.trials(cfg, t, verdicts.targeted_seeds(design, t))
+    decided = verdicts.trials(cfg, t, design.targeted_seeds(t))
     r = stats.paired_rates(verdicts.pairs(decided), t.delta, stats.ALPHA / len(design.family(t.claim)))
     assert (table.loc[t.id, "verdict"], table.loc[t.id, "seeds"], table.loc[t.id, "unit"]) == (r["verdict"], t.trials, "trial")
     assert len(result["trials"]) == t.trials + len(design.pilot_seeds) * t.per_seed

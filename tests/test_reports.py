@@ -200,9 +200,15 @@ def test_the_index_opens_with_the_primary_scoreboard_and_shows_thumbnails_and_co
     (out / "replication.json").write_text(json.dumps({"kernels": {"cpu capability": "DEFAULT", "ONEDNN_MAX_CPU_ISA": "SSE41"},
                                                       "primary": again}))
     index = write_index(out).read_text()
-    assert "1 of 3 replicated (same verdict) under a second kernel family (torch CPU capability DEFAULT, oneDNN ISA SSE41)" in index
+    assert "1 of 3 rerun replicated (same verdict) under a second kernel family (torch CPU capability DEFAULT, oneDNN ISA SSE41)." in index
     rows = scoreboard_table(index)
     assert rows.replicated.tolist() == ["yes", "no", "no"] and rows.loc["3a", "on replication"] == "undecided"
+    assert rows.loc["3a", "seeds on replication"] == "15 seeds"
+    (out / "replication.json").write_text(json.dumps({"kernels": {"cpu capability": "DEFAULT", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+                                                      "primary": again[:2]}))  # one comparison added since it ran
+    index = write_index(out).read_text()
+    assert "1 of 2 rerun replicated (same verdict) under a second kernel family" in index and "; 1 not rerun there" in index
+    assert scoreboard_table(index).replicated.tolist() == ["yes", "no", ""]
     (out / "thumbs" / "figs.png").unlink()
     (out / "figs.no-code.html").unlink()
     write_index(out)

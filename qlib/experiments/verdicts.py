@@ -71,10 +71,6 @@ def differences(cfg: Preset, c: Primary, seeds) -> np.ndarray:
     return np.array([100 * (drop(c.better, s) - drop(c.worse, s)) for s in seeds])
 
 
-def targeted_seeds(design: Design, t: Targeted) -> list[int]:
-    return list(range(design.first_seed, design.first_seed + t.seeds))
-
-
 def trial_cells(cfg: Preset, t: Targeted, seed: int, target: dict) -> dict[str, Cell]:
     """One trial's cells: the poisons (gradient matching with the comparison's settings, made in the fine-tuning
     set against the seed's pretrained model) and the victims' outcomes: "clean" (FP, no poisons), "worse", "better"."""
@@ -118,7 +114,7 @@ def cells(cfg: Preset, chosen_targets: list | None = None) -> list[Cell]:
     out = [cell for c in design.comparisons for cell in seed_cells(cfg, c, seeds)]
     for t in design.targeted:
         placeholders = [{"target": k, "target_index": k, "true_class": 0, "adversarial_class": 1} for k in range(t.per_seed)]
-        for s in list(design.pilot_seeds) + targeted_seeds(design, t):
+        for s in list(design.pilot_seeds) + design.targeted_seeds(t):
             chosen = targets(cfg, s, t.per_seed)
             out.append(chosen)
             picked = chosen.value()["targets"] if chosen.done() else placeholders if chosen_targets is not None else []
@@ -129,8 +125,9 @@ def cells(cfg: Preset, chosen_targets: list | None = None) -> list[Cell]:
 def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, progress: bool = True) -> dict:
     """Run the design's stages (module docstring), computing what the cache lacks with ``executor``. Returns
     {"verdicts": one row per comparison (``COLUMNS``), "looks": one row per comparison and look taken, "pilot":
-    the pilot differences, "design": the design, "cells" and "runs": the work done, as ``pipeline.compute`` counts
-    it}; empty tables without primary comparisons."""
+    the pilot differences, "trials": one row per targeted trial (:func:`trials`, with its "stage": pilot or
+    decide), "design": the design, "cells" and "runs": the work done, as ``pipeline.compute`` counts it}; empty
+    tables without primary comparisons."""
     design, work = cfg.design, {"cells": 0, "runs": {}}
     if design is None:
         return {"verdicts": pd.DataFrame(columns=COLUMNS), "looks": pd.DataFrame(), "pilot": pd.DataFrame(),
@@ -159,11 +156,11 @@ def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, pr
         open_ = still
     rows, trial_rows = verdict_rows(design, pilot, pd.DataFrame(looks)), []
     for t in design.targeted:
-        seeds = list(design.pilot_seeds) + targeted_seeds(design, t)
+        seeds = list(design.pilot_seeds) + design.targeted_seeds(t)
         run([targets(cfg, s, t.per_seed) for s in seeds], f"primary {t.id}: targets")
         run([x for s in seeds for target in targets(cfg, s, t.per_seed).value()["targets"]
              for x in trial_cells(cfg, t, s, target).values()], f"primary {t.id}: {len(seeds) * t.per_seed} trials")
-        piloted, decided = trials(cfg, t, design.pilot_seeds), trials(cfg, t, targeted_seeds(design, t))
+        piloted, decided = trials(cfg, t, design.pilot_seeds), trials(cfg, t, design.targeted_seeds(t))
         trial_rows += [r | {"stage": "pilot"} for r in piloted] + [r | {"stage": "decide"} for r in decided]
         rows.append(targeted_row(design, t, piloted, decided))
     return {"verdicts": pd.DataFrame(rows, columns=COLUMNS), "looks": pd.DataFrame(looks), "trials": pd.DataFrame(trial_rows),
