@@ -35,7 +35,7 @@ from ..pipeline import Cell, compute
 from ..presets import Preset
 from ..stats import (ALPHA, DESIGN_POWER, PRIMARY_VERDICTS, look, paired_rates, rate, seeds_for_power, spending_bounds,
                      trials_for_power)
-from . import strength
+from . import ensure, strength
 
 COLUMNS = ["id", "claim", "comparison", "unit", "δ", "pilot sd", "seeds for power", "looks", "seeds", "effect", "low", "high",
            "size", "verdict"]  # unit "seed", or "trial" for a targeted comparison (its "seeds" columns count trials)
@@ -104,21 +104,22 @@ def pairs(rows: list[dict]) -> list[tuple[int, int]]:
 
 def cells(cfg: Preset, chosen_targets: list | None = None) -> list[Cell]:
     """Every cell the design could need: pilot seeds and all deciding seeds up to the cap, for every comparison; for a
-    targeted comparison each seed's targets cell and the trials of the targets it chose, if it is computed, else,
-    given ``chosen_targets`` (planning: ``experiments.declared``), of placeholders (which images they are does not
-    change the work), else none."""
+    targeted comparison each seed's targets cell and its trials: of the targets it chooses (computed here, serially,
+    if the cache lacks them, as notebook 05's are), or, given ``chosen_targets`` (planning: ``experiments.declared``),
+    of placeholders (which images they are does not change the work)."""
     design = cfg.design
     if design is None:
         return []
     seeds = list(design.pilot_seeds) + design.seeds
     out = [cell for c in design.comparisons for cell in seed_cells(cfg, c, seeds)]
     for t in design.targeted:
+        chosen = {s: targets(cfg, s, t.per_seed) for s in list(design.pilot_seeds) + design.targeted_seeds(t)}
+        if chosen_targets is None:
+            ensure(cfg, list(chosen.values()), progress=False)
         placeholders = [{"target": k, "target_index": k, "true_class": 0, "adversarial_class": 1} for k in range(t.per_seed)]
-        for s in list(design.pilot_seeds) + design.targeted_seeds(t):
-            chosen = targets(cfg, s, t.per_seed)
-            out.append(chosen)
-            picked = chosen.value()["targets"] if chosen.done() else placeholders if chosen_targets is not None else []
-            out += [x for target in picked for x in trial_cells(cfg, t, s, target).values()]
+        for s, cell in chosen.items():
+            picked = placeholders if chosen_targets is not None else cell.value()["targets"]
+            out += [cell] + [x for target in picked for x in trial_cells(cfg, t, s, target).values()]
     return out
 
 
