@@ -209,7 +209,7 @@ def _replicate(args) -> None:
     if cfg.design is None:
         raise ParameterError(f"preset {args.preset!r} declares no primary comparisons (field primary): nothing to replicate")
     started = time.time()
-    result = verdicts.decide(cfg, args.executor, args.workers)
+    result = verdicts.decide(cfg, args.executor, args.workers, pilot=False)  # the pilot sizes the design, never decides
     out = Path(args.out) if args.out else report_dir(args.preset) / scoreboard.REPLICATION
     kernels = {"cpu capability": torch.backends.cpu.get_cpu_capability(),
                **{k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}}
@@ -275,8 +275,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", help="output folder (default reports/<preset>)")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("replicate", help="decide the primary comparisons in this kernel family and write their verdicts "
-                       "beside the reports (make replicate sets a second kernel family and cache)")
+    p = sub.add_parser("replicate", help="decide the primary comparisons in this kernel family (their deciding seeds and "
+                       "trials; not the pilot, which only sizes the design) and write their verdicts beside the reports "
+                       "(make replicate sets a second kernel family and cache)")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--executor", default="serial", choices=["serial", "local", "ray"])
     p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")

@@ -88,8 +88,19 @@ def test_the_stages_compute_only_the_open_comparisons_and_the_verdicts_follow_th
     monkeypatch.setenv("QLIB_CACHE", str(tmp_path / "cache"))
     cfg = load_preset("smoke")
     design = cfg.design
+    # a replication skips the pilot: none of its cells computed, the same verdicts, no power columns
+    replicated = verdicts.decide(cfg, progress=False, pilot=False)
+    t = design.targeted[0]
+    assert not any(cell.done() for c in design.comparisons for s in design.pilot_seeds
+                   for side in (c.better, c.worse) for cell in verdicts.side_cells(cfg, c, side, s).values())
+    assert not any(verdicts.targets(cfg, s, t.per_seed).done() for s in design.pilot_seeds)
+    assert replicated["verdicts"][["pilot sd", "seeds for power"]].isna().all().all()
+    assert len(replicated["trials"]) == t.trials and replicated["pilot"].shape[1] == 1
     result = verdicts.decide(cfg, progress=False)
     looks, table = result["looks"], result["verdicts"].set_index("id")
+    assert table[["pilot sd", "seeds for power"]].notna().all().all()
+    decisive = [k for k in verdicts.COLUMNS if k not in ("pilot sd", "seeds for power")]
+    assert replicated["verdicts"][decisive].equals(result["verdicts"][decisive])
     assert set(table.verdict) <= set(stats.PRIMARY_VERDICTS)
     for c in design.comparisons:
         mine = looks[looks.id == c.id]
@@ -103,7 +114,6 @@ def test_the_stages_compute_only_the_open_comparisons_and_the_verdicts_follow_th
         assert not any(verdicts.side_cells(cfg, c, side, s)[name].done() for s in design.seeds[last.n:]
                        for side in (c.better, c.worse) for name in ("poison", "poisoned"))
     # the targeted comparison: decided by stats.paired_rates on its deciding trials, at the claim's Bonferroni level
-    t = design.targeted[0]
     decided = verdicts.trials(cfg, t, design.targeted_seeds(t))
     r = stats.paired_rates(verdicts.pairs(decided), t.delta, stats.ALPHA / len(design.family(t.claim)))
     assert (table.loc[t.id, "verdict"], table.loc[t.id, "seeds"], table.loc[t.id, "unit"]) == (r["verdict"], t.trials, "trial")

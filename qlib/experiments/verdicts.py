@@ -18,6 +18,8 @@ gradient-matching poisons made in the fine-tuning set against the pretrained mod
 without them (the rate without poisons) and each side's victim fine-tuned with them (``cells.finetuned``,
 ``cells.outcome``); (3) the pilot trials' share of discordant pairs sizes it (``stats.trials_for_power``), and the
 deciding trials decide it (``stats.paired_rates``, at the claim's Bonferroni level).
+
+A replication (``python -m qlib replicate``) runs every stage but the pilots: they size the design and never decide.
 """
 
 import math
@@ -123,8 +125,11 @@ def cells(cfg: Preset, chosen_targets: list | None = None) -> list[Cell]:
     return out
 
 
-def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, progress: bool = True) -> dict:
-    """Run the design's stages (module docstring), computing what the cache lacks with ``executor``. Returns
+def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, progress: bool = True,
+           pilot: bool = True) -> dict:
+    """Run the design's stages (module docstring), computing what the cache lacks with ``executor``; without
+    ``pilot`` (a replication: the pilot sizes the design and never decides) the pilot stages are skipped and the
+    rows' "pilot sd" and "seeds for power" are NaN. Returns
     {"verdicts": one row per comparison (``COLUMNS``), "looks": one row per comparison and look taken, "pilot":
     the pilot differences, "trials": one row per targeted trial (:func:`trials`, with its "stage": pilot or
     decide), "design": the design, "cells" and "runs": the work done, as ``pipeline.compute`` counts it}; empty
@@ -140,8 +145,9 @@ def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, pr
         work["cells"] += done["cells"]
         work["runs"] |= done["runs"]
 
-    run([x for c in design.comparisons for x in seed_cells(cfg, c, design.pilot_seeds)], "primary: pilot")
-    pilot = {c.id: differences(cfg, c, design.pilot_seeds) for c in design.comparisons}
+    piloting = list(design.pilot_seeds) if pilot else []
+    run([x for c in design.comparisons for x in seed_cells(cfg, c, piloting)], "primary: pilot")
+    pilots = {c.id: differences(cfg, c, piloting) for c in design.comparisons}
     bounds = {claim: spending_bounds(np.array(design.looks) / design.cap, ALPHA / len(design.family(claim)))
               for claim in {c.claim for c in design.comparisons}}
     open_, looks = list(design.comparisons), []
@@ -155,17 +161,17 @@ def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, pr
             if r["verdict"] is None:
                 still.append(c)
         open_ = still
-    rows, trial_rows = verdict_rows(design, pilot, pd.DataFrame(looks)), []
+    rows, trial_rows = verdict_rows(design, pilots, pd.DataFrame(looks)), []
     for t in design.targeted:
-        seeds = list(design.pilot_seeds) + design.targeted_seeds(t)
+        seeds = piloting + design.targeted_seeds(t)
         run([targets(cfg, s, t.per_seed) for s in seeds], f"primary {t.id}: targets")
         run([x for s in seeds for target in targets(cfg, s, t.per_seed).value()["targets"]
              for x in trial_cells(cfg, t, s, target).values()], f"primary {t.id}: {len(seeds) * t.per_seed} trials")
-        piloted, decided = trials(cfg, t, design.pilot_seeds), trials(cfg, t, design.targeted_seeds(t))
+        piloted, decided = trials(cfg, t, piloting), trials(cfg, t, design.targeted_seeds(t))
         trial_rows += [r | {"stage": "pilot"} for r in piloted] + [r | {"stage": "decide"} for r in decided]
         rows.append(targeted_row(design, t, piloted, decided))
     return {"verdicts": pd.DataFrame(rows, columns=COLUMNS), "looks": pd.DataFrame(looks), "trials": pd.DataFrame(trial_rows),
-            "pilot": pd.DataFrame([{"id": i, **{f"seed {s}": d for s, d in zip(design.pilot_seeds, v)}} for i, v in pilot.items()]),
+            "pilot": pd.DataFrame([{"id": i, **{f"seed {s}": d for s, d in zip(piloting, v)}} for i, v in pilots.items()]),
             "design": design} | work
 
 
@@ -173,12 +179,14 @@ def targeted_row(design: Design, t: Targeted, piloted: list[dict], decided: list
     """The verdict row of a targeted comparison: its pilot trials size it, its deciding trials decide it."""
     alpha = ALPHA / len(design.family(t.claim))
     diffs = np.array([w - b for w, b in pairs(piloted)], dtype=float)
-    discordant = float(np.mean(diffs != 0)) if len(diffs) else 0.0
-    needed = trials_for_power(discordant, t.delta, alpha, DESIGN_POWER)
+    needed = math.nan
+    if len(diffs):
+        needed = trials_for_power(float(np.mean(diffs != 0)), t.delta, alpha, DESIGN_POWER)
+        needed = needed if needed is not None else math.inf
     r = paired_rates(pairs(decided), t.delta, alpha)
     return {"id": t.id, "claim": t.claim, "comparison": t.text, "unit": "trial", "δ": t.delta,
             "pilot sd": 100 * float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan,
-            "seeds for power": needed if needed is not None else math.inf, "looks": 1, "seeds": r["n"],
+            "seeds for power": needed, "looks": 1, "seeds": r["n"],
             "effect": r["mean"], "low": r["low"], "high": r["high"], "size": r["size"], "verdict": r["verdict"]}
 
 
@@ -186,10 +194,13 @@ def verdict_rows(design: Design, pilot: dict, looks: pd.DataFrame) -> list[dict]
     rows = []
     for c in design.comparisons:
         last = looks[looks.id == c.id].iloc[-1]
-        sd = float(np.std(pilot[c.id], ddof=1))
-        needed = seeds_for_power(sd, c.delta, ALPHA / len(design.family(c.claim)), DESIGN_POWER)
+        sd, needed = math.nan, math.nan
+        if len(pilot[c.id]) > 1:
+            sd = float(np.std(pilot[c.id], ddof=1))
+            needed = seeds_for_power(sd, c.delta, ALPHA / len(design.family(c.claim)), DESIGN_POWER)
+            needed = needed if needed is not None else math.inf
         rows.append({"id": c.id, "claim": c.claim, "comparison": c.text, "unit": "seed", "δ": c.delta, "pilot sd": sd,
-                     "seeds for power": needed if needed is not None else math.inf, "looks": int(last.look),
+                     "seeds for power": needed, "looks": int(last.look),
                      "seeds": int(last.n), "effect": last["mean"], "low": last.low, "high": last.high, "size": last["size"],
                      "verdict": last.verdict})
     return rows
