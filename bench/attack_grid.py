@@ -46,7 +46,9 @@ def main():
     pd.set_option("display.max_columns", 20)
     print(df.drop(columns=["method"]).to_string(float_format=lambda v: f"{v:.4g}"))
     summary = mean_std(df, "drop", ["attack", "eps_d", "regime", "scheme"])
-    summary["attack_seconds"] = df.groupby(["attack", "eps_d", "regime", "scheme"], sort=False)["attack_seconds"].mean().values
+    summary["attack_seconds"] = (
+        df.groupby(["attack", "eps_d", "regime", "scheme"], sort=False)["attack_seconds"].mean().values
+    )
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"wall time {time.time() - start:.0f} s")
     if args.csv:

@@ -33,7 +33,12 @@ TESTED = {  # notebook → its claims table from its module and what the module'
 }
 WITHOUT_CLAIMS = ("00_clean_baselines", "07_evaluate_your_poison")  # notebooks that test none of the paper's claims
 PARTS = ("outcome", "regime")  # columns that split a notebook's claims table (05's outcomes, 06's regimes)
-VERDICTS = {"holds": "holds", "undecided": "undecided", "fails": "fails", ablation.SAME_POISON: "same poison"}  # column names
+VERDICTS = {
+    "holds": "holds",
+    "undecided": "undecided",
+    "fails": "fails",
+    ablation.SAME_POISON: "same poison",
+}  # column names
 DTYPES = {"poison": str}  # a poison digest of only digits is still a digest
 
 
@@ -53,8 +58,10 @@ def from_cache(preset: str, notebook: str):
 
     def refuse(cfg, cells, progress=True):
         if missing := pipeline.pending(cells):
-            sys.exit(f"claim_counts: the cache lacks {len(missing)} cells of {notebook} (e.g. {missing[0]}); nothing was "
-                     f"computed. A changed cache key? Or compute them: python -m qlib grid {notebook} --preset {preset}")
+            sys.exit(
+                f"claim_counts: the cache lacks {len(missing)} cells of {notebook} (e.g. {missing[0]}); nothing was "
+                f"computed. A changed cache key? Or compute them: python -m qlib grid {notebook} --preset {preset}"
+            )
 
     module.ensure = refuse
     return module.run(load_preset(preset), progress=False)
@@ -73,10 +80,16 @@ def counts(tested: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 parts = [c for c in PARTS if c in mine]
                 for part, rows_ in mine.groupby(parts, sort=False) if parts else [((), mine)]:
                     n = rows_["our run"].value_counts()
-                    rows.append({"claim": claim, "family": family, "notebook": notebook,
-                                 "part": ", ".join(map(str, part if isinstance(part, tuple) else (part,))),
-                                 **{v: int(n.get(k, 0)) for k, v in VERDICTS.items()},
-                                 "p ≤ 0.05 unadjusted": int((rows_.p <= ALPHA).sum())})
+                    rows.append(
+                        {
+                            "claim": claim,
+                            "family": family,
+                            "notebook": notebook,
+                            "part": ", ".join(map(str, part if isinstance(part, tuple) else (part,))),
+                            **{v: int(n.get(k, 0)) for k, v in VERDICTS.items()},
+                            "p ≤ 0.05 unadjusted": int((rows_.p <= ALPHA).sum()),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -84,7 +97,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--preset", help="read every notebook's runs from the cache of this preset")
-    source.add_argument("--runs", type=Path, help="a folder of {notebook}__{table}.csv (notebooks without one are skipped)")
+    source.add_argument(
+        "--runs", type=Path, help="a folder of {notebook}__{table}.csv (notebooks without one are skipped)"
+    )
     parser.add_argument("--notebooks", nargs="+", default=list(TESTED), choices=list(TESTED), help="default: all")
     args = parser.parse_args()
     if unlisted := [nb for nb in NOTEBOOKS if nb not in TESTED and nb not in WITHOUT_CLAIMS]:

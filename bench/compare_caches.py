@@ -52,8 +52,10 @@ def main() -> int:
             differ.append(path.relative_to(args.a))
     for path in differ:
         print(f"differs: {path}")
-    print(f"{sum(compared.values())} files compared ({', '.join(f'{k} {v}' for k, v in sorted(compared.items()))}); "
-          f"{len(differ)} differ; {only_a} only in {args.a}")
+    print(
+        f"{sum(compared.values())} files compared ({', '.join(f'{k} {v}' for k, v in sorted(compared.items()))}); "
+        f"{len(differ)} differ; {only_a} only in {args.a}"
+    )
     return 1 if differ else 0
 
 

@@ -39,8 +39,11 @@ def main():
     parser.add_argument("--no-flip", action="store_true", help="skip the label-flip comparison")
     args = parser.parse_args()
 
-    base_cfg = load_preset(args.preset, epochs=args.retrain_epochs,
-                           attacks={"gc": {"epochs": args.steps, "lr": args.lr, "optimizer": args.optimizer}})
+    base_cfg = load_preset(
+        args.preset,
+        epochs=args.retrain_epochs,
+        attacks={"gc": {"epochs": args.steps, "lr": args.lr, "optimizer": args.optimizer}},
+    )
     train, _ = load_data(base_cfg)
     for seed in args.seeds:
         for eps_w in args.eps_w:
@@ -49,14 +52,26 @@ def main():
             compute([corrupted, accuracy(cfg, seed, "fp", FP)], threads=cfg.threads, progress=False)
             model, result = corrupted.value()
             g = clean_gradient(model, gradient_parameters(model, "all"), train)
-            base = {"seed": seed, "eps_w": eps_w, "clean_acc": accuracy(cfg, seed, "fp", FP).value()["acc"],
-                    "half_clean_grad_sq": 0.5 * sum((t ** 2).sum().item() for t in g), "retrain_epochs": cfg.epochs,
-                    "steps": args.steps, "lr": args.lr, "optimizer": args.optimizer, "train_size": len(train)}
+            base = {
+                "seed": seed,
+                "eps_w": eps_w,
+                "clean_acc": accuracy(cfg, seed, "fp", FP).value()["acc"],
+                "half_clean_grad_sq": 0.5 * sum((t**2).sum().item() for t in g),
+                "retrain_epochs": cfg.epochs,
+                "steps": args.steps,
+                "lr": args.lr,
+                "optimizer": args.optimizer,
+                "train_size": len(train),
+            }
             for eps_d in args.eps_d:
                 gc = poison(cfg, "gc", seed, eps_d)
                 row = {**base, "eps_d": eps_d, "gc_drop": drop(cfg, seed, gc)}
                 nu, seconds = gc.value()
-                row |= {"gc_seconds": seconds, **nu.provenance["objective"], "mean_abs_dx": (nu.x - train.x[nu.indices]).abs().mean().item()}
+                row |= {
+                    "gc_seconds": seconds,
+                    **nu.provenance["objective"],
+                    "mean_abs_dx": (nu.x - train.x[nu.indices]).abs().mean().item(),
+                }
                 if not args.no_flip:
                     row["flip_drop"] = drop(cfg, seed, poison(cfg, "label_flip", seed, eps_d))
                 print(json.dumps(row), flush=True)

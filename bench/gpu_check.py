@@ -90,8 +90,14 @@ def write_cifar(folder: Path, per_batch: int, test: int) -> None:
 def tensors(n: int, seed: int = 0) -> Dataset:
     """A CIFAR-shaped in-memory set of ``n`` images for the timings."""
     images, labels = coloured_noise(n, seed)
-    return Dataset("cifar10", torch.from_numpy(images).float().div_(255), torch.from_numpy(labels).long(), 10,
-                   CIFAR_MEAN, CIFAR_STD)
+    return Dataset(
+        "cifar10",
+        torch.from_numpy(images).float().div_(255),
+        torch.from_numpy(labels).long(),
+        10,
+        CIFAR_MEAN,
+        CIFAR_STD,
+    )
 
 
 # -- part 1: every notebook's code path ---------------------------------------------------------------------------
@@ -103,11 +109,24 @@ def check_preset(width: float, device: str) -> object:
     cell runs with the paper's threads, or fewer where this process has fewer (OMP_NUM_THREADS=1 under make test)."""
     smoke, paper_threads = load_preset("smoke"), load_preset("paper").threads
     return load_preset(
-        "paper", width=width, device=device, threads=min(paper_threads, torch.get_num_threads()), epochs=1, batch_size=25, seeds=[0],
-        attacks={**{name: smoke.attacks[name] for name in UNLEARNABLE}, "gc": {"epochs": 1, "chunk": 1},
-                 "tgda": {"epochs": 1, "follower_steps": 1, "cg_iters": 1, "batch_size": 20, "chunk": 2048},
-                 "gradient_matching": {"eps": 16 / 255, "steps": 2, "restarts": 2, "batch_size": 8, "augment": True}},
-        targets=1, targeted_seeds=[0], targeted_eps_d=0.05, targeted_epochs=1)
+        "paper",
+        width=width,
+        device=device,
+        threads=min(paper_threads, torch.get_num_threads()),
+        epochs=1,
+        batch_size=25,
+        seeds=[0],
+        attacks={
+            **{name: smoke.attacks[name] for name in UNLEARNABLE},
+            "gc": {"epochs": 1, "chunk": 1},
+            "tgda": {"epochs": 1, "follower_steps": 1, "cg_iters": 1, "batch_size": 20, "chunk": 2048},
+            "gradient_matching": {"eps": 16 / 255, "steps": 2, "restarts": 2, "batch_size": 8, "augment": True},
+        },
+        targets=1,
+        targeted_seeds=[0],
+        targeted_eps_d=0.05,
+        targeted_epochs=1,
+    )
 
 
 def on_device(model, cfg) -> bool:
@@ -126,12 +145,22 @@ def part1(cfg, record: dict, full: dict[str, int]) -> None:
         with counting() as ran:
             grid(notebook)
         # notebook 06 chooses its claims' regimes from results: the plan holds every regime it could choose
-        exact = +ran == planned[notebook] if notebook != "06_attack_strength" else all(
-            ran[u] <= planned[notebook][u] for u in ran)
-        record["part 1"][notebook] = {"empty cache seconds": round(time.perf_counter() - start, 2), "counts as planned": exact}
+        exact = (
+            +ran == planned[notebook]
+            if notebook != "06_attack_strength"
+            else all(ran[u] <= planned[notebook][u] for u in ran)
+        )
+        record["part 1"][notebook] = {
+            "empty cache seconds": round(time.perf_counter() - start, 2),
+            "counts as planned": exact,
+        }
         say(f"part 1 {notebook}: empty cache {time.perf_counter() - start:.1f} s, counts as planned: {exact}")
         if not exact:
-            diff = {u: (ran[u], planned[notebook][u]) for u in set(ran) | set(planned[notebook]) if ran[u] != planned[notebook][u]}
+            diff = {
+                u: (ran[u], planned[notebook][u])
+                for u in set(ran) | set(planned[notebook])
+                if ran[u] != planned[notebook][u]
+            }
             raise SystemExit(f"part 1: {notebook} ran other work than the cost model planned (ran, planned): {diff}")
     start = time.perf_counter()
     with counting() as ran:
@@ -141,13 +170,17 @@ def part1(cfg, record: dict, full: dict[str, int]) -> None:
     say(f"part 1 warm cache: all notebooks {time.perf_counter() - start:.1f} s, recomputed {+ran or 'nothing'}")
     if +ran:
         raise SystemExit(f"part 1: the warm cache recomputed {+ran}")
-    loaded = {"clean FP": cells.trained(cfg, 0, paper.FP).value()[0],
-              "QAT 1W1A bnn++": cells.trained(cfg, 0, parse_scheme("1W1A", "bnn++")).value()[0],
-              "GradPC target": cells.target(cfg, 0).value()[0],
-              "targeted surrogate": cells.trained(targeted.preset(cfg), 0, paper.FP, curve=False).value()[0]}
+    loaded = {
+        "clean FP": cells.trained(cfg, 0, paper.FP).value()[0],
+        "QAT 1W1A bnn++": cells.trained(cfg, 0, parse_scheme("1W1A", "bnn++")).value()[0],
+        "GradPC target": cells.target(cfg, 0).value()[0],
+        "targeted surrogate": cells.trained(targeted.preset(cfg), 0, paper.FP, curve=False).value()[0],
+    }
     misplaced = [name for name, model in loaded.items() if not on_device(model, cfg)]
     record["part 1"]["loaded on the device"] = not misplaced
-    say(f"part 1: models loaded from the cache on {devices.resolve(cfg.device)}: {'all' if not misplaced else misplaced}")
+    say(
+        f"part 1: models loaded from the cache on {devices.resolve(cfg.device)}: {'all' if not misplaced else misplaced}"
+    )
     if misplaced:
         raise SystemExit(f"part 1: {misplaced} came back from the cache off the device {devices.resolve(cfg.device)}")
 
@@ -176,8 +209,13 @@ def measured(dev: torch.device, work) -> tuple[float, Counter, int | None]:
 
 def paper_schemes() -> dict:
     """Every scheme the ``paper`` plan trains, by name."""
-    schemes = [paper.FP, *paper.QAT_SCHEMES, *targeted.QAT_SCHEMES, *(s for _, s in unlearnable.SETTINGS),
-               *ablation.LSQ_SCHEMES.values()]
+    schemes = [
+        paper.FP,
+        *paper.QAT_SCHEMES,
+        *targeted.QAT_SCHEMES,
+        *(s for _, s in unlearnable.SETTINGS),
+        *ablation.LSQ_SCHEMES.values(),
+    ]
     return {s.name: s for s in schemes}
 
 
@@ -188,9 +226,22 @@ def train_costs(record: dict, width: float, dev: torch.device, n: int, paper) ->
         model = create_model("resnet18", data, width, seed=0)
         model = model if scheme.is_fp else prepare_qat(model, scheme)
         history = []
-        seconds, _, peak = measured(dev, lambda: history.extend(fit(
-            model, data, epochs=2, lr=paper.lr, batch_size=paper.batch_size, augment=paper.augment, device=str(dev),
-            progress=False, counted_as=name)))
+        seconds, _, peak = measured(
+            dev,
+            lambda: history.extend(
+                fit(
+                    model,
+                    data,
+                    epochs=2,
+                    lr=paper.lr,
+                    batch_size=paper.batch_size,
+                    augment=paper.augment,
+                    device=str(dev),
+                    progress=False,
+                    counted_as=name,
+                )
+            ),
+        )
         add(record, f"train images/{name}", history[1]["seconds"] / n, peak, f"epoch 2 of 2 on {n} images")
     model = create_model("resnet18", data, width, seed=0).to(dev)
     evaluate(model, data)
@@ -207,10 +258,20 @@ def add(record: dict, unit: str, seconds: float, peak: int | None, how: str) -> 
     save(record)
 
 
-def attack_cost(record: dict, dev: torch.device, unit: str, name: str, clean: Dataset, eps_d: float, how: str,
-                warmup: dict, **params) -> None:
+def attack_cost(
+    record: dict,
+    dev: torch.device,
+    unit: str,
+    name: str,
+    clean: Dataset,
+    eps_d: float,
+    how: str,
+    warmup: dict,
+    **params,
+) -> None:
     """Seconds per unit of attack ``name``: on a GPU a short warm-up run first (``warmup`` overrides; None: none, the
     device is warm by then), then the measured run."""
+
     def work():
         if dev.type == "cuda" and warmup is not None:
             ATTACKS.get(name)(clean, eps_d, 0, device=str(dev), **{**params, **warmup})
@@ -230,34 +291,114 @@ def attack_costs(record: dict, width: float, dev: torch.device, tiny: bool, pape
     gradpc_data = tensors((1 if tiny else 4) * paper.batch_size, seed=2)
     gradpc(fp, gradpc_data, batch_size=paper.batch_size)
     seconds, units, peak = measured(dev, lambda: gradpc(fp, gradpc_data, batch_size=paper.batch_size))
-    add(record, "attack/gradpc", seconds / units["attack/gradpc"], peak, f"{len(gradpc_data)} images, batch {paper.batch_size}")
+    add(
+        record,
+        "attack/gradpc",
+        seconds / units["attack/gradpc"],
+        peak,
+        f"{len(gradpc_data)} images, batch {paper.batch_size}",
+    )
     gc = dict(lr=gc_paper["lr"], chunk=gc_paper["chunk"], threshold=0.0)
-    attack_cost(record, dev, "attack/gc", "gc", clean, gc_k / n, f"{gc_k} poisons, chunk {gc['chunk']}, 3 steps",
-                {"epochs": 1}, target=fp, epochs=3, **gc)
-    attack_cost(record, dev, "attack/gc_q", "gc_q", clean, gc_k / n, f"{gc_k} poisons, {qaa.name}, 3 steps",
-                {"epochs": 1}, target=fp, scheme=qaa, epochs=3, **gc)
+    attack_cost(
+        record,
+        dev,
+        "attack/gc",
+        "gc",
+        clean,
+        gc_k / n,
+        f"{gc_k} poisons, chunk {gc['chunk']}, 3 steps",
+        {"epochs": 1},
+        target=fp,
+        epochs=3,
+        **gc,
+    )
+    attack_cost(
+        record,
+        dev,
+        "attack/gc_q",
+        "gc_q",
+        clean,
+        gc_k / n,
+        f"{gc_k} poisons, {qaa.name}, 3 steps",
+        {"epochs": 1},
+        target=fp,
+        scheme=qaa,
+        epochs=3,
+        **gc,
+    )
     chunk = 8 if tiny else tgda_paper["chunk"]
     tgda_k = 2 * chunk  # two pieces of poisons besides the batch's: the chunked path the paper's 1,500 poisons take
-    tgda = dict(leader_lr=tgda_paper["leader_lr"], follower_steps=1 if tiny else tgda_paper["follower_steps"],
-                cg_iters=1 if tiny else tgda_paper["cg_iters"], batch_size=16 if tiny else tgda_paper["batch_size"], chunk=chunk,
-                epochs=1)
+    tgda = dict(
+        leader_lr=tgda_paper["leader_lr"],
+        follower_steps=1 if tiny else tgda_paper["follower_steps"],
+        cg_iters=1 if tiny else tgda_paper["cg_iters"],
+        batch_size=16 if tiny else tgda_paper["batch_size"],
+        chunk=chunk,
+        epochs=1,
+    )
     warm = {"cg_iters": 1, "follower_steps": 1}
-    how = (f"{tgda_k} poisons + batch {tgda['batch_size']}, chunk {chunk}, cg {tgda['cg_iters']}, "
-           f"{tgda['follower_steps']} follower steps, 1 leader step")
+    how = (
+        f"{tgda_k} poisons + batch {tgda['batch_size']}, chunk {chunk}, cg {tgda['cg_iters']}, "
+        f"{tgda['follower_steps']} follower steps, 1 leader step"
+    )
     attack_cost(record, dev, "attack/tgda", "tgda", clean, tgda_k / n, how, warm, model=fp, **tgda)
-    attack_cost(record, dev, "attack/tgda_q", "tgda_q", clean, tgda_k / n, f"{how}, {qaa.name}", warm, model=fp, scheme=qaa, **tgda)
+    attack_cost(
+        record,
+        dev,
+        "attack/tgda_q",
+        "tgda_q",
+        clean,
+        tgda_k / n,
+        f"{how}, {qaa.name}",
+        warm,
+        model=fp,
+        scheme=qaa,
+        **tgda,
+    )
     gm_n = 100 if tiny else 10 * 500  # the paper's 500 poisons (1% of 50,000) of one class
     gm_clean = tensors(gm_n, seed=3)
     gm_k = gm_n // 10
-    gm = dict(model=fp, target_image=clean.x[0], target_index=0, adversarial_class=3, steps=3, restarts=1,
-              batch_size=cells.settings(paper, "gradient_matching").get("batch_size", 512))
-    attack_cost(record, dev, "attack/gradient_matching oblivious", "gradient_matching", gm_clean, gm_k / gm_n,
-                f"{gm_k} poisons, batch {gm['batch_size']}, 3 steps", {"steps": 1}, **gm)
-    attack_cost(record, dev, "attack/gradient_matching aware", "gradient_matching", gm_clean, gm_k / gm_n,
-                f"{gm_k} poisons through 4W QAT, 3 steps", {"steps": 1}, scheme=parse_scheme("4W"), **gm)
+    gm = dict(
+        model=fp,
+        target_image=clean.x[0],
+        target_index=0,
+        adversarial_class=3,
+        steps=3,
+        restarts=1,
+        batch_size=cells.settings(paper, "gradient_matching").get("batch_size", 512),
+    )
+    attack_cost(
+        record,
+        dev,
+        "attack/gradient_matching oblivious",
+        "gradient_matching",
+        gm_clean,
+        gm_k / gm_n,
+        f"{gm_k} poisons, batch {gm['batch_size']}, 3 steps",
+        {"steps": 1},
+        **gm,
+    )
+    attack_cost(
+        record,
+        dev,
+        "attack/gradient_matching aware",
+        "gradient_matching",
+        gm_clean,
+        gm_k / gm_n,
+        f"{gm_k} poisons through 4W QAT, 3 steps",
+        {"steps": 1},
+        scheme=parse_scheme("4W"),
+        **gm,
+    )
     variants = [record["seconds"].get(f"attack/gradient_matching {v}") for v in ("oblivious", "aware")]
     if None not in variants:
-        add(record, "attack/gradient_matching", max(variants), None, "the slower of oblivious and aware (priced by the cost model)")
+        add(
+            record,
+            "attack/gradient_matching",
+            max(variants),
+            None,
+            "the slower of oblivious and aware (priced by the cost model)",
+        )
     for name in UNLEARNABLE:
         ue_cost(record, dev, name, width, tiny, paper)
 
@@ -265,12 +406,22 @@ def attack_costs(record: dict, width: float, dev: torch.device, tiny: bool, pape
 def ue_short(name: str, n: int, tiny: bool) -> dict:
     """Each unlearnable example's ``paper`` settings, cut to a few steps over ``n`` images, the ratio of its inner
     loops kept (REM's surrogate steps scaled from one epoch of 50,000 images); with ``tiny``, to one or two of each."""
-    short = {"em": {"max_rounds": 1, "stop_error": None}, "tap": {"steps": 3, "restarts": 1},
-             "dc": {"trials": 1, "steps": 3}, "rem": {"max_rounds": 1, "train_steps": max(1, round(391 * n / 50000))},
-             "ntga": {"steps": 2}, "ar": {"min_response": 5.0, "max_candidates": 20000}}.get(name, {})
+    short = {
+        "em": {"max_rounds": 1, "stop_error": None},
+        "tap": {"steps": 3, "restarts": 1},
+        "dc": {"trials": 1, "steps": 3},
+        "rem": {"max_rounds": 1, "train_steps": max(1, round(391 * n / 50000))},
+        "ntga": {"steps": 2},
+        "ar": {"min_response": 5.0, "max_candidates": 20000},
+    }.get(name, {})
     if tiny:
-        short |= {"em": {"pgd_steps": 2, "train_steps": 1}, "rem": {"pgd_steps": 1, "adv_steps": 1},
-                  "tap": {"steps": 1}, "dc": {"steps": 1, "ae_width": 8, "batch_size": 32}, "ntga": {"steps": 1, "block_size": 64}}.get(name, {})
+        short |= {
+            "em": {"pgd_steps": 2, "train_steps": 1},
+            "rem": {"pgd_steps": 1, "adv_steps": 1},
+            "tap": {"steps": 1},
+            "dc": {"steps": 1, "ae_width": 8, "batch_size": 32},
+            "ntga": {"steps": 1, "block_size": 64},
+        }.get(name, {})
     return short
 
 
@@ -284,8 +435,17 @@ def ue_cost(record: dict, dev: torch.device, name: str, width: float, tiny: bool
         eps_d = n / len(clean)
     if "model" in inspect.signature(ATTACKS.get(name)).parameters:
         params["model"] = create_model("resnet18", clean, width, seed=0).to(dev)
-    attack_cost(record, dev, f"attack/{name}", name, clean, eps_d, f"{n} images, {ue_short(name, n, tiny) or 'paper settings'}",
-                None, **params)
+    attack_cost(
+        record,
+        dev,
+        f"attack/{name}",
+        name,
+        clean,
+        eps_d,
+        f"{n} images, {ue_short(name, n, tiny) or 'paper settings'}",
+        None,
+        **params,
+    )
 
 
 def tf32_check(record: dict, width: float, dev: torch.device) -> None:
@@ -298,12 +458,17 @@ def tf32_check(record: dict, width: float, dev: torch.device) -> None:
     for setting in ("ieee", "tf32"):
         torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = setting
         g = clean_gradient(target, params, clean)
-        out[setting] = {"objective": cancel_objective(target, params, g, x, y, 512)[0],
-                        "clean gradient": torch.cat([t.flatten() for t in g])}
+        out[setting] = {
+            "objective": cancel_objective(target, params, g, x, y, 512)[0],
+            "clean gradient": torch.cat([t.flatten() for t in g]),
+        }
     numerics.configure()
     gi, gt = out["ieee"]["clean gradient"], out["tf32"]["clean gradient"]
-    record["tf32"] = {"objective, TF32 off": out["ieee"]["objective"], "objective, TF32 on": out["tf32"]["objective"],
-                      "relative change of the clean gradient": ((gt - gi).norm() / gi.norm()).item()}
+    record["tf32"] = {
+        "objective, TF32 off": out["ieee"]["objective"],
+        "objective, TF32 on": out["tf32"]["objective"],
+        "relative change of the clean gradient": ((gt - gi).norm() / gi.norm()).item(),
+    }
     say(f"part 2 TF32: {record['tf32']}")
     save(record)
 
@@ -316,7 +481,16 @@ def determinism_check(record: dict, width: float, dev: torch.device, paper) -> N
         states = []
         for _ in range(2):
             model = create_model("resnet18", data, width, seed=0)
-            fit(model, data, epochs=1, lr=paper.lr, batch_size=paper.batch_size, augment=True, device=str(dev), progress=False)
+            fit(
+                model,
+                data,
+                epochs=1,
+                lr=paper.lr,
+                batch_size=paper.batch_size,
+                augment=True,
+                device=str(dev),
+                progress=False,
+            )
             states.append(model.state_dict())
         same = all(torch.equal(states[0][k], states[1][k]) for k in states[0])
         record["deterministic"][str(deterministic)] = same
@@ -380,11 +554,14 @@ def guarded(record: dict, what: str, work, *args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="CPU, width 1/8, a handful of images (the test suite's run)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="CPU, width 1/8, a handful of images (the test suite's run)"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda[:N]")
     parser.add_argument("--out", help="the JSON to write (default bench/results/unit_costs_<device>.json)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["part1", "attacks", "concurrency"],
-                        help="leave parts out")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["part1", "attacks", "concurrency"], help="leave parts out"
+    )
     args = parser.parse_args(argv)
     dev = devices.resolve("cpu" if args.tiny else args.device)
     width = 0.125 if args.tiny else 1.0
@@ -392,10 +569,22 @@ def main(argv=None) -> None:
     OUT.append(Path(args.out) if args.out else Path(__file__).parent / "results" / f"unit_costs_{slug}.json")
     OUT[0].parent.mkdir(parents=True, exist_ok=True)
     numerics.configure()
-    record = {"device": device_name(dev), "torch": torch.__version__, "model": f"resnet18 width {width}",
-              "images": "3x32x32 (CIFAR-10 shape)", "tiny": args.tiny, "command": " ".join(["bench/gpu_check.py", *sys.argv[1:]]),
-              "errors": {}, "part 1": {}, "seconds": {}, "peak memory bytes": {}, "how": {}, "tf32": {}, "deterministic": {},
-              "processes": {}}
+    record = {
+        "device": device_name(dev),
+        "torch": torch.__version__,
+        "model": f"resnet18 width {width}",
+        "images": "3x32x32 (CIFAR-10 shape)",
+        "tiny": args.tiny,
+        "command": " ".join(["bench/gpu_check.py", *sys.argv[1:]]),
+        "errors": {},
+        "part 1": {},
+        "seconds": {},
+        "peak memory bytes": {},
+        "how": {},
+        "tf32": {},
+        "deterministic": {},
+        "processes": {},
+    }
     say(f"device {device_name(dev)}, torch {torch.__version__}, scratch {SCRATCH}, writing {OUT[0]}")
     paper = load_preset("paper")
     if "part1" not in args.skip:

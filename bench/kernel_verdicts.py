@@ -37,11 +37,17 @@ def verdicts(cfg, chosen: list[dict], workers: int | None) -> dict:
     table = strength.drop_table(strength._rows(drops))
     runs = strength._rows(claims) if claims else pd.DataFrame()
     if not runs.empty:
-        runs = runs.assign(setting=[("FP" if r == "fp" else f"{r.upper()} {s}") for r, s in zip(runs.regime, runs.scheme)])
+        runs = runs.assign(
+            setting=[("FP" if r == "fp" else f"{r.upper()} {s}") for r, s in zip(runs.regime, runs.scheme)]
+        )
     tested = strength.claims(runs) if not runs.empty else pd.DataFrame(columns=["regime", "claim", "our run"])
     sign = lambda r: "undecided" if not r["decided"] else ("drop" if r["drop"] < 0 else "rise")
-    return {"drops": {f"{r['model']}|{r['bounds']}|{r['attack']}|{r['eps_d']:g}": sign(r) for r in table.to_dict("records")},
-            "claims": {f"{regime}|{claim}": v for regime, claim, v in zip(tested.regime, tested.claim, tested["our run"])}}
+    return {
+        "drops": {
+            f"{r['model']}|{r['bounds']}|{r['attack']}|{r['eps_d']:g}": sign(r) for r in table.to_dict("records")
+        },
+        "claims": {f"{regime}|{claim}": v for regime, claim, v in zip(tested.regime, tested.claim, tested["our run"])},
+    }
 
 
 def notebook_verdicts(cfg, preset: str, notebooks: list[str], workers: int | None) -> dict:
@@ -61,11 +67,17 @@ def compare(a: dict, b: dict) -> None:
         keys = sorted(set(a[part]) & set(b[part]))
         if not keys:
             continue
-        flipped = [k for k in keys if {a[part][k], b[part][k]} >= {"holds", "fails"} or {a[part][k], b[part][k]} >= {"drop", "rise"}]
+        flipped = [
+            k
+            for k in keys
+            if {a[part][k], b[part][k]} >= {"holds", "fails"} or {a[part][k], b[part][k]} >= {"drop", "rise"}
+        ]
         moved = [k for k in keys if (a[part][k] == "undecided") != (b[part][k] == "undecided")]
         decided = sum(a[part][k] != "undecided" for k in keys)
-        print(f"{part}: {len(keys)} compared, {decided} decided in the first family; {len(flipped)} decided one way in one "
-              f"family and the other way in the other; {len(moved)} moved between decided and undecided")
+        print(
+            f"{part}: {len(keys)} compared, {decided} decided in the first family; {len(flipped)} decided one way in one "
+            f"family and the other way in the other; {len(moved)} moved between decided and undecided"
+        )
         for k in flipped + moved:
             print(f"  {k}: {a[part][k]} → {b[part][k]}")
 
@@ -74,8 +86,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="cpu")
     p.add_argument("--regimes", help="JSON list of {model, bounds, eps_d}")
-    p.add_argument("--notebooks", nargs="+", choices=[nb for nb in TESTED if nb != "06_attack_strength"],
-                   help="these notebooks' claims instead of notebook 06's")
+    p.add_argument(
+        "--notebooks",
+        nargs="+",
+        choices=[nb for nb in TESTED if nb != "06_attack_strength"],
+        help="these notebooks' claims instead of notebook 06's",
+    )
     p.add_argument("--out")
     p.add_argument("--workers", type=int)
     p.add_argument("--compare", nargs=2, metavar="FILE")
@@ -84,8 +100,11 @@ def main():
         compare(*(json.load(open(f)) for f in args.compare))
         return
     cfg = load_preset(args.preset)
-    result = (notebook_verdicts(cfg, args.preset, args.notebooks, args.workers) if args.notebooks
-              else verdicts(cfg, json.load(open(args.regimes)), args.workers))
+    result = (
+        notebook_verdicts(cfg, args.preset, args.notebooks, args.workers)
+        if args.notebooks
+        else verdicts(cfg, json.load(open(args.regimes)), args.workers)
+    )
     json.dump(result, open(args.out, "w"), indent=1)
 
 

@@ -17,7 +17,15 @@ from qlib.data import load
 from qlib.models import create_model
 from qlib.quant import parse_scheme, prepare_qat
 
-SCHEMES = [("fp", None), ("8W8A", None), ("8W", None), ("4W4A", None), ("1W", "bnn"), ("1W1A", "bnn"), ("1W1A", "bnn++")]
+SCHEMES = [
+    ("fp", None),
+    ("8W8A", None),
+    ("8W", None),
+    ("4W4A", None),
+    ("1W", "bnn"),
+    ("1W1A", "bnn"),
+    ("1W1A", "bnn++"),
+]
 
 
 def timed_steps(model, x, y, steps):
@@ -50,8 +58,10 @@ def main():
         for name, model in models.items():
             seconds[name].append(timed_steps(model, x, y, args.steps))
     fp = statistics.median(seconds["fp"])
-    print(f"{args.model}, batch {args.batch_size}, channels_last, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"median of {args.repeats}×{args.steps} steps")
+    print(
+        f"{args.model}, batch {args.batch_size}, channels_last, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"median of {args.repeats}×{args.steps} steps"
+    )
     for name, s in seconds.items():
         print(f"  {name:12s} {1000 * statistics.median(s):7.1f} ms/step   ratio to FP {statistics.median(s) / fp:.2f}")
 

@@ -24,7 +24,7 @@ def plain_loop(model, x, y, batch_size, lr):
     model.train()
     perm = torch.randperm(len(y))
     for i in range(0, len(y), batch_size):
-        idx = perm[i:i + batch_size]
+        idx = perm[i : i + batch_size]
         loss = nnf.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
@@ -42,8 +42,12 @@ def main():
     train = load("fashion-mnist", "train").subset(args.n, seed=0)
     runs = {
         "plain loop": lambda m: plain_loop(m, train.x, train.y, args.batch_size, 0.05),
-        "fit (fast=True)": lambda m: fit(m, train, epochs=1, lr=0.05, batch_size=args.batch_size, device="cpu", progress=False),
-        "fit (fast=False)": lambda m: fit(m, train, epochs=1, lr=0.05, batch_size=args.batch_size, device="cpu", fast=False, progress=False),
+        "fit (fast=True)": lambda m: fit(
+            m, train, epochs=1, lr=0.05, batch_size=args.batch_size, device="cpu", progress=False
+        ),
+        "fit (fast=False)": lambda m: fit(
+            m, train, epochs=1, lr=0.05, batch_size=args.batch_size, device="cpu", fast=False, progress=False
+        ),
     }
     seconds = {name: [] for name in runs}
     for name, run in runs.items():  # warm-up
@@ -54,8 +58,10 @@ def main():
             start = time.perf_counter()
             run(model)
             seconds[name].append(time.perf_counter() - start)
-    print(f"{args.model}, {args.n} Fashion-MNIST images, batch {args.batch_size}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, median of {args.repeats}")
+    print(
+        f"{args.model}, {args.n} Fashion-MNIST images, batch {args.batch_size}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, median of {args.repeats}"
+    )
     base = args.n / statistics.median(seconds["plain loop"])
     for name, s in seconds.items():
         ips = args.n / statistics.median(s)

@@ -85,8 +85,10 @@ def load(stem) -> tuple[dict[str, torch.Tensor], dict]:
         manifest = json.loads(manifest_path.read_text())
         expected, meta = manifest["sha256"], manifest["meta"]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise ArtifactError(f"artifact manifest {manifest_path} is corrupted ({e}): a manifest is JSON with the tensor "
-                            f"file's sha256 and meta; delete {stem}.* to recompute it") from e
+        raise ArtifactError(
+            f"artifact manifest {manifest_path} is corrupted ({e}): a manifest is JSON with the tensor "
+            f"file's sha256 and meta; delete {stem}.* to recompute it"
+        ) from e
     actual = _sha256(tensor_path)
     if actual != expected:
         raise ArtifactError(
@@ -96,6 +98,8 @@ def load(stem) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         tensors = load_file(tensor_path)
     except SafetensorError as e:
-        raise ArtifactError(f"artifact {tensor_path} cannot be read as safetensors ({e}); only safetensors files are "
-                            f"loaded, never pickles: delete {stem}.* to recompute it") from e
+        raise ArtifactError(
+            f"artifact {tensor_path} cannot be read as safetensors ({e}); only safetensors files are "
+            f"loaded, never pickles: delete {stem}.* to recompute it"
+        ) from e
     return tensors, meta

@@ -62,7 +62,9 @@ def entry_lock(stem: Path):
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(f"qlib: waiting for another process to finish cache entry {stem.parent.name}/{stem.name}", file=sys.stderr)
+        print(
+            f"qlib: waiting for another process to finish cache entry {stem.parent.name}/{stem.name}", file=sys.stderr
+        )
         lock.acquire()
     try:
         for scratch in stem.parent.glob(f".{stem.name}.*.tmp"):
@@ -76,8 +78,9 @@ def entry_lock(stem: Path):
 # read without the lock, which also lets a read-only cache be used; one that does not is computed under it.
 
 
-def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], dict],
-                 device: str = "auto") -> tuple[nn.Module, dict]:
+def cached_model(
+    kind: str, key: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], dict], device: str = "auto"
+) -> tuple[nn.Module, dict]:
     """``build()`` a model and put it on ``devices.resolve(device)``, then load its weights from the cache, or
     ``train(model)`` it there and store the weights with the JSON-serialisable result ``train`` returned. Either
     way the model comes back on that device. Returns (model, result)."""
@@ -87,8 +90,11 @@ def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Ca
         with entry_lock(stem):
             if not artifacts.exists(stem):
                 result = train(model)
-                artifacts.save(stem, model.state_dict(), {"kind": kind, "key": key, "result": result,
-                                                          "machine": machine(str(devices.of(model)))})
+                artifacts.save(
+                    stem,
+                    model.state_dict(),
+                    {"kind": kind, "key": key, "result": result, "machine": machine(str(devices.of(model)))},
+                )
                 COMPUTED.add(stem)
                 return model, result
     tensors, meta = artifacts.load(stem)
@@ -96,8 +102,14 @@ def cached_model(kind: str, key: dict, build: Callable[[], nn.Module], train: Ca
     return model, meta["result"]
 
 
-def cached_poison(kind: str, key: dict, make: Callable[[], PoisonSet], clean: Dataset,
-                  device: str = "auto", check: Callable | None = validate) -> tuple[PoisonSet, float]:
+def cached_poison(
+    kind: str,
+    key: dict,
+    make: Callable[[], PoisonSet],
+    clean: Dataset,
+    device: str = "auto",
+    check: Callable | None = validate,
+) -> tuple[PoisonSet, float]:
     """Load the poison set of ``key``, or ``make()`` it (on ``device``) and store it with its wall time. Either way
     ``check(poison, clean)`` validates it (an attack's poison: ``validate``; None: a poison read from a file, checked
     when it was read). Returns (poison, seconds it took when it was made)."""

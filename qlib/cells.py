@@ -43,8 +43,18 @@ from .paper import FP
 from .quant import QuantScheme, prepare_qat, ptq, quantized_state
 from .train import evaluate, fit
 
-VERSIONS = {"trained": 2, "finetuned": 1, "target": 2, "poison": 2, "accuracy": 2, "paq": 1, "targets": 2, "victim": 1, "imported": 1,
-            "prediction": 1}
+VERSIONS = {
+    "trained": 2,
+    "finetuned": 1,
+    "target": 2,
+    "poison": 2,
+    "accuracy": 2,
+    "paq": 1,
+    "targets": 2,
+    "victim": 1,
+    "imported": 1,
+    "prediction": 1,
+}
 REGIMES = ("fp", "ptq", "qat")
 TRAIN_FIELDS = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
 GRADPC = {"lr": 1.0, "epochs": 1}  # GradPC's settings for the targets of GC and GC-Q
@@ -136,21 +146,38 @@ def trained(cfg: Preset, seed: int, scheme: QuantScheme, poison: Cell | None = N
     (notebook 00's learning curve) unless ``curve`` is False (same weights, an entry of its own); a QAT or poisoned
     model never does, since no notebook shows it. Value: (model on the preset's device, per-epoch history)."""
     if poison is not None and poison.args.get("finetune"):
-        raise ValueError(f"poison {poison.label!r} was made in {poison.args['finetune']} fine-tuning images, not in μ: "
-                         "a victim fine-tuned on them (finetuned) trains on it")
+        raise ValueError(
+            f"poison {poison.label!r} was made in {poison.args['finetune']} fine-tuning images, not in μ: "
+            "a victim fine-tuned on them (finetuned) trains on it"
+        )
     scheme = quantized(cfg, scheme)
     n, n_test = sizes(cfg)
     k = poison.args["appended"] if poison is not None else 0
     curve = curve and scheme.is_fp and poison is None
-    key = {**{f: getattr(cfg, f) for f in TRAIN_FIELDS}, "seed": seed, "scheme": asdict(scheme), "train_n": n,
-           "poison": poison.id if poison is not None else None, "curve": curve,
-           **({"scales": "clean"} if clean_scales(scheme, poison) else {})}
-    units = {f"train steps/{scheme.name}": cfg.epochs * -(-(n + k) // cfg.batch_size),
-             f"train images/{scheme.name}": cfg.epochs * (n + k), "eval images": cfg.epochs * n_test if curve else 0}
+    key = {
+        **{f: getattr(cfg, f) for f in TRAIN_FIELDS},
+        "seed": seed,
+        "scheme": asdict(scheme),
+        "train_n": n,
+        "poison": poison.id if poison is not None else None,
+        "curve": curve,
+        **({"scales": "clean"} if clean_scales(scheme, poison) else {}),
+    }
+    units = {
+        f"train steps/{scheme.name}": cfg.epochs * -(-(n + k) // cfg.batch_size),
+        f"train images/{scheme.name}": cfg.epochs * (n + k),
+        "eval images": cfg.epochs * n_test if curve else 0,
+    }
     label = f"train {scheme.name} s{seed}" + (f" on {poison.label}" if poison is not None else "")
-    return cell("trained", key, _train, {"cfg": cfg, "seed": seed, "scheme": scheme, "curve": curve,
-                                        "clean_scales": clean_scales(scheme, poison)},
-                [poison] if poison is not None else [], units, label)
+    return cell(
+        "trained",
+        key,
+        _train,
+        {"cfg": cfg, "seed": seed, "scheme": scheme, "curve": curve, "clean_scales": clean_scales(scheme, poison)},
+        [poison] if poison is not None else [],
+        units,
+        label,
+    )
 
 
 def _train(c: Cell):
@@ -165,35 +192,75 @@ def _train(c: Cell):
         return model if scheme.is_fp else prepare_qat(model, scheme)
 
     def run(model):
-        history = fit(model, train_set, test if c.args["curve"] else None, epochs=cfg.epochs, lr=cfg.lr,
-                      batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, augment=cfg.augment, seed=seed,
-                      device=cfg.device, progress=False, counted_as=scheme.name, scale_rows=rows)
+        history = fit(
+            model,
+            train_set,
+            test if c.args["curve"] else None,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            weight_decay=cfg.weight_decay,
+            augment=cfg.augment,
+            seed=seed,
+            device=cfg.device,
+            progress=False,
+            counted_as=scheme.name,
+            scale_rows=rows,
+        )
         return {"history": history}
 
     model, result = cached_model(c.kind, c.key, build, run, cfg.device)
     return model, result["history"]
 
 
-def finetuned(cfg: Preset, seed: int, scheme: QuantScheme, size: int, epochs: int, lr: float,
-              poison: Cell | None = None) -> Cell:
+def finetuned(
+    cfg: Preset, seed: int, scheme: QuantScheme, size: int, epochs: int, lr: float, poison: Cell | None = None
+) -> Cell:
     """The seed's clean FP model (``trained``, the pretrained model) fine-tuned, in FP or by QAT under ``scheme``
     (the QAT network starts from the pretrained weights), for ``epochs`` at learning rate ``lr`` on the fine-tuning
     set of ``size`` images (:func:`finetune_data`), or with ``poison``'s ν (made in that set) in place; its batch
     order drawn from seed + ``VICTIM_SEED``, which the attacker does not know. Value: (model, per-epoch history)."""
     if poison is not None and poison.args.get("finetune") != size:
-        raise ValueError(f"poison {poison.label!r} was made in {poison.args.get('finetune') or 'μ'}, not in the "
-                         f"{size} fine-tuning images this victim trains on")
+        raise ValueError(
+            f"poison {poison.label!r} was made in {poison.args.get('finetune') or 'μ'}, not in the "
+            f"{size} fine-tuning images this victim trains on"
+        )
     scheme = quantized(cfg, scheme)
     pretrained = trained(cfg, seed, FP, curve=False)
-    key = {"pretrained": pretrained.id, "scheme": asdict(scheme), "size": size, "epochs": epochs, "lr": lr,
-           "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "augment": cfg.augment,
-           "poison": poison.id if poison is not None else None,
-           **({"scales": "clean"} if clean_scales(scheme, poison) else {})}
-    units = {f"train steps/{scheme.name}": epochs * -(-size // cfg.batch_size), f"train images/{scheme.name}": epochs * size}
+    key = {
+        "pretrained": pretrained.id,
+        "scheme": asdict(scheme),
+        "size": size,
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": cfg.batch_size,
+        "weight_decay": cfg.weight_decay,
+        "augment": cfg.augment,
+        "poison": poison.id if poison is not None else None,
+        **({"scales": "clean"} if clean_scales(scheme, poison) else {}),
+    }
+    units = {
+        f"train steps/{scheme.name}": epochs * -(-size // cfg.batch_size),
+        f"train images/{scheme.name}": epochs * size,
+    }
     label = f"fine-tune {scheme.name} s{seed}" + (f" on {poison.label}" if poison is not None else "")
-    return cell("finetuned", key, _finetuned, {"cfg": cfg, "seed": seed, "scheme": scheme, "size": size, "epochs": epochs,
-                                              "lr": lr, "clean_scales": clean_scales(scheme, poison)},
-                [pretrained] + ([poison] if poison is not None else []), units, label)
+    return cell(
+        "finetuned",
+        key,
+        _finetuned,
+        {
+            "cfg": cfg,
+            "seed": seed,
+            "scheme": scheme,
+            "size": size,
+            "epochs": epochs,
+            "lr": lr,
+            "clean_scales": clean_scales(scheme, poison),
+        },
+        [pretrained] + ([poison] if poison is not None else []),
+        units,
+        label,
+    )
 
 
 def _finetuned(c: Cell):
@@ -209,9 +276,22 @@ def _finetuned(c: Cell):
         return model if scheme.is_fp else prepare_qat(model, scheme)
 
     def run(model):
-        return {"history": fit(model, train_set, epochs=a["epochs"], lr=a["lr"], batch_size=cfg.batch_size,
-                               weight_decay=cfg.weight_decay, augment=cfg.augment, seed=a["seed"] + VICTIM_SEED,
-                               device=cfg.device, progress=False, counted_as=scheme.name, scale_rows=rows)}
+        return {
+            "history": fit(
+                model,
+                train_set,
+                epochs=a["epochs"],
+                lr=a["lr"],
+                batch_size=cfg.batch_size,
+                weight_decay=cfg.weight_decay,
+                augment=cfg.augment,
+                seed=a["seed"] + VICTIM_SEED,
+                device=cfg.device,
+                progress=False,
+                counted_as=scheme.name,
+                scale_rows=rows,
+            )
+        }
 
     model, result = cached_model(c.kind, c.key, build, run, cfg.device)
     return model, result["history"]
@@ -225,8 +305,15 @@ def target(cfg: Preset, seed: int) -> Cell:
     (ŵ in eval mode, {"eps_w": measured ‖ŵ − w_c‖², "seconds": GradPC's wall time})."""
     clean = trained(cfg, seed, FP)
     n, _ = sizes(cfg)
-    return cell("target", {"clean": clean.id, "eps_w": cfg.eps_w, "gradpc": GRADPC}, _target, {"cfg": cfg, "seed": seed},
-                [clean], {"attack/gradpc": UNITS.get("gradpc")(n, cfg.eps_d, GRADPC)}, f"GradPC target s{seed}")
+    return cell(
+        "target",
+        {"clean": clean.id, "eps_w": cfg.eps_w, "gradpc": GRADPC},
+        _target,
+        {"cfg": cfg, "seed": seed},
+        [clean],
+        {"attack/gradpc": UNITS.get("gradpc")(n, cfg.eps_d, GRADPC)},
+        f"GradPC target s{seed}",
+    )
 
 
 def _target(c: Cell):
@@ -236,15 +323,20 @@ def _target(c: Cell):
     def corrupt(model):
         clean = c.inputs[0].value()[0]
         start = time.perf_counter()
-        model.load_state_dict(gradpc(clean, train, eps_w=cfg.eps_w, batch_size=cfg.batch_size, seed=seed, **GRADPC).state_dict())
+        model.load_state_dict(
+            gradpc(clean, train, eps_w=cfg.eps_w, batch_size=cfg.batch_size, seed=seed, **GRADPC).state_dict()
+        )
         eps = squared_distance(list(model.state_dict().values()), list(clean.state_dict().values()))
         return {"eps_w": eps, "seconds": time.perf_counter() - start}
 
-    model, result = cached_model(c.kind, c.key, lambda: create_model(cfg.model, train, cfg.width, seed), corrupt, cfg.device)
+    model, result = cached_model(
+        c.kind, c.key, lambda: create_model(cfg.model, train, cfg.width, seed), corrupt, cfg.device
+    )
     return model.eval(), result
 
 
 # -- poisons --------------------------------------------------------------------------------------------------
+
 
 def settings(cfg: Preset, name: str) -> dict:
     """The preset's settings of attack ``name``: ``cfg.attacks`` under the attack its ``Needs.settings`` names (GC's
@@ -252,9 +344,19 @@ def settings(cfg: Preset, name: str) -> dict:
     return dict(cfg.attacks.get(needs(name).settings or name, {}))
 
 
-def poison(cfg: Preset, name: str, seed: int, eps_d: float, scheme: QuantScheme | None = None, *,
-           target_index: int | None = None, adversarial_class: int | None = None, curve: bool = True,
-           finetune: int | None = None, **switches) -> Cell:
+def poison(
+    cfg: Preset,
+    name: str,
+    seed: int,
+    eps_d: float,
+    scheme: QuantScheme | None = None,
+    *,
+    target_index: int | None = None,
+    adversarial_class: int | None = None,
+    curve: bool = True,
+    finetune: int | None = None,
+    **switches,
+) -> Cell:
     """ν of attack ``name`` at budget ``eps_d`` for ``seed``, with the preset's settings and ``switches`` (further
     keyword arguments, such as GC-Q's ``paq`` and ``quantized_grad`` for Table 4). Its inputs are what the attack's
     ``Needs`` declare: the GradPC target, or the seed's clean trained model (under ``scheme`` for a surrogate
@@ -268,24 +370,58 @@ def poison(cfg: Preset, name: str, seed: int, eps_d: float, scheme: QuantScheme 
     params = {**settings(cfg, name), **switches}
     if need.scheme == "attacked" and (scheme is None or scheme.is_fp):
         raise ValueError(f"attack {name!r} is quantization-aware and needs a quantized scheme, got {scheme}")
-    scheme = scheme if need.scheme == "attacked" or (need.scheme == "surrogate" and scheme is not None and not scheme.is_fp) else None
+    scheme = (
+        scheme
+        if need.scheme == "attacked" or (need.scheme == "surrogate" and scheme is not None and not scheme.is_fp)
+        else None
+    )
     if need.target and (target_index is None or adversarial_class is None):
         raise ValueError(f"attack {name!r} is targeted and needs target_index and adversarial_class")
-    model = {"gradpc": lambda: target(cfg, seed), "fresh": lambda: None, None: lambda: None,
-             "trained": lambda: trained(cfg, seed, scheme if need.scheme == "surrogate" and scheme else FP, curve=curve)}[need.model]()
+    model = {
+        "gradpc": lambda: target(cfg, seed),
+        "fresh": lambda: None,
+        None: lambda: None,
+        "trained": lambda: trained(cfg, seed, scheme if need.scheme == "surrogate" and scheme else FP, curve=curve),
+    }[need.model]()
     n = finetune or sizes(cfg)[0]
-    key = {"attack": name, "version": need.version, "eps_d": eps_d, "seed": seed, "params": params,
-           "scheme": asdict(scheme) if scheme is not None else None, "model": model.id if model is not None else None,
-           "fresh": {f: getattr(cfg, f) for f in ("model", "width")} if need.model == "fresh" else None,
-           "target": {"index": target_index, "adversarial_class": adversarial_class, "test_size": cfg.test_size} if need.target else None,
-           **({"finetune": finetune} if finetune else {})}
+    key = {
+        "attack": name,
+        "version": need.version,
+        "eps_d": eps_d,
+        "seed": seed,
+        "params": params,
+        "scheme": asdict(scheme) if scheme is not None else None,
+        "model": model.id if model is not None else None,
+        "fresh": {f: getattr(cfg, f) for f in ("model", "width")} if need.model == "fresh" else None,
+        "target": {"index": target_index, "adversarial_class": adversarial_class, "test_size": cfg.test_size}
+        if need.target
+        else None,
+        **({"finetune": finetune} if finetune else {}),
+    }
     label = f"{name} ε_d={eps_d:g} s{seed}" + (f" in {finetune} fine-tuning images" if finetune else "")
     label += (f" {scheme.name}" if scheme is not None else "") + "".join(f" {k}={v}" for k, v in switches.items())
-    args = {"cfg": cfg, "name": name, "seed": seed, "eps_d": eps_d, "scheme": scheme, "params": params,
-            "target_index": target_index, "adversarial_class": adversarial_class, "replaces": need.replaces,
-            "appended": 0 if need.replaces else poison_count(eps_d, n), "finetune": finetune}
-    return cell("poison", key, _poison, args, [model] if model is not None else [],
-                {f"attack/{name}": UNITS.get(name)(n, eps_d, params)}, label)
+    args = {
+        "cfg": cfg,
+        "name": name,
+        "seed": seed,
+        "eps_d": eps_d,
+        "scheme": scheme,
+        "params": params,
+        "target_index": target_index,
+        "adversarial_class": adversarial_class,
+        "replaces": need.replaces,
+        "appended": 0 if need.replaces else poison_count(eps_d, n),
+        "finetune": finetune,
+    }
+    return cell(
+        "poison",
+        key,
+        _poison,
+        args,
+        [model] if model is not None else [],
+        {f"attack/{name}": UNITS.get(name)(n, eps_d, params)},
+        label,
+    )
 
 
 def _poison(c: Cell):
@@ -306,8 +442,11 @@ def _poison(c: Cell):
         if need.scheme:
             params["scheme"] = a["scheme"]
         if need.target:
-            params |= {"target_image": test.x[a["target_index"]], "target_index": a["target_index"],
-                       "adversarial_class": a["adversarial_class"]}
+            params |= {
+                "target_image": test.x[a["target_index"]],
+                "target_index": a["target_index"],
+                "adversarial_class": a["adversarial_class"],
+            }
         if need.device:
             params["device"] = cfg.device
         return run_attack(a["name"], train, a["eps_d"], a["seed"], **params)
@@ -331,17 +470,34 @@ def imported(cfg: Preset, source, pixels: str = "float") -> Cell:
         count = source.args["appended"]
         target = source.args.get("target_index")
         target = None if target is None else int(load_data(cfg)[1].origin[target])
-        return cell("imported", {"poison": source.id, **where}, _imported,
-                    {"cfg": cfg, "path": None, "pixels": pixels, "replaces": replaces, "appended": count, "target": target},
-                    [source], {},
-                    f"{source.label} via .npz" + (" as uint8" if pixels == "uint8" else ""))
+        return cell(
+            "imported",
+            {"poison": source.id, **where},
+            _imported,
+            {"cfg": cfg, "path": None, "pixels": pixels, "replaces": replaces, "appended": count, "target": target},
+            [source],
+            {},
+            f"{source.label} via .npz" + (" as uint8" if pixels == "uint8" else ""),
+        )
     path = Path(source).resolve()
     nu = load_poison(path, load_data(cfg)[0])
     replaces = nu.provenance["mode"] == "replace"
-    return cell("imported", {"file": fingerprint(path), **where}, _imported,
-                {"cfg": cfg, "path": str(path), "pixels": pixels, "replaces": replaces, "appended": 0 if replaces else len(nu),
-                 "target": nu.provenance.get("target_index")},
-                [], {}, path.name + (" as uint8" if pixels == "uint8" else ""))
+    return cell(
+        "imported",
+        {"file": fingerprint(path), **where},
+        _imported,
+        {
+            "cfg": cfg,
+            "path": str(path),
+            "pixels": pixels,
+            "replaces": replaces,
+            "appended": 0 if replaces else len(nu),
+            "target": nu.provenance.get("target_index"),
+        },
+        [],
+        {},
+        path.name + (" as uint8" if pixels == "uint8" else ""),
+    )
 
 
 def export_path(poison_cell: Cell) -> Path:
@@ -378,13 +534,22 @@ def accuracy(cfg: Preset, seed: int, regime: str, scheme: QuantScheme, poison: C
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; valid: {', '.join(REGIMES)}")
     if (regime == "fp") != scheme.is_fp:
-        raise ValueError(f"regime {regime!r} does not go with scheme {scheme.name!r}: fp takes 'fp', ptq and qat a quantized one")
+        raise ValueError(
+            f"regime {regime!r} does not go with scheme {scheme.name!r}: fp takes 'fp', ptq and qat a quantized one"
+        )
     scheme = quantized(cfg, scheme)
     model = trained(cfg, seed, scheme if regime == "qat" else FP, poison)
     _, n_test = sizes(cfg)
     key = {"model": model.id, "regime": regime, "scheme": asdict(scheme), "test_n": n_test}
-    return cell("accuracy", key, _accuracy, {"cfg": cfg, "regime": regime, "scheme": scheme}, [model], {"eval images": n_test},
-                f"{regime} {scheme.name} of {model.label}")
+    return cell(
+        "accuracy",
+        key,
+        _accuracy,
+        {"cfg": cfg, "regime": regime, "scheme": scheme},
+        [model],
+        {"eval images": n_test},
+        f"{regime} {scheme.name} of {model.label}",
+    )
 
 
 def _accuracy(c: Cell):
@@ -417,9 +582,15 @@ def paq_reading(cfg: Preset, seed: int, scheme: QuantScheme) -> Cell:
     clean, corrupted = trained(cfg, seed, FP), target(cfg, seed)
     _, n_test = sizes(cfg)
     evaluations = 2 if scheme.is_fp else 3
-    return cell("paq", {"target": corrupted.id, "clean": clean.id, "scheme": asdict(scheme), "test_n": n_test}, _paq,
-                {"cfg": cfg, "scheme": scheme}, [clean, corrupted], {"eval images": evaluations * n_test},
-                f"PAQ {scheme.name} s{seed}")
+    return cell(
+        "paq",
+        {"target": corrupted.id, "clean": clean.id, "scheme": asdict(scheme), "test_n": n_test},
+        _paq,
+        {"cfg": cfg, "scheme": scheme},
+        [clean, corrupted],
+        {"eval images": evaluations * n_test},
+        f"PAQ {scheme.name} s{seed}",
+    )
 
 
 def _paq(c: Cell):
@@ -431,13 +602,22 @@ def _paq(c: Cell):
         clean_acc = evaluate(clean, test)
         if scheme.is_fp:
             acc = evaluate(corrupted, test)
-            return {"acc": acc, "clean_acc": clean_acc, "same_precision_acc": clean_acc, "eps_w": result["eps_w"],
-                    "eps_w_to_fp": result["eps_w"]}
+            return {
+                "acc": acc,
+                "clean_acc": clean_acc,
+                "same_precision_acc": clean_acc,
+                "eps_w": result["eps_w"],
+                "eps_w_to_fp": result["eps_w"],
+            }
         target_q, clean_q = paq(corrupted, scheme), ptq(clean, scheme)
         w_star, w_c_star = quantized_state(target_q), quantized_state(clean_q)
-        return {"acc": evaluate(target_q, test), "clean_acc": clean_acc, "same_precision_acc": evaluate(clean_q, test),
-                "eps_w": squared_distance(list(w_star.values()), list(w_c_star.values())),
-                "eps_w_to_fp": squared_distance(list(w_star.values()), list(clean.state_dict().values()))}
+        return {
+            "acc": evaluate(target_q, test),
+            "clean_acc": clean_acc,
+            "same_precision_acc": evaluate(clean_q, test),
+            "eps_w": squared_distance(list(w_star.values()), list(w_c_star.values())),
+            "eps_w_to_fp": squared_distance(list(w_star.values()), list(clean.state_dict().values())),
+        }
 
     return cached_result(c.kind, c.key, compute, cfg.device)
 
@@ -451,8 +631,15 @@ def targets(cfg: Preset, seed: int | None = None, count: int | None = None) -> C
     surrogate = trained(cfg, seed, FP, curve=False)
     _, n_test = sizes(cfg)
     count = cfg.targets if count is None else count
-    return cell("targets", {"surrogate": surrogate.id, "targets": count, "test_n": n_test}, _targets,
-                {"cfg": cfg, "seed": seed, "count": count}, [surrogate], {}, f"choose targets s{seed}")
+    return cell(
+        "targets",
+        {"surrogate": surrogate.id, "targets": count, "test_n": n_test},
+        _targets,
+        {"cfg": cfg, "seed": seed, "count": count},
+        [surrogate],
+        {},
+        f"choose targets s{seed}",
+    )
 
 
 def _targets(c: Cell):
@@ -463,7 +650,7 @@ def _targets(c: Cell):
         surrogate = c.inputs[0].value()[0].eval()
         dev = next(surrogate.parameters()).device
         with torch.no_grad():
-            pred = torch.cat([surrogate(test.x[i:i + 512].to(dev)).argmax(1).cpu() for i in range(0, len(test), 512)])
+            pred = torch.cat([surrogate(test.x[i : i + 512].to(dev)).argmax(1).cpu() for i in range(0, len(test), 512)])
         correct = (pred == test.y).nonzero().flatten()
         count = c.args["count"]
         if len(correct) < count:
@@ -471,30 +658,55 @@ def _targets(c: Cell):
         g = torch.Generator().manual_seed(c.args["seed"])
         index = correct[torch.randperm(len(correct), generator=g)[:count]]
         shift = torch.randint(1, test.num_classes, (count,), generator=g)
-        return {"targets": [{"target": t, "target_index": int(i), "true_class": int(test.y[i]),
-                             "adversarial_class": int((test.y[i] + s) % test.num_classes)}
-                            for t, (i, s) in enumerate(zip(index, shift))]}
+        return {
+            "targets": [
+                {
+                    "target": t,
+                    "target_index": int(i),
+                    "true_class": int(test.y[i]),
+                    "adversarial_class": int((test.y[i] + s) % test.num_classes),
+                }
+                for t, (i, s) in enumerate(zip(index, shift))
+            ]
+        }
 
     return cached_result(c.kind, c.key, compute, cfg.device)
 
 
-def victim(cfg: Preset, seed: int, scheme: QuantScheme, target_index: int, adversarial_class: int,
-           poison: Cell | None = None) -> Cell:
+def victim(
+    cfg: Preset, seed: int, scheme: QuantScheme, target_index: int, adversarial_class: int, poison: Cell | None = None
+) -> Cell:
     """The targeted victim of trial seed ``seed``: trained from seed + ``VICTIM_SEED`` under ``scheme`` (FP or QAT)
     on μ, or with ``poison``'s ν in place, without a learning curve; its prediction on the target, p(adversarial
     class | target) and its test accuracy on ``ACCURACY_IMAGES`` test images (on all 10,000 the evaluation took a
     quarter of a victim's training). Value: {"pred", "p_adv", "acc"}."""
-    return outcome(cfg, trained(cfg, seed + VICTIM_SEED, quantized(cfg, scheme), poison, curve=False), target_index,
-                   adversarial_class)
+    return outcome(
+        cfg,
+        trained(cfg, seed + VICTIM_SEED, quantized(cfg, scheme), poison, curve=False),
+        target_index,
+        adversarial_class,
+    )
 
 
 def outcome(cfg: Preset, model: Cell, target_index: int, adversarial_class: int) -> Cell:
     """What the victim ``model`` (a ``trained`` or ``finetuned`` cell) does with its target: see :func:`victim`."""
     _, n_test = sizes(cfg)
-    key = {"model": model.id, "target_index": target_index, "adversarial_class": adversarial_class, "test_n": n_test,
-           "accuracy_images": ACCURACY_IMAGES}
-    return cell("victim", key, _victim, {"cfg": cfg, "target_index": target_index, "adversarial_class": adversarial_class},
-                [model], {"eval images": min(ACCURACY_IMAGES, n_test)}, f"victim of {model.label}")
+    key = {
+        "model": model.id,
+        "target_index": target_index,
+        "adversarial_class": adversarial_class,
+        "test_n": n_test,
+        "accuracy_images": ACCURACY_IMAGES,
+    }
+    return cell(
+        "victim",
+        key,
+        _victim,
+        {"cfg": cfg, "target_index": target_index, "adversarial_class": adversarial_class},
+        [model],
+        {"eval images": min(ACCURACY_IMAGES, n_test)},
+        f"victim of {model.label}",
+    )
 
 
 def _victim(c: Cell):
@@ -504,7 +716,7 @@ def _victim(c: Cell):
         _, test = load_data(cfg)
         model = c.inputs[0].value()[0].eval()
         with torch.no_grad():
-            probs = model(test.x[index:index + 1].to(next(model.parameters()).device)).softmax(1)[0].cpu()
+            probs = model(test.x[index : index + 1].to(next(model.parameters()).device)).softmax(1)[0].cpu()
         acc = evaluate(model, test.subset(ACCURACY_IMAGES, seed=0))
         return {"pred": int(probs.argmax()), "p_adv": float(probs[c.args["adversarial_class"]]), "acc": acc}
 
@@ -517,15 +729,22 @@ def prediction(cfg: Preset, seed: int, regime: str, scheme: QuantScheme, poison:
     scheme = quantized(cfg, scheme)
     model = trained(cfg, seed, scheme if regime == "qat" else FP, poison)
     key = {"model": model.id, "regime": regime, "scheme": asdict(scheme), "test_index": index}
-    return cell("prediction", key, _prediction, {"cfg": cfg, "regime": regime, "scheme": scheme, "index": index}, [model],
-                {"eval images": 1}, f"{regime} {scheme.name} of {model.label} on test image {index}")
+    return cell(
+        "prediction",
+        key,
+        _prediction,
+        {"cfg": cfg, "regime": regime, "scheme": scheme, "index": index},
+        [model],
+        {"eval images": 1},
+        f"{regime} {scheme.name} of {model.label} on test image {index}",
+    )
 
 
 def _prediction(c: Cell):
     cfg = c.args["cfg"]
 
     def compute():
-        image = _test_split(cfg.dataset).x[c.args["index"]:c.args["index"] + 1]
+        image = _test_split(cfg.dataset).x[c.args["index"] : c.args["index"] + 1]
         model = in_regime(cfg, c.inputs[0], c.args["regime"], c.args["scheme"]).eval()
         with torch.no_grad():
             probs = model(image.to(next(model.parameters()).device)).softmax(1)[0].cpu()

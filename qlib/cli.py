@@ -27,8 +27,10 @@ def _train(args) -> None:
     finals = schemes[schemes.regime == "FP"][["seed", "test_acc", "train_seconds"]]
     print(finals.to_string(index=False))
     s = mean_std(finals, "test_acc").iloc[0]
-    print(f"clean FP test accuracy ({cfg.dataset}, {cfg.model}): {fmt_pct(s['mean'], s['std'])} over {int(s['n'])} seed(s), "
-          f"{time.time() - started:.0f} s")
+    print(
+        f"clean FP test accuracy ({cfg.dataset}, {cfg.model}): {fmt_pct(s['mean'], s['std'])} over {int(s['n'])} seed(s), "
+        f"{time.time() - started:.0f} s"
+    )
 
 
 def _data(args) -> None:
@@ -53,7 +55,9 @@ def _cost(args) -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if record:
         trainings = f", {args.processes} trainings at once per device" if args.processes else ", one thing at a time"
-        print(f"unit costs: {args.unit_costs} ({record['device']}, torch {record['torch']}, {record['model']}{trainings})")
+        print(
+            f"unit costs: {args.unit_costs} ({record['device']}, torch {record['torch']}, {record['model']}{trainings})"
+        )
         print(cost.summary(table).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
 
@@ -66,8 +70,10 @@ def _parameter_file(path: str) -> dict:
     except yaml.YAMLError as e:
         raise ParameterError(f"parameter file {path!r} is not YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(values, dict):
-        raise ParameterError(f"parameter file {path!r} holds {type(values).__name__}; allowed: a YAML mapping of "
-                             "parameter names to values")
+        raise ParameterError(
+            f"parameter file {path!r} holds {type(values).__name__}; allowed: a YAML mapping of "
+            "parameter names to values"
+        )
     return values
 
 
@@ -80,8 +86,10 @@ def _overrides(args) -> dict:
         try:
             overrides[name] = yaml.safe_load(text)
         except yaml.YAMLError:
-            raise ParameterError(f"parameter {name}: value {text!r} is not YAML; allowed: a YAML scalar, list or "
-                                 "mapping such as 3, 0.1, true, [0, 1] or {eps: 0.1}") from None
+            raise ParameterError(
+                f"parameter {name}: value {text!r} is not YAML; allowed: a YAML scalar, list or "
+                "mapping such as 3, 0.1, true, [0, 1] or {eps: 0.1}"
+            ) from None
     return overrides
 
 
@@ -109,8 +117,15 @@ def _grid(args) -> None:
     staged = [n for n in notebooks if experiment(n) is verdicts]
     cells = [c for notebook in notebooks if notebook not in staged for c in declared(notebook, cfg, own)]
     total = len(pipeline.graph(cells))
-    result = pipeline.compute(cells, args.executor, threads=cfg.threads, workers=args.workers, address=cfg.ray_address,
-                              gpus=cfg.gpus_per_cell, desc=f"grid ({args.executor})")
+    result = pipeline.compute(
+        cells,
+        args.executor,
+        threads=cfg.threads,
+        workers=args.workers,
+        address=cfg.ray_address,
+        gpus=cfg.gpus_per_cell,
+        desc=f"grid ({args.executor})",
+    )
     for _ in staged:
         decided = verdicts.decide(cfg, args.executor, args.workers)
         result["runs"] |= decided["runs"]
@@ -118,14 +133,25 @@ def _grid(args) -> None:
         total += decided["cells"]
     wall = time.time() - started
     computed = sum(r["computed"] for r in result["runs"].values())
-    print(f"{computed} of {total} cells computed here ({total - result['cells']} were in the cache, "
-          f"{result['cells'] - computed} computed meanwhile by another process) in {wall:.0f} s "
-          f"with executor {args.executor}; render with: python -m qlib run NOTEBOOK --preset {cfg.preset}")
+    print(
+        f"{computed} of {total} cells computed here ({total - result['cells']} were in the cache, "
+        f"{result['cells'] - computed} computed meanwhile by another process) in {wall:.0f} s "
+        f"with executor {args.executor}; render with: python -m qlib run NOTEBOOK --preset {cfg.preset}"
+    )
     if args.timings:
         by_id = {c.id: c for c in pipeline.graph(cells + [c for _ in staged for c in verdicts.cells(cfg)])}
-        record = {"preset": cfg.preset, "executor": args.executor, "workers": args.workers, "threads": cfg.threads,
-                  "notebooks": notebooks, "wall_seconds": wall, "cells": [
-                      {"id": cid, "kind": by_id[cid].kind, "label": by_id[cid].label, **r} for cid, r in result["runs"].items()]}
+        record = {
+            "preset": cfg.preset,
+            "executor": args.executor,
+            "workers": args.workers,
+            "threads": cfg.threads,
+            "notebooks": notebooks,
+            "wall_seconds": wall,
+            "cells": [
+                {"id": cid, "kind": by_id[cid].kind, "label": by_id[cid].label, **r}
+                for cid, r in result["runs"].items()
+            ],
+        }
         write_json(Path(args.timings), record)
 
 
@@ -141,8 +167,9 @@ def _evaluate(args) -> None:
         try:
             train_size = int(train_size)
         except ValueError:
-            raise ParameterError(f"--train-size {args.train_size!r}: allowed is a positive integer or 'all' (the full "
-                                 "training split)") from None
+            raise ParameterError(
+                f"--train-size {args.train_size!r}: allowed is a positive integer or 'all' (the full training split)"
+            ) from None
     cfg = load_preset(args.preset, seeds=args.seeds)
     if train_size is not None:
         from dataclasses import replace
@@ -156,12 +183,21 @@ def _evaluate(args) -> None:
         cells = evaluate.cells(cfg, args.poison, args.schemes, args.regimes, args.pixels)
     except ValueError as e:  # a bad poison file (qlib.poison.PoisonFileError) or a bad scheme
         raise ParameterError(str(e)) from None
-    pipeline.compute(cells, args.executor, threads=cfg.threads, workers=args.workers, address=cfg.ray_address,
-                     gpus=cfg.gpus_per_cell, desc=f"evaluate ({args.executor})")
+    pipeline.compute(
+        cells,
+        args.executor,
+        threads=cfg.threads,
+        workers=args.workers,
+        address=cfg.ray_address,
+        gpus=cfg.gpus_per_cell,
+        desc=f"evaluate ({args.executor})",
+    )
     result = evaluate.run(cfg, args.poison, args.schemes, args.regimes, args.pixels, progress=False)
     print(f"read {describe(result['poison'])}")
-    print(f"trained on {cfg.dataset} ({cfg.model}, {cfg.train_size or 'all'} training images, {cfg.epochs} epochs), "
-          f"seeds {', '.join(map(str, cfg.seeds))}; drop = poisoned − clean accuracy of the same scheme, seed and regime")
+    print(
+        f"trained on {cfg.dataset} ({cfg.model}, {cfg.train_size or 'all'} training images, {cfg.epochs} epochs), "
+        f"seeds {', '.join(map(str, cfg.seeds))}; drop = poisoned − clean accuracy of the same scheme, seed and regime"
+    )
     with pd_options():
         print(evaluate.table(result).to_string())
         for extra in (evaluate.survival(result), evaluate.rates(result)):
@@ -189,8 +225,10 @@ def _run(args) -> None:
         html = execute(notebook, args.preset, out_dir, overrides)
     except PapermillExecutionError as e:
         kept = out_dir / "failed" / notebook.name
-        sys.exit(f"qlib: {notebook.name} failed in cell {e.cell_index}: {e.ename}: {e.evalue}; the last good report "
-                 f"is untouched, this run's executed notebook is {kept}")
+        sys.exit(
+            f"qlib: {notebook.name} failed in cell {e.cell_index}: {e.ename}: {e.evalue}; the last good report "
+            f"is untouched, this run's executed notebook is {kept}"
+        )
     print(f"wrote {html} and {write_index(out_dir)}")
 
 
@@ -207,18 +245,31 @@ def _replicate(args) -> None:
 
     cfg = load_preset(args.preset)
     if cfg.design is None:
-        raise ParameterError(f"preset {args.preset!r} declares no primary comparisons (field primary): nothing to replicate")
+        raise ParameterError(
+            f"preset {args.preset!r} declares no primary comparisons (field primary): nothing to replicate"
+        )
     started = time.time()
     result = verdicts.decide(cfg, args.executor, args.workers, pilot=False)  # the pilot sizes the design, never decides
     out = Path(args.out) if args.out else report_dir(args.preset) / scoreboard.REPLICATION
-    kernels = {"cpu capability": torch.backends.cpu.get_cpu_capability(),
-               **{k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}}
-    write_json(out, {"preset": cfg.preset, "kernels": kernels, "wall_seconds": round(time.time() - started, 1),
-                     "primary": verdicts.records(result["verdicts"])})
+    kernels = {
+        "cpu capability": torch.backends.cpu.get_cpu_capability(),
+        **{k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")},
+    }
+    write_json(
+        out,
+        {
+            "preset": cfg.preset,
+            "kernels": kernels,
+            "wall_seconds": round(time.time() - started, 1),
+            "primary": verdicts.records(result["verdicts"]),
+        },
+    )
     with pd_options():
         print(result["verdicts"].to_string(index=False))
-    print(f"wrote {out} in {time.time() - started:.0f} s under {kernels}"
-          + (f"; index {write_index(out.parent)}" if any(out.parent.glob("*.ipynb")) else ""))
+    print(
+        f"wrote {out} in {time.time() - started:.0f} s under {kernels}"
+        + (f"; index {write_index(out.parent)}" if any(out.parent.glob("*.ipynb")) else "")
+    )
 
 
 def main(argv=None) -> None:
@@ -235,31 +286,66 @@ def main(argv=None) -> None:
     p.add_argument("dataset", nargs="?", default="fashion-mnist")
     p.set_defaults(func=_data)
 
-    p = sub.add_parser("grid", help="compute every cell the named notebooks need, with one progress bar, before rendering")
-    p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="notebook names or paths (00_clean_baselines, "
-                   "notebooks/01_ptq.ipynb, …) or 'all'")
+    p = sub.add_parser(
+        "grid", help="compute every cell the named notebooks need, with one progress bar, before rendering"
+    )
+    p.add_argument(
+        "notebooks",
+        nargs="+",
+        metavar="NOTEBOOK",
+        help="notebook names or paths (00_clean_baselines, notebooks/01_ptq.ipynb, …) or 'all'",
+    )
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--executor", default="serial", choices=["serial", "local", "ray"],
-                   help="serial: in this process; local: a pool of worker processes; ray: a Ray cluster (preset "
-                        "field ray_address or $QLIB_RAY_ADDRESS; none: a Ray runtime on this machine)")
+    p.add_argument(
+        "--executor",
+        default="serial",
+        choices=["serial", "local", "ray"],
+        help="serial: in this process; local: a pool of worker processes; ray: a Ray cluster (preset "
+        "field ray_address or $QLIB_RAY_ADDRESS; none: a Ray runtime on this machine)",
+    )
     p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")
-    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="override a preset field or a notebook's own parameter (VALUE is read as YAML)")
-    p.add_argument("-f", "--file", action="append", default=[], metavar="FILE", help="overrides from a YAML file; -p wins")
-    p.add_argument("--timings", metavar="FILE", help="write each pending cell's kind, label, seconds and whether this run computed it, as JSON")
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a preset field or a notebook's own parameter (VALUE is read as YAML)",
+    )
+    p.add_argument(
+        "-f", "--file", action="append", default=[], metavar="FILE", help="overrides from a YAML file; -p wins"
+    )
+    p.add_argument(
+        "--timings",
+        metavar="FILE",
+        help="write each pending cell's kind, label, seconds and whether this run computed it, as JSON",
+    )
     p.set_defaults(func=_grid)
 
     p = sub.add_parser("evaluate", help="retrain on a poison file under each scheme and regime and report the drops")
-    p.add_argument("poison", help="a .npz (x, y[, indices, mode, bounds, target_index, adversarial_class]), a folder of "
-                   "PNG files with labels.csv, or a qlib PoisonSet (README \"Evaluate your own poison\")")
+    p.add_argument(
+        "poison",
+        help="a .npz (x, y[, indices, mode, bounds, target_index, adversarial_class]), a folder of "
+        'PNG files with labels.csv, or a qlib PoisonSet (README "Evaluate your own poison")',
+    )
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--schemes", nargs="+", default=["fp", "1W", "4W", "8W"], metavar="SCHEME",
-                   help="TASK or TASK:METHOD, e.g. fp 1W 4W 8W 4W4A 1W1A:adabin 4W:lsq (default: fp 1W 4W 8W)")
+    p.add_argument(
+        "--schemes",
+        nargs="+",
+        default=["fp", "1W", "4W", "8W"],
+        metavar="SCHEME",
+        help="TASK or TASK:METHOD, e.g. fp 1W 4W 8W 4W4A 1W1A:adabin 4W:lsq (default: fp 1W 4W 8W)",
+    )
     p.add_argument("--regimes", nargs="+", default=["fp", "ptq", "qat"], choices=["fp", "ptq", "qat"])
     p.add_argument("--seeds", type=int, nargs="+", help="override the preset's seeds")
     p.add_argument("--train-size", metavar="N|all", help="override the preset's training subset; 'all': the full split")
-    p.add_argument("--pixels", default="float", choices=["float", "uint8"],
-                   help="uint8: also evaluate the poison rounded to 8-bit images, and report whether it survives")
+    p.add_argument(
+        "--pixels",
+        default="float",
+        choices=["float", "uint8"],
+        help="uint8: also evaluate the poison rounded to 8-bit images, and report whether it survives",
+    )
     p.add_argument("--out", metavar="FILE.csv", help="the tidy rows (default: <poison>.<preset>.evaluation.csv)")
     p.add_argument("--executor", default="serial", choices=["serial", "local", "ray"])
     p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")
@@ -268,16 +354,32 @@ def main(argv=None) -> None:
     p = sub.add_parser("run", help="execute a notebook with papermill and render it to reports/<preset>/")
     p.add_argument("notebook")
     p.add_argument("--preset", default="cpu")
-    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="override one parameter (VALUE is read as YAML)")
-    p.add_argument("-f", "--file", action="append", default=[], metavar="FILE",
-                   help="override parameters from a YAML file of NAME: VALUE (as papermill -f); -p wins")
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override one parameter (VALUE is read as YAML)",
+    )
+    p.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="override parameters from a YAML file of NAME: VALUE (as papermill -f); -p wins",
+    )
     p.add_argument("--out", help="output folder (default reports/<preset>)")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("replicate", help="decide the primary comparisons in this kernel family (their deciding seeds and "
-                       "trials; not the pilot, which only sizes the design) and write their verdicts beside the reports "
-                       "(make replicate sets a second kernel family and cache)")
+    p = sub.add_parser(
+        "replicate",
+        help="decide the primary comparisons in this kernel family (their deciding seeds and "
+        "trials; not the pilot, which only sizes the design) and write their verdicts beside the reports "
+        "(make replicate sets a second kernel family and cache)",
+    )
     p.add_argument("--preset", default="cpu")
     p.add_argument("--executor", default="serial", choices=["serial", "local", "ray"])
     p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")
@@ -287,8 +389,12 @@ def main(argv=None) -> None:
     p = sub.add_parser("cost", help="count a preset's units of work per notebook and, with unit costs, its hours")
     p.add_argument("--preset", default="paper")
     p.add_argument("--unit-costs", metavar="FILE", help="a bench/gpu_check.py result (bench/results/unit_costs_*.json)")
-    p.add_argument("--processes", type=int, metavar="N",
-                   help="price trainings as N processes per device, by the throughput gain the unit costs measured")
+    p.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="price trainings as N processes per device, by the throughput gain the unit costs measured",
+    )
     p.set_defaults(func=_cost)
 
     args = parser.parse_args(argv)

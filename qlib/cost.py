@@ -49,8 +49,10 @@ def read_unit_costs(path: Path) -> dict:
     except (OSError, json.JSONDecodeError) as e:
         raise ParameterError(f"unit costs {str(path)!r} cannot be read as JSON: {e}") from None
     if not isinstance(record, dict) or not isinstance(record.get("seconds"), dict):
-        raise ParameterError(f"unit costs {str(path)!r}: allowed is a bench/gpu_check.py result, a JSON object whose "
-                             "'seconds' maps units to seconds per unit")
+        raise ParameterError(
+            f"unit costs {str(path)!r}: allowed is a bench/gpu_check.py result, a JSON object whose "
+            "'seconds' maps units to seconds per unit"
+        )
     return record
 
 
@@ -62,11 +64,15 @@ def with_processes(record: dict, processes: int) -> dict[str, float]:
     gain = {}
     for kind in ("fp", "4W"):
         if f"{kind} x{processes}" not in rates or f"{kind} x1" not in rates:
-            raise ParameterError(f"processes={processes}: {record['device']}'s unit costs measured "
-                                 f"{sorted(rates) or 'no concurrency'}; allowed: a count they measured")
+            raise ParameterError(
+                f"processes={processes}: {record['device']}'s unit costs measured "
+                f"{sorted(rates) or 'no concurrency'}; allowed: a count they measured"
+            )
         gain[kind] = rates[f"{kind} x{processes}"] / rates[f"{kind} x1"]
-    return {unit: s / gain["fp" if unit == "train images/fp" else "4W"] if unit.startswith("train images/") else s
-            for unit, s in record["seconds"].items()}
+    return {
+        unit: s / gain["fp" if unit == "train images/fp" else "4W"] if unit.startswith("train images/") else s
+        for unit, s in record["seconds"].items()
+    }
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -75,7 +81,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for notebook, cells in table.groupby("notebook", sort=False):
         unpriced = cells[cells["seconds per unit"].isna() & ~cells.unit.str.startswith("train steps/")]
-        rows.append({"notebook": notebook, "hours": cells.hours.sum(), "units without a cost": ", ".join(unpriced.unit)})
+        rows.append(
+            {"notebook": notebook, "hours": cells.hours.sum(), "units without a cost": ", ".join(unpriced.unit)}
+        )
     rows.append({"notebook": "all", "hours": sum(r["hours"] for r in rows), "units without a cost": ""})
     return pd.DataFrame(rows)
 

@@ -39,9 +39,13 @@ class Dataset:
         if self.x.ndim != 4 or not self.x.is_floating_point():
             raise ValueError(f"{self.name}: images must be float NCHW, got {tuple(self.x.shape)} {self.x.dtype}")
         if self.y.dtype != torch.int64 or self.y.shape != (len(self.x),):
-            raise ValueError(f"{self.name}: labels must be int64 of shape ({len(self.x)},), got {tuple(self.y.shape)} {self.y.dtype}")
+            raise ValueError(
+                f"{self.name}: labels must be int64 of shape ({len(self.x)},), got {tuple(self.y.shape)} {self.y.dtype}"
+            )
         if self.origin is not None and (self.origin.dtype != torch.int64 or self.origin.shape != (len(self.x),)):
-            raise ValueError(f"{self.name}: origin must be int64 of shape ({len(self.x)},), got {tuple(self.origin.shape)}")
+            raise ValueError(
+                f"{self.name}: origin must be int64 of shape ({len(self.x)},), got {tuple(self.origin.shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.y)
@@ -60,7 +64,9 @@ class Dataset:
             if self.origin is None or exclude.origin is None:
                 raise ValueError("subset(exclude=...) needs both sets' origins (subsets of a loaded split)")
             keep = ~torch.isin(self.origin, exclude.origin)
-            rest = Dataset(self.name, self.x[keep], self.y[keep], self.num_classes, self.mean, self.std, self.origin[keep])
+            rest = Dataset(
+                self.name, self.x[keep], self.y[keep], self.num_classes, self.mean, self.std, self.origin[keep]
+            )
             return rest.subset(n, seed)
         if n is None or n >= len(self):
             return self
@@ -77,13 +83,17 @@ class Dataset:
         return Dataset(self.name, self.x[chosen], self.y[chosen], self.num_classes, self.mean, self.std, origin)
 
     def to(self, device) -> "Dataset":
-        return Dataset(self.name, self.x.to(device), self.y.to(device), self.num_classes, self.mean, self.std, self.origin)
+        return Dataset(
+            self.name, self.x.to(device), self.y.to(device), self.num_classes, self.mean, self.std, self.origin
+        )
 
     def positions(self, published: torch.Tensor) -> torch.Tensor:
         """Where the images at indices ``published`` of the full split sit in this set: -1 for those it lacks."""
         if self.origin is None:
-            raise ValueError(f"{self.name}: this set was not loaded from a published split (no origin), so indices "
-                             "into the split cannot be mapped onto it")
+            raise ValueError(
+                f"{self.name}: this set was not loaded from a published split (no origin), so indices "
+                "into the split cannot be mapped onto it"
+            )
         where = torch.full((int(self.origin.max()) + 1 if len(self.origin) else 0,), -1, dtype=torch.int64)
         where[self.origin] = torch.arange(len(self.origin))
         inside = (published >= 0) & (published < len(where))
@@ -97,7 +107,9 @@ def mix(clean: Dataset, poison) -> Dataset:
     poison whose provenance says ``mode: "replace"`` (unlearnable examples, which perturb μ itself), μ with
     each poisoned point in the place of the clean image it was made from."""
     if poison.x.shape[1:] != clean.x.shape[1:]:
-        raise ValueError(f"poison images {tuple(poison.x.shape[1:])} do not match clean images {tuple(clean.x.shape[1:])}")
+        raise ValueError(
+            f"poison images {tuple(poison.x.shape[1:])} do not match clean images {tuple(clean.x.shape[1:])}"
+        )
     if poison.provenance.get("mode") == "replace":
         x, y = clean.x.clone(), clean.y.clone()
         x[poison.indices], y[poison.indices] = poison.x.to(x), poison.y.to(y)
@@ -151,7 +163,7 @@ def _read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path}: expected {shape} bytes of data, found {data.size} (truncated?)")

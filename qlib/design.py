@@ -32,12 +32,31 @@ from .quant import QuantScheme, parse_scheme
 from .registry import ParameterError, unknown_name
 from .stats import ALPHA
 
-CLAIMS = {1: "quantization more robust", 2: "lower bits more robust", 3: "WA more robust than W",
-          4: "QAA stronger than QOA", 5: "PAQ and ĝ both needed", 6: "QAT blunts unlearnable examples and targeted attacks"}
+CLAIMS = {
+    1: "quantization more robust",
+    2: "lower bits more robust",
+    3: "WA more robust than W",
+    4: "QAA stronger than QOA",
+    5: "PAQ and ĝ both needed",
+    6: "QAT blunts unlearnable examples and targeted attacks",
+}
 REGIMES = ("FP", "PTQ", "QAT")
 DESIGN_KEYS = {"pilot_seeds", "first_seed", "group", "cap", "delta", "comparisons", "targeted"}
-TARGETED_KEYS = {"id", "claim", "better", "worse", "finetune_size", "finetune_epochs", "finetune_lr", "eps_d", "per_seed",
-                 "trials", "settings", "delta", "why"}
+TARGETED_KEYS = {
+    "id",
+    "claim",
+    "better",
+    "worse",
+    "finetune_size",
+    "finetune_epochs",
+    "finetune_lr",
+    "eps_d",
+    "per_seed",
+    "trials",
+    "settings",
+    "delta",
+    "why",
+}
 COMPARISON_KEYS = {"id", "claim", "model", "bounds", "eps_d", "train_size", "attack", "better", "worse", "delta", "why"}
 SIDE_KEYS = {"setting", "attack", "paq", "ghat"}
 
@@ -107,8 +126,10 @@ class Targeted:
     @property
     def text(self) -> str:
         name = lambda side: "FP" if side[0] == "fp" else f"QAT {side[1].name}"
-        return (f"gradient matching succeeds less against {name(self.better)} than {name(self.worse)} victims "
-                f"(fine-tuned on {self.finetune_size} images, ε_d = {self.eps_d:g})")
+        return (
+            f"gradient matching succeeds less against {name(self.better)} than {name(self.worse)} victims "
+            f"(fine-tuned on {self.finetune_size} images, ε_d = {self.eps_d:g})"
+        )
 
 
 @dataclass(frozen=True)
@@ -143,7 +164,12 @@ def _fail(where: str, value, allowed: str) -> ParameterError:
 
 
 def _number(where, value, positive=True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (positive and value <= 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or (positive and value <= 0)
+    ):
         raise _fail(where, value, "a positive finite number" if positive else "a finite number")
     return float(value)
 
@@ -171,7 +197,9 @@ def _side(where: str, spec, default_attack) -> Side:
     if isinstance(spec, str):
         spec = {"setting": spec}
     if not isinstance(spec, dict) or not set(spec) <= SIDE_KEYS or "setting" not in spec:
-        raise _fail(where, spec, f"a setting string or a mapping with 'setting' and optional {sorted(SIDE_KEYS - {'setting'})}")
+        raise _fail(
+            where, spec, f"a setting string or a mapping with 'setting' and optional {sorted(SIDE_KEYS - {'setting'})}"
+        )
     attack = spec.get("attack", default_attack)
     if attack not in ATTACKS.names():
         raise unknown_name("attack", attack, ATTACKS.names(), f"preset field primary{where}")
@@ -191,7 +219,11 @@ def _side(where: str, spec, default_attack) -> Side:
 def _comparison(i: int, spec, default_delta: float) -> Primary:
     where = f".comparisons[{i}]"
     if not isinstance(spec, dict):
-        raise _fail(where, spec, "a mapping with id, claim, better, worse and optional model, bounds, eps_d, train_size, attack, delta, why")
+        raise _fail(
+            where,
+            spec,
+            "a mapping with id, claim, better, worse and optional model, bounds, eps_d, train_size, attack, delta, why",
+        )
     for key in sorted(set(spec) - COMPARISON_KEYS):
         raise unknown_name("key", key, sorted(COMPARISON_KEYS), f"preset field primary{where}")
     for key in ("id", "claim", "better", "worse"):
@@ -216,7 +248,9 @@ def _comparison(i: int, spec, default_delta: float) -> Primary:
     if better == worse:
         raise _fail(where, spec, "two different sides (better and worse name the same cell)")
     delta = _number(f"{where}.delta", spec.get("delta", default_delta))
-    return Primary(str(spec["id"]), spec["claim"], model, bounds, eps_d, train_size, better, worse, delta, str(spec.get("why", "")))
+    return Primary(
+        str(spec["id"]), spec["claim"], model, bounds, eps_d, train_size, better, worse, delta, str(spec.get("why", ""))
+    )
 
 
 def _victim_setting(where: str, text) -> tuple:
@@ -239,7 +273,9 @@ def _targeted(i: int, spec, default_delta: float) -> Targeted:
     better, worse = (_victim_setting(f"{where}.{k}", spec[k]) for k in ("better", "worse"))
     if better == worse:
         raise _fail(f"{where}.worse", spec["worse"], f"a victim other than better's ({spec['better']!r})")
-    size, epochs, per_seed, trials = (_count(f"{where}.{k}", spec[k]) for k in ("finetune_size", "finetune_epochs", "per_seed", "trials"))
+    size, epochs, per_seed, trials = (
+        _count(f"{where}.{k}", spec[k]) for k in ("finetune_size", "finetune_epochs", "per_seed", "trials")
+    )
     if trials % per_seed:
         raise _fail(f"{where}.trials", trials, f"a multiple of per_seed ({per_seed}): each seed brings per_seed trials")
     eps_d = _number(f"{where}.eps_d", spec["eps_d"])
@@ -251,8 +287,21 @@ def _targeted(i: int, spec, default_delta: float) -> Targeted:
     delta = _number(f"{where}.delta", spec.get("delta", default_delta))
     if delta > 100:
         raise _fail(f"{where}.delta", delta, "a number of points of success rate in (0, 100]")
-    return Targeted(str(spec["id"]), spec["claim"], better, worse, size, epochs, _number(f"{where}.finetune_lr", spec["finetune_lr"]),
-                    eps_d, per_seed, trials, tuple(sorted(settings.items())), delta, str(spec.get("why", "")))
+    return Targeted(
+        str(spec["id"]),
+        spec["claim"],
+        better,
+        worse,
+        size,
+        epochs,
+        _number(f"{where}.finetune_lr", spec["finetune_lr"]),
+        eps_d,
+        per_seed,
+        trials,
+        tuple(sorted(settings.items())),
+        delta,
+        str(spec.get("why", "")),
+    )
 
 
 def parse_design(spec) -> Design | None:
@@ -266,10 +315,16 @@ def parse_design(spec) -> Design | None:
     for key in sorted(DESIGN_KEYS - {"targeted"} - set(spec)):
         raise _fail("", spec, f"a mapping that names {key}")
     pilot = spec["pilot_seeds"]
-    if not (isinstance(pilot, list) and len(pilot) >= 2 and all(isinstance(s, int) and not isinstance(s, bool) for s in pilot)
-            and len(set(pilot)) == len(pilot)):
+    if not (
+        isinstance(pilot, list)
+        and len(pilot) >= 2
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in pilot)
+        and len(set(pilot)) == len(pilot)
+    ):
         raise _fail(".pilot_seeds", pilot, "a list of at least two distinct integers (a spread needs two seeds)")
-    first, group, cap = (_count(f".{k}", spec[k]) if k != "first_seed" else spec[k] for k in ("first_seed", "group", "cap"))
+    first, group, cap = (
+        _count(f".{k}", spec[k]) if k != "first_seed" else spec[k] for k in ("first_seed", "group", "cap")
+    )
     if isinstance(first, bool) or not isinstance(first, int) or first < 0:
         raise _fail(".first_seed", first, "an integer ≥ 0")
     if group < 2 or cap < group:
@@ -291,10 +346,18 @@ def parse_design(spec) -> Design | None:
     design = Design(tuple(pilot), first, group, cap, comparisons, targeted)
     for i, t in enumerate(targeted):
         if reused := sorted(set(design.targeted_seeds(t)) & set(pilot)):
-            raise _fail(f".targeted[{i}].trials", t.trials, f"deciding seeds that exclude the pilot seeds (seeds {reused} are both)")
+            raise _fail(
+                f".targeted[{i}].trials",
+                t.trials,
+                f"deciding seeds that exclude the pilot seeds (seeds {reused} are both)",
+            )
         # the exact test at the claim's Bonferroni level needs k trials that differ, all one way: 2·2^−k ≤ α/m
         fewest = math.ceil(math.log2(2 * len(design.family(t.claim)) / ALPHA))
         if t.trials < fewest:
-            raise _fail(f".targeted[{i}].trials", t.trials, f"at least {fewest}: at claim {t.claim}'s level (α/"
-                        f"{len(design.family(t.claim))}) the exact test decides nothing on fewer")
+            raise _fail(
+                f".targeted[{i}].trials",
+                t.trials,
+                f"at least {fewest}: at claim {t.claim}'s level (α/"
+                f"{len(design.family(t.claim))}) the exact test decides nothing on fewer",
+            )
     return design

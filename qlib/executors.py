@@ -97,14 +97,18 @@ def ray_executor(todo: list[Cell], *, threads: int, address: str | None, gpus: f
     try:
         import ray
     except ImportError:
-        raise ParameterError("executor 'ray' needs Ray: pip install -e '.[dev]' (or pip install ray); "
-                             "the executors 'serial' and 'local' need nothing more") from None
+        raise ParameterError(
+            "executor 'ray' needs Ray: pip install -e '.[dev]' (or pip install ray); "
+            "the executors 'serial' and 'local' need nothing more"
+        ) from None
     if not ray.is_initialized():
         local = {} if ray_address(address) else {"num_cpus": available_cores(), "include_dashboard": False}
         ray.init(address=ray_address(address), log_to_driver=False, **local)
     from .cache import cache_root
 
-    env = {name: os.environ[name] for name in SHARED_ENV if name in os.environ} | {"QLIB_CACHE": str(cache_root().resolve())}
+    env = {name: os.environ[name] for name in SHARED_ENV if name in os.environ} | {
+        "QLIB_CACHE": str(cache_root().resolve())
+    }
     task = ray.remote(_remote_run).options(num_cpus=threads, num_gpus=gpus, max_retries=RESTARTS)
     refs = {}
     for cell in todo:  # dependency order: an input's task exists before the task that reads it

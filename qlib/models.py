@@ -78,10 +78,17 @@ def cnn(num_classes, in_channels, image_size, mean, std, width=1.0):
     c1, c2, h = (max(1, round(c * width)) for c in (32, 64, 128))
     return nn.Sequential(
         Normalize(mean, std),
-        nn.Conv2d(in_channels, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(in_channels, c1, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(c2 * (image_size // 4) ** 2, h), nn.ReLU(inplace=True),
+        nn.Linear(c2 * (image_size // 4) ** 2, h),
+        nn.ReLU(inplace=True),
         nn.Linear(h, num_classes),
     )
 
@@ -90,15 +97,20 @@ def cnn(num_classes, in_channels, image_size, mean, std, width=1.0):
 def lr(num_classes, in_channels, image_size, mean, std, width=1.0):
     """Logistic regression (the GC paper's LR): one linear layer on the flattened image. ``width`` has nothing to
     scale. With no hidden activation, only weight-only schemes quantize it."""
-    return nn.Sequential(Normalize(mean, std), nn.Flatten(), nn.Linear(in_channels * image_size ** 2, num_classes))
+    return nn.Sequential(Normalize(mean, std), nn.Flatten(), nn.Linear(in_channels * image_size**2, num_classes))
 
 
 @MODELS.register("mlp")
 def mlp(num_classes, in_channels, image_size, mean, std, width=1.0):
     """The GC paper's NN: 784-128-10 with a ReLU (128·width hidden units); a WA scheme quantizes its hidden activation."""
     h = max(1, round(128 * width))
-    return nn.Sequential(Normalize(mean, std), nn.Flatten(), nn.Linear(in_channels * image_size ** 2, h),
-                         nn.ReLU(inplace=True), nn.Linear(h, num_classes))
+    return nn.Sequential(
+        Normalize(mean, std),
+        nn.Flatten(),
+        nn.Linear(in_channels * image_size**2, h),
+        nn.ReLU(inplace=True),
+        nn.Linear(h, num_classes),
+    )
 
 
 @MODELS.register("cnn_plim")
@@ -109,10 +121,16 @@ def cnn_plim(num_classes, in_channels, image_size, mean, std, width=1.0):
     side = (image_size - 4) // 2
     return nn.Sequential(
         Normalize(mean, std),
-        nn.Conv2d(in_channels, c1, 3), nn.ReLU(inplace=True),
-        nn.Conv2d(c1, c2, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Conv2d(in_channels, c1, 3),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c1, c2, 3),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
         nn.Flatten(),
-        nn.Linear(c2 * side ** 2, h), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(c2 * side**2, h),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
         nn.Linear(h, num_classes),
     )
 

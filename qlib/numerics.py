@@ -38,9 +38,11 @@ def configure(deterministic: bool = False) -> None:
 def policy(device: torch.device) -> str:
     """The policy in force on ``device``, in one line for a manifest or a report footer (``ieee``: no TF32)."""
     train = "bf16 autocast" if device.type == "cuda" else "float32"
-    return (f"training {train} channels_last; float32 convolutions {torch.backends.cudnn.conv.fp32_precision}, "
-            f"matmul {torch.backends.cuda.matmul.fp32_precision}; deterministic "
-            f"{torch.are_deterministic_algorithms_enabled()}")
+    return (
+        f"training {train} channels_last; float32 convolutions {torch.backends.cudnn.conv.fp32_precision}, "
+        f"matmul {torch.backends.cuda.matmul.fp32_precision}; deterministic "
+        f"{torch.are_deterministic_algorithms_enabled()}"
+    )
 
 
 def conv2d(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -58,8 +60,15 @@ def conv2d(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     #6035). At stride 1 no copy is made. With one thread and fewer than 16 images torch would send a 1×1 stride-1
     convolution to its own kernel instead of oneDNN (other rounding), so that case is left as it was."""
     sh, sw = conv.stride
-    if ((sh, sw) != (1, 1) and conv.kernel_size == (1, 1) and conv.padding in ((0, 0), "valid")
-            and conv.dilation == (1, 1) and x.ndim == 4 and x.device.type == "cpu"
-            and x.is_contiguous(memory_format=torch.channels_last) and (len(x) >= 16 or torch.get_num_threads() > 1)):
+    if (
+        (sh, sw) != (1, 1)
+        and conv.kernel_size == (1, 1)
+        and conv.padding in ((0, 0), "valid")
+        and conv.dilation == (1, 1)
+        and x.ndim == 4
+        and x.device.type == "cpu"
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and (len(x) >= 16 or torch.get_num_threads() > 1)
+    ):
         return nnf.conv2d(nnf.avg_pool2d(x, 1, (sh, sw)), weight, bias, 1, 0, 1, conv.groups)
     return conv._conv_forward(x, weight, bias)

@@ -25,8 +25,9 @@ def parse_hint(text: str):
             return list[build(node.slice)]
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
             return build(node.left) | build(node.right)
-        raise ParameterError(f"unsupported parameter annotation {text!r}; allowed: int, float, str, bool, dict, "
-                             "list[T] and T | None")
+        raise ParameterError(
+            f"unsupported parameter annotation {text!r}; allowed: int, float, str, bool, dict, list[T] and T | None"
+        )
 
     return build(ast.parse(text, mode="eval").body)
 
@@ -57,9 +58,17 @@ def describe(hint) -> str:
         return " or ".join(describe(a) for a in args)
     if typing.get_origin(hint) is list:
         return {int: "a list of integers", float: "a list of numbers", str: "a list of strings"}.get(
-            typing.get_args(hint)[0], f"a list whose items are each {describe(typing.get_args(hint)[0])}")
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
-            list: "a list", type(None): "null"}.get(hint, f"a {getattr(hint, '__name__', hint)}")
+            typing.get_args(hint)[0], f"a list whose items are each {describe(typing.get_args(hint)[0])}"
+        )
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        dict: "a mapping",
+        list: "a list",
+        type(None): "null",
+    }.get(hint, f"a {getattr(hint, '__name__', hint)}")
 
 
 def check_type(name: str, value, hint, where: str = "parameter") -> None:
@@ -79,7 +88,9 @@ def _budgets(name, values):
 
 def _attacks(name, values):
     if not values:
-        raise ParameterError(f"parameter {name}=[]: allowed is a non-empty list of attack names: {', '.join(ATTACKS.names())}")
+        raise ParameterError(
+            f"parameter {name}=[]: allowed is a non-empty list of attack names: {', '.join(ATTACKS.names())}"
+        )
     for v in values:
         if v not in ATTACKS.names():
             raise ParameterError(f"parameter {name}: unknown attack {v!r}; allowed: {', '.join(ATTACKS.names())}")
@@ -89,7 +100,9 @@ def _schemes(name, values):
     from .experiments.evaluate import parse
 
     if not values:
-        raise ParameterError(f"parameter {name}=[]: allowed is a non-empty list of schemes such as fp, 1W, 4W, 8W, 4W4A")
+        raise ParameterError(
+            f"parameter {name}=[]: allowed is a non-empty list of schemes such as fp, 1W, 4W, 8W, 4W4A"
+        )
     for v in values:
         parse(v)
 
@@ -98,7 +111,9 @@ def _regimes(name, values):
     from .cells import REGIMES
 
     if not values or not set(values) <= set(REGIMES):
-        raise ParameterError(f"parameter {name}={values!r}: allowed is a non-empty list of regimes among {', '.join(REGIMES)}")
+        raise ParameterError(
+            f"parameter {name}={values!r}: allowed is a non-empty list of regimes among {', '.join(REGIMES)}"
+        )
 
 
 def _pixels(name, value):
@@ -110,8 +125,10 @@ def _pixels(name, value):
 
 def _poison_path(name, value):
     if value is not None and not Path(value).exists():
-        raise ParameterError(f"parameter {name}={value!r}: no such file or folder; allowed: a poison file (.npz, a "
-                             "folder of PNG files with labels.csv, a qlib PoisonSet) or null for notebook 07's own")
+        raise ParameterError(
+            f"parameter {name}={value!r}: no such file or folder; allowed: a poison file (.npz, a "
+            "folder of PNG files with labels.csv, a qlib PoisonSet) or null for notebook 07's own"
+        )
 
 
 # The notebooks' own parameters, by name: their type (the parameters cell must annotate it the same) and their check.

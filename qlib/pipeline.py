@@ -111,8 +111,17 @@ def run(cell: Cell, threads: int) -> dict:
     return {"seconds": time.perf_counter() - start, "computed": entry in cache.COMPUTED and not computed_before}
 
 
-def compute(cells: Iterable[Cell], executor: str = "serial", *, threads: int, workers: int | None = None,
-            address: str | None = None, gpus: float = 0.0, progress: bool = True, desc: str = "cells") -> dict:
+def compute(
+    cells: Iterable[Cell],
+    executor: str = "serial",
+    *,
+    threads: int,
+    workers: int | None = None,
+    address: str | None = None,
+    gpus: float = 0.0,
+    progress: bool = True,
+    desc: str = "cells",
+) -> dict:
     """Compute every cell ``cells`` need that the cache lacks, with the named executor (``qlib.executors``), under one
     progress bar. ``workers``: processes of the ``local`` executor; ``address`` and ``gpus`` (per cell): ``ray``'s.
     Returns {"cells": how many were pending, "runs": {cell id: :func:`run`'s record in its worker}}."""

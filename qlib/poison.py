@@ -71,17 +71,23 @@ class PoisonSet:
         if self.indices.shape != (n,) or self.indices.dtype != torch.int64:
             raise ValueError(f"poison indices must be int64 of shape ({n},), got {tuple(self.indices.shape)}")
         if n and not torch.isfinite(self.x).all():
-            raise ValueError(f"poison images hold {int((~torch.isfinite(self.x)).sum())} non-finite values (NaN or inf)")
+            raise ValueError(
+                f"poison images hold {int((~torch.isfinite(self.x)).sum())} non-finite values (NaN or inf)"
+            )
         if n and self.provenance.get("bounds") != "none" and (self.x.min() < 0 or self.x.max() > 1):
-            raise ValueError(f"poison images leave [0, 1]: range [{self.x.min():.4g}, {self.x.max():.4g}]; only a poison "
-                             "whose provenance declares bounds: 'none' (not images) may")
+            raise ValueError(
+                f"poison images leave [0, 1]: range [{self.x.min():.4g}, {self.x.max():.4g}]; only a poison "
+                "whose provenance declares bounds: 'none' (not images) may"
+            )
 
     def __len__(self) -> int:
         return len(self.y)
 
     def digest(self) -> str:
         """A SHA-256 over the tensors, the budget and the provenance: the poison's identity in cache keys."""
-        return artifacts.tensor_digest((self.x, self.y, self.indices), {"eps_d": self.eps_d, "provenance": self.provenance})
+        return artifacts.tensor_digest(
+            (self.x, self.y, self.indices), {"eps_d": self.eps_d, "provenance": self.provenance}
+        )
 
     def save(self, stem, **meta) -> None:
         """Write ``stem.safetensors`` and ``stem.json`` atomically; ``meta`` (JSON) is kept in the manifest."""
@@ -102,10 +108,13 @@ class PoisonSet:
             raise ValueError(f"export path {str(path)!r}: allowed is a file name ending in .npz")
         if clean.origin is None:
             raise ValueError("save_npz needs the training set the poison was made on, as loaded (with its origin)")
-        arrays = {"x": self.x.detach().cpu().float().numpy(), "y": self.y.numpy(),
-                  "mode": np.array("replace" if self.provenance.get("mode") == "replace" else "add"),
-                  "bounds": np.array(self.provenance.get("bounds", "image")),
-                  "provenance": np.array(json.dumps(self.provenance, sort_keys=True))}
+        arrays = {
+            "x": self.x.detach().cpu().float().numpy(),
+            "y": self.y.numpy(),
+            "mode": np.array("replace" if self.provenance.get("mode") == "replace" else "add"),
+            "bounds": np.array(self.provenance.get("bounds", "image")),
+            "provenance": np.array(json.dumps(self.provenance, sort_keys=True)),
+        }
         if len(self) and (self.indices >= 0).all():
             arrays["indices"] = clean.origin[self.indices].numpy()
         elif self.provenance.get("mode") == "replace":
@@ -131,7 +140,9 @@ class PoisonSet:
     def from_artifact(cls, stem, tensors: dict, meta: dict) -> "PoisonSet":
         """The PoisonSet held by an artifact already read (and checksummed) from ``stem``."""
         if meta.get("kind") != "PoisonSet" or set(tensors) != {"x", "y", "indices"}:
-            raise artifacts.ArtifactError(f"artifact {stem} is not a PoisonSet (kind={meta.get('kind')!r}, tensors={sorted(tensors)})")
+            raise artifacts.ArtifactError(
+                f"artifact {stem} is not a PoisonSet (kind={meta.get('kind')!r}, tensors={sorted(tensors)})"
+            )
         return cls(tensors["x"], tensors["y"], tensors["indices"], meta["eps_d"], meta["provenance"])
 
 
@@ -153,10 +164,13 @@ def load_poison(path, clean, split_size: int | None = None, test_size: int | Non
     elif path.suffix == ".npz" and path.is_file():
         fields, form = _read_npz(path), "numpy .npz"
     else:
-        raise PoisonFileError(f"poison file {str(path)!r}: not found or not a poison file; allowed: a .npz, a folder of "
-                              "PNG files with labels.csv, or a qlib PoisonSet (stem.safetensors + stem.json)")
-    return _from_fields(fields, clean, {"file": path.name, "format": form, "sha256": fingerprint(path)},
-                        split_size, test_size)
+        raise PoisonFileError(
+            f"poison file {str(path)!r}: not found or not a poison file; allowed: a .npz, a folder of "
+            "PNG files with labels.csv, or a qlib PoisonSet (stem.safetensors + stem.json)"
+        )
+    return _from_fields(
+        fields, clean, {"file": path.name, "format": form, "sha256": fingerprint(path)}, split_size, test_size
+    )
 
 
 def fingerprint(path) -> str:
@@ -185,13 +199,21 @@ def describe(poison: PoisonSet) -> str:
     """One line on what :func:`load_poison` read and detected."""
     read = poison.provenance.get("read", {})
     src = read.get("sources", {})
-    sources = (f"{src['inside']} of {src['given']} source images inside the training set of {src['of']}"
-               if src.get("given") else "no source indices")
-    target = (f"; targeted: test image {poison.provenance['target_index']} → class {poison.provenance['adversarial_class']}"
-              if poison.provenance.get("target_index") is not None else "")
-    return (f"{read.get('file', '?')}: {read.get('format', '?')}; {len(poison)} poisons, "
-            f"{'replacing their sources' if poison.provenance.get('mode') == 'replace' else 'appended'} "
-            f"(ε_d = {poison.eps_d:.4g}); layout {read.get('layout', '?')}; pixels {read.get('pixels', '?')}; {sources}{target}")
+    sources = (
+        f"{src['inside']} of {src['given']} source images inside the training set of {src['of']}"
+        if src.get("given")
+        else "no source indices"
+    )
+    target = (
+        f"; targeted: test image {poison.provenance['target_index']} → class {poison.provenance['adversarial_class']}"
+        if poison.provenance.get("target_index") is not None
+        else ""
+    )
+    return (
+        f"{read.get('file', '?')}: {read.get('format', '?')}; {len(poison)} poisons, "
+        f"{'replacing their sources' if poison.provenance.get('mode') == 'replace' else 'appended'} "
+        f"(ε_d = {poison.eps_d:.4g}); layout {read.get('layout', '?')}; pixels {read.get('pixels', '?')}; {sources}{target}"
+    )
 
 
 def _is_artifact(path: Path) -> bool:
@@ -210,10 +232,18 @@ def _load_artifact(path: Path, clean) -> PoisonSet:
     try:
         validate(poison, clean)
     except ValueError as e:
-        raise PoisonFileError(f"qlib PoisonSet {stem}: {e} (its indices refer to the training set it was made on: "
-                              "evaluate it with that preset and train_size)") from None
-    read = {"file": stem.name, "format": "qlib PoisonSet", "sha256": fingerprint(path), "layout": "N×C×H×W",
-            "pixels": "float, as made", "sources": {"given": len(poison), "inside": len(poison), "of": len(clean)}}
+        raise PoisonFileError(
+            f"qlib PoisonSet {stem}: {e} (its indices refer to the training set it was made on: "
+            "evaluate it with that preset and train_size)"
+        ) from None
+    read = {
+        "file": stem.name,
+        "format": "qlib PoisonSet",
+        "sha256": fingerprint(path),
+        "layout": "N×C×H×W",
+        "pixels": "float, as made",
+        "sources": {"given": len(poison), "inside": len(poison), "of": len(clean)},
+    }
     return PoisonSet(poison.x, poison.y, poison.indices, poison.eps_d, {**poison.provenance, "read": read})
 
 
@@ -222,7 +252,9 @@ def _read_npz(path: Path) -> dict:
         with np.load(path, allow_pickle=False) as f:
             fields = {k: f[k] for k in f.files}
     except ValueError as e:  # an object array: a pickle, which is never loaded
-        raise PoisonFileError(f"{path.name}: {e}; allowed: plain numeric and string arrays (no pickled objects)") from None
+        raise PoisonFileError(
+            f"{path.name}: {e}; allowed: plain numeric and string arrays (no pickled objects)"
+        ) from None
     except (OSError, EOFError) as e:
         raise PoisonFileError(f"{path.name} cannot be read as a numpy .npz ({e})") from None
     unknown = sorted(set(fields) - set(NPZ_FIELDS))
@@ -236,13 +268,17 @@ def _read_png_folder(folder: Path) -> dict:
 
     table = folder / "labels.csv"
     if not table.is_file():
-        raise PoisonFileError(f"folder {folder.name}: no labels.csv; a PNG folder needs labels.csv with columns file, "
-                              "label and optionally index")
+        raise PoisonFileError(
+            f"folder {folder.name}: no labels.csv; a PNG folder needs labels.csv with columns file, "
+            "label and optionally index"
+        )
     with open(table, newline="") as f:
         rows = list(csv.DictReader(f))
     columns = set(rows[0]) if rows else set()
     if not rows or not {"file", "label"} <= columns or not columns <= {"file", "label", "index"}:
-        raise PoisonFileError(f"{table}: columns {sorted(columns)}; allowed: file, label and optionally index, one row per image")
+        raise PoisonFileError(
+            f"{table}: columns {sorted(columns)}; allowed: file, label and optionally index, one row per image"
+        )
     images = []
     for row in rows:
         png = folder / row["file"]
@@ -254,7 +290,9 @@ def _read_png_folder(folder: Path) -> dict:
             a = np.asarray(im, dtype=np.uint8)
         images.append(a[..., None] if a.ndim == 2 else a)
     if len({a.shape for a in images}) > 1:
-        raise PoisonFileError(f"folder {folder.name}: the PNG files differ in size: {sorted({a.shape for a in images})}")
+        raise PoisonFileError(
+            f"folder {folder.name}: the PNG files differ in size: {sorted({a.shape for a in images})}"
+        )
 
     def integers(name):
         try:
@@ -307,12 +345,16 @@ def _layout(x: np.ndarray, chw: tuple[int, int, int], dataset: str) -> tuple[np.
 def _pixels(x: np.ndarray, bounds: str) -> tuple[torch.Tensor, str]:
     if x.dtype == np.uint8:
         if bounds == "none":
-            raise PoisonFileError("bounds 'none' declares float pixels outside [0, 1], but x is uint8; allowed: "
-                                  "float x with bounds 'none', or uint8 x with bounds 'image'")
+            raise PoisonFileError(
+                "bounds 'none' declares float pixels outside [0, 1], but x is uint8; allowed: "
+                "float x with bounds 'none', or uint8 x with bounds 'image'"
+            )
         return torch.from_numpy(x.astype(np.float32) / 255), "uint8 0-255, divided by 255"
     if x.dtype.kind != "f":
-        raise PoisonFileError(f"x has dtype {x.dtype}; allowed: uint8 (0-255) or float (0-1); convert 0-255 integers "
-                              "with x.astype(np.uint8)")
+        raise PoisonFileError(
+            f"x has dtype {x.dtype}; allowed: uint8 (0-255) or float (0-1); convert 0-255 integers "
+            "with x.astype(np.uint8)"
+        )
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     if len(t) and not torch.isfinite(t).all():
         raise PoisonFileError(f"x holds {int((~torch.isfinite(t)).sum())} non-finite values (NaN or inf)")
@@ -320,9 +362,11 @@ def _pixels(x: np.ndarray, bounds: str) -> tuple[torch.Tensor, str]:
         return t, f"{x.dtype} as float32, bounds none (not images; never rounded)"
     if len(t) and (t.min() < 0 or t.max() > 1):
         hint = " (0-255 values: save them as uint8)" if t.max() > 1.5 else ""
-        raise PoisonFileError(f"x holds values in [{t.min():.4g}, {t.max():.4g}], outside the declared range [0, 1] of "
-                              f"float images{hint}; allowed: float in [0, 1], uint8 0-255, or bounds 'none' for "
-                              "poisons that are not images")
+        raise PoisonFileError(
+            f"x holds values in [{t.min():.4g}, {t.max():.4g}], outside the declared range [0, 1] of "
+            f"float images{hint}; allowed: float in [0, 1], uint8 0-255, or bounds 'none' for "
+            "poisons that are not images"
+        )
     return t, f"{x.dtype} 0-1" + (", as float32" if x.dtype != np.float32 else "")
 
 
@@ -342,7 +386,9 @@ def _from_fields(fields: dict, clean, read: dict, split_size: int | None, test_s
     if bounds not in FILE_BOUNDS:
         raise PoisonFileError(f"bounds={bounds!r}; allowed: {', '.join(FILE_BOUNDS)}")
     if bounds == "none" and mode == "replace":
-        raise PoisonFileError("bounds 'none' with mode 'replace': a poison that replaces training images must be images")
+        raise PoisonFileError(
+            "bounds 'none' with mode 'replace': a poison that replaces training images must be images"
+        )
     x, layout = _layout(fields["x"], tuple(clean.x.shape[1:]), clean.name)
     x, pixels = _pixels(x, bounds)
     n = len(x)
@@ -353,35 +399,47 @@ def _from_fields(fields: dict, clean, read: dict, split_size: int | None, test_s
         raise PoisonFileError(f"y has shape {y.shape} and dtype {y.dtype}; allowed: {n} integer labels, one per image")
     if y.min() < 0 or y.max() >= clean.num_classes:
         bad = y[(y < 0) | (y >= clean.num_classes)]
-        raise PoisonFileError(f"y holds label {int(bad[0])} ({len(bad)} labels outside the classes); allowed: 0 to "
-                              f"{clean.num_classes - 1} ({clean.name} has {clean.num_classes} classes)")
+        raise PoisonFileError(
+            f"y holds label {int(bad[0])} ({len(bad)} labels outside the classes); allowed: 0 to "
+            f"{clean.num_classes - 1} ({clean.name} has {clean.num_classes} classes)"
+        )
     sources = {"given": 0, "inside": 0, "of": len(clean)}
     positions = torch.full((n,), -1, dtype=torch.int64)
     if "indices" in fields:
         idx = fields["indices"]
         if idx.shape != (n,) or idx.dtype.kind not in "iu":
-            raise PoisonFileError(f"indices has shape {idx.shape} and dtype {idx.dtype}; allowed: {n} integers, one per image")
+            raise PoisonFileError(
+                f"indices has shape {idx.shape} and dtype {idx.dtype}; allowed: {n} integers, one per image"
+            )
         idx = idx.astype(np.int64)
         if idx.min() < 0 or idx.max() >= split_size:
             bad = idx[(idx < 0) | (idx >= split_size)]
-            raise PoisonFileError(f"indices holds {int(bad[0])} ({len(bad)} out of range); allowed: 0 to {split_size - 1}, "
-                                  f"places in the full {clean.name} training split of {split_size} images")
+            raise PoisonFileError(
+                f"indices holds {int(bad[0])} ({len(bad)} out of range); allowed: 0 to {split_size - 1}, "
+                f"places in the full {clean.name} training split of {split_size} images"
+            )
         values, counts = np.unique(idx, return_counts=True)
         if (counts > 1).any():
-            raise PoisonFileError(f"indices repeat: {int(values[counts > 1][0])} appears {int(counts.max())} times "
-                                  f"({int((counts > 1).sum())} repeated); allowed: distinct source images")
+            raise PoisonFileError(
+                f"indices repeat: {int(values[counts > 1][0])} appears {int(counts.max())} times "
+                f"({int((counts > 1).sum())} repeated); allowed: distinct source images"
+            )
         positions = clean.positions(torch.from_numpy(idx))
         sources |= {"given": n, "inside": int((positions >= 0).sum())}
     if mode == "replace":
         if "indices" not in fields:
             raise PoisonFileError("mode 'replace' needs indices: the training images the poisons take the place of")
         if sources["inside"] < n:
-            raise PoisonFileError(f"mode 'replace': {n - sources['inside']} of {n} source images lie outside the training "
-                                  f"set of {len(clean)} images the preset trains on (a subset of the split); evaluate "
-                                  "on the full split: --train-size all (train_size: null)")
+            raise PoisonFileError(
+                f"mode 'replace': {n - sources['inside']} of {n} source images lie outside the training "
+                f"set of {len(clean)} images the preset trains on (a subset of the split); evaluate "
+                "on the full split: --train-size all (train_size: null)"
+            )
     elif n > len(clean):
-        raise PoisonFileError(f"{n} poisons for {len(clean)} training images: an appended poison may hold at most as many "
-                              "images as the training set (ε_d ≤ 1)")
+        raise PoisonFileError(
+            f"{n} poisons for {len(clean)} training images: an appended poison may hold at most as many "
+            "images as the training set (ε_d ≤ 1)"
+        )
     target = _scalar(fields, "target_index", "int")
     adversarial = _scalar(fields, "adversarial_class", "int")
     if (target is None) != (adversarial is None):
@@ -396,8 +454,12 @@ def _from_fields(fields: dict, clean, read: dict, split_size: int | None, test_s
             made = json.loads(_scalar(fields, "provenance", "str"))
         except json.JSONDecodeError as e:
             raise PoisonFileError(f"provenance is not JSON text ({e})") from None
-    provenance = {"attack": made.get("attack", "imported"), "mode": FILE_MODES[mode], "bounds": bounds,
-                  "read": {**read, "layout": layout, "pixels": pixels, "sources": sources},
-                  **({"made": made} if made else {}),
-                  **({"target_index": target, "adversarial_class": adversarial} if target is not None else {})}
+    provenance = {
+        "attack": made.get("attack", "imported"),
+        "mode": FILE_MODES[mode],
+        "bounds": bounds,
+        "read": {**read, "layout": layout, "pixels": pixels, "sources": sources},
+        **({"made": made} if made else {}),
+        **({"target_index": target, "adversarial_class": adversarial} if target is not None else {}),
+    }
     return PoisonSet(x, torch.from_numpy(y.astype(np.int64)), positions, n / len(clean), provenance)

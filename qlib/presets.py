@@ -97,11 +97,15 @@ class Preset:
                 raise ParameterError(f"preset field {name}={getattr(self, name)!r}: allowed is {allowed}")
         check_attacks(self.attacks)
         if not set(self.choice_seeds) <= set(self.strength_seeds):
-            raise ParameterError(f"preset field choice_seeds={self.choice_seeds}: allowed is a subset of strength_seeds "
-                                 f"{self.strength_seeds} (the regimes are chosen on FP drops already measured)")
+            raise ParameterError(
+                f"preset field choice_seeds={self.choice_seeds}: allowed is a subset of strength_seeds "
+                f"{self.strength_seeds} (the regimes are chosen on FP drops already measured)"
+            )
         if reused := sorted(set(self.claim_seeds) & set(self.choice_seeds)):
-            raise ParameterError(f"preset field claim_seeds={self.claim_seeds}: seed(s) {reused} also chose the regimes; "
-                                 "allowed are seeds outside choice_seeds (fresh runs decide the claims)")
+            raise ParameterError(
+                f"preset field claim_seeds={self.claim_seeds}: seed(s) {reused} also chose the regimes; "
+                "allowed are seeds outside choice_seeds (fresh runs decide the claims)"
+            )
         parse_design(self.primary)
         if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
             raise ParameterError(f"preset field device={self.device!r}: allowed is 'auto', 'cpu' or 'cuda[:N]'")
@@ -125,37 +129,94 @@ def _distinct(v) -> bool:
 
 # Each field's range, after its type (the annotation) has been checked: (rule, what is allowed).
 RANGES = {
-    **{f: (lambda v: v >= 1, "a positive integer") for f in (
-        "epochs", "batch_size", "targets", "threads")},
-    **{f: (lambda v: v is None or v >= 1, "a positive integer or null (all)") for f in (
-        "train_size", "test_size", "unlearnable_train_size", "targeted_train_size", "targeted_epochs")},
+    **{f: (lambda v: v >= 1, "a positive integer") for f in ("epochs", "batch_size", "targets", "threads")},
+    **{
+        f: (lambda v: v is None or v >= 1, "a positive integer or null (all)")
+        for f in ("train_size", "test_size", "unlearnable_train_size", "targeted_train_size", "targeted_epochs")
+    },
     **{f: (_positive, "a positive finite number") for f in ("width", "lr", "eps_w")},
     "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0"),
-    "gpus_per_cell": (lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0 (a fraction lets Ray pack cells on a GPU)"),
+    "gpus_per_cell": (
+        lambda v: math.isfinite(v) and v >= 0,
+        "a finite number ≥ 0 (a fraction lets Ray pack cells on a GPU)",
+    ),
     **{f: (lambda v: 0 < v <= 1, "a number in (0, 1]") for f in ("eps_d", "targeted_eps_d")},
-    **{f: (_distinct, "a non-empty list of distinct integers") for f in (
-        "seeds", "targeted_seeds", "strength_seeds", "choice_seeds", "claim_seeds")},
-    "targeted_bits": (lambda v: _distinct(v) and set(v) <= set(TARGETED_BITS),
-                      f"a non-empty list of distinct bit-widths among the paper's {', '.join(map(str, TARGETED_BITS))} (1: BNN)"),
-    "lsq_bits": (lambda v: len(set(v)) == len(v) and set(v) <= {4, 8}, "a list of distinct bit-widths among 4, 8 ([] for none)"),
-    "keep_fp": (lambda v: set(v) <= set(KEEP_FP) and len(set(v)) == len(v),
-                f"a list of distinct entries of {', '.join(KEEP_FP)} (the layers left in full precision; [] for none)"),
+    **{
+        f: (_distinct, "a non-empty list of distinct integers")
+        for f in ("seeds", "targeted_seeds", "strength_seeds", "choice_seeds", "claim_seeds")
+    },
+    "targeted_bits": (
+        lambda v: _distinct(v) and set(v) <= set(TARGETED_BITS),
+        f"a non-empty list of distinct bit-widths among the paper's {', '.join(map(str, TARGETED_BITS))} (1: BNN)",
+    ),
+    "lsq_bits": (
+        lambda v: len(set(v)) == len(v) and set(v) <= {4, 8},
+        "a list of distinct bit-widths among 4, 8 ([] for none)",
+    ),
+    "keep_fp": (
+        lambda v: set(v) <= set(KEEP_FP) and len(set(v)) == len(v),
+        f"a list of distinct entries of {', '.join(KEEP_FP)} (the layers left in full precision; [] for none)",
+    ),
 }
 FIELDS = tuple(f.name for f in fields(Preset))
 # What the pipeline passes an attack itself (the surrogate or target, the scheme, the device, a targeted trial's
 # target, Table 4's switches): not settings.
-SUPPLIED = ("clean", "eps_d", "seed", "model", "target", "scheme", "device", "progress", "target_image", "target_index",
-            "adversarial_class", "paq", "quantized_grad")
+SUPPLIED = (
+    "clean",
+    "eps_d",
+    "seed",
+    "model",
+    "target",
+    "scheme",
+    "device",
+    "progress",
+    "target_image",
+    "target_index",
+    "adversarial_class",
+    "paq",
+    "quantized_grad",
+)
 # The range of a setting, by its name, whichever attack takes it (its type comes from the attack's signature).
 SETTING_RANGES = {
-    **{s: (lambda v: v >= 1, "a positive integer") for s in (
-        "epochs", "steps", "chunk", "batch_size", "cg_iters", "trials", "restarts", "pgd_steps", "train_steps",
-        "max_rounds", "adv_steps", "val_size", "block_size", "patch")},
+    **{
+        s: (lambda v: v >= 1, "a positive integer")
+        for s in (
+            "epochs",
+            "steps",
+            "chunk",
+            "batch_size",
+            "cg_iters",
+            "trials",
+            "restarts",
+            "pgd_steps",
+            "train_steps",
+            "max_rounds",
+            "adv_steps",
+            "val_size",
+            "block_size",
+            "patch",
+        )
+    },
     "follower_steps": (lambda v: v >= 0, "an integer ≥ 0"),
-    **{s: (_positive, "a positive finite number") for s in (
-        "lr", "leader_lr", "follower_lr", "eps", "step_size", "adv_eps", "adv_step_size", "ae_lr", "pixel_scale")},
+    **{
+        s: (_positive, "a positive finite number")
+        for s in (
+            "lr",
+            "leader_lr",
+            "follower_lr",
+            "eps",
+            "step_size",
+            "adv_eps",
+            "adv_step_size",
+            "ae_lr",
+            "pixel_scale",
+        )
+    },
     "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-    "bounds": (lambda v: v in BOUNDS, f"one of {', '.join(BOUNDS)} (none: the official code's unclipped pixels, not images)"),
+    "bounds": (
+        lambda v: v in BOUNDS,
+        f"one of {', '.join(BOUNDS)} (none: the official code's unclipped pixels, not images)",
+    ),
     "norm": (lambda v: v in BUDGET_NORMS, f"one of {', '.join(BUDGET_NORMS)} (a budget around each source image)"),
     "batchnorm": (lambda v: v in BATCHNORM_MODES, f"one of {', '.join(BATCHNORM_MODES)}"),
 }
@@ -169,16 +230,19 @@ def check_attacks(attacks: dict) -> None:
             owners = [n for n in ATTACKS.names() if ATTACKS.meta(n).settings is None]
             raise unknown_name("attack", name, owners, "preset field attacks")
         if (owner := ATTACKS.meta(name).settings) is not None:
-            raise ParameterError(f"preset field attacks.{name}: {name} runs with {owner}'s settings; set them under "
-                                 f"attacks.{owner}")
+            raise ParameterError(
+                f"preset field attacks.{name}: {name} runs with {owner}'s settings; set them under attacks.{owner}"
+            )
         field = f"attacks.{name}"
         if not isinstance(params, dict):
             raise ParameterError(f"preset field {field}={params!r}: allowed is a mapping of setting names to values")
         fn = ATTACKS.get(name)
         accepted = set(inspect.signature(fn).parameters) - set(SUPPLIED)
         if not set(params) <= accepted:
-            raise ParameterError(f"preset field {field}: unknown setting(s) {sorted(set(params) - accepted)}; valid: "
-                                 f"{', '.join(sorted(accepted))}")
+            raise ParameterError(
+                f"preset field {field}: unknown setting(s) {sorted(set(params) - accepted)}; valid: "
+                f"{', '.join(sorted(accepted))}"
+            )
         hints = typing.get_type_hints(fn)
         for setting, value in params.items():
             if setting in hints:
@@ -196,7 +260,9 @@ def merge_attacks(base: dict, override) -> dict:
     merged = dict(base)
     for name, params in override.items():
         if not isinstance(params, dict):
-            raise ParameterError(f"preset field attacks.{name}={params!r}: allowed is a mapping of setting names to values")
+            raise ParameterError(
+                f"preset field attacks.{name}={params!r}: allowed is a mapping of setting names to values"
+            )
         merged[name] = {**base.get(name, {}), **params}
     return merged
 

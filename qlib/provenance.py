@@ -17,9 +17,13 @@ def git_commit() -> str:
     """HEAD's short hash, with ``+dirty`` when tracked files other than the reports (which a run rewrites as it
     goes) have changed; ``unknown`` outside a checkout."""
     try:
-        run = lambda *a: subprocess.run(["git", *a], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        run = lambda *a: subprocess.run(
+            ["git", *a], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
         commit = run("rev-parse", "--short", "HEAD")
-        return commit + ("+dirty" if run("status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports") else "")
+        return commit + (
+            "+dirty" if run("status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports") else ""
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -38,10 +42,14 @@ def machine(device: str = "auto") -> dict:
     oneDNN's cap if set, threads), the torch version, the device and the numeric policy in force. A record, not a cache key: on another CPU the
     same seed gives other last bits, and training turns them into other numbers (README, "Determinism")."""
     dev = devices.resolve(device)
-    record = {"cpu": cpu_model(), "cpu capability": torch.backends.cpu.get_cpu_capability(),
-              "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-              "numerics": numerics.policy(dev)}
+    record = {
+        "cpu": cpu_model(),
+        "cpu capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "numerics": numerics.policy(dev),
+    }
     if os.environ.get("ONEDNN_MAX_CPU_ISA"):
         record["ONEDNN_MAX_CPU_ISA"] = os.environ["ONEDNN_MAX_CPU_ISA"]
     return record

@@ -45,13 +45,21 @@ def notebook_parameters(notebook: Path) -> dict:
 
     notebook = Path(notebook)
     if not notebook.is_file():
-        raise ParameterError(f"notebook {str(notebook)!r} not found; the project's notebooks: "
-                             f"{', '.join(p.name for p in sorted((PROJECT_ROOT / 'notebooks').glob('*.ipynb')))}")
+        raise ParameterError(
+            f"notebook {str(notebook)!r} not found; the project's notebooks: "
+            f"{', '.join(p.name for p in sorted((PROJECT_ROOT / 'notebooks').glob('*.ipynb')))}"
+        )
     declared = papermill.inspect_notebook(str(notebook))
     if not declared:
         raise ParameterError(f"notebook {notebook.name} has no cell tagged 'parameters'")
-    return {name: OWN[name][0] if name in OWN else parse_hint(p["inferred_type_name"]) if name not in FIELDS
-            and p["inferred_type_name"] != "None" else None for name, p in declared.items()}
+    return {
+        name: OWN[name][0]
+        if name in OWN
+        else parse_hint(p["inferred_type_name"])
+        if name not in FIELDS and p["inferred_type_name"] != "None"
+        else None
+        for name, p in declared.items()
+    }
 
 
 def check_parameters(notebook: Path, preset: str, values: dict) -> None:
@@ -90,12 +98,20 @@ def execute(notebook: Path, preset: str, out_dir: Path, overrides: dict | None =
         params["poison_path"] = str(Path(params["poison_path"]).resolve())
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_scratch(out_dir)
-    scratch = Path(tempfile.mkdtemp(dir=out_dir, prefix=f"{SCRATCH}{socket.gethostname()}-{os.getpid()}-{notebook.stem}-"))
+    scratch = Path(
+        tempfile.mkdtemp(dir=out_dir, prefix=f"{SCRATCH}{socket.gethostname()}-{os.getpid()}-{notebook.stem}-")
+    )
     executed = scratch / notebook.name
     try:
         try:
-            papermill.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name=KERNEL,
-                                       progress_bar=progress, cwd=str(notebook.parent))
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=params,
+                kernel_name=KERNEL,
+                progress_bar=progress,
+                cwd=str(notebook.parent),
+            )
         except BaseException:
             if executed.exists():
                 (out_dir / "failed").mkdir(exist_ok=True)
@@ -126,7 +142,7 @@ def _remove_abandoned_scratch(out_dir: Path) -> None:
     host's are left alone: its processes cannot be seen from here."""
     for folder in out_dir.glob(f"{SCRATCH}{socket.gethostname()}-*"):
         try:
-            os.kill(int(folder.name[len(SCRATCH) + len(socket.gethostname()) + 1:].split("-", 1)[0]), 0)
+            os.kill(int(folder.name[len(SCRATCH) + len(socket.gethostname()) + 1 :].split("-", 1)[0]), 0)
         except ProcessLookupError:
             shutil.rmtree(folder, ignore_errors=True)
         except (ValueError, PermissionError):
@@ -146,7 +162,9 @@ def render(executed: Path, run: str) -> Path:
         # merge a progress bar's many writes and keep only what a terminal would show after each \r
         exporter.register_preprocessor(CoalesceStreamsPreprocessor(enabled=True), enabled=True)
         body, _ = exporter.from_notebook_node(nb)
-        path.write_text(body.replace("<head>", f'<head>\n<meta name="{RUN_META}" content="{run}">', 1), encoding="utf-8")
+        path.write_text(
+            body.replace("<head>", f'<head>\n<meta name="{RUN_META}" content="{run}">', 1), encoding="utf-8"
+        )
     return out
 
 
@@ -232,23 +250,32 @@ def write_index(out_dir: Path) -> Path:
         primary += scoreboard.primary_records(nb)
         page, stem = executed.with_suffix(".html").name, executed.stem
         thumb = out_dir / THUMBS / f"{stem}.png"
-        figure = (f'<a href="{html.escape(page)}"><img class="thumb" src="{THUMBS}/{html.escape(thumb.name)}" '
-                  f'alt="main figure of {html.escape(stem)}"></a>' if thumb.exists() else "")
+        figure = (
+            f'<a href="{html.escape(page)}"><img class="thumb" src="{THUMBS}/{html.escape(thumb.name)}" '
+            f'alt="main figure of {html.escape(stem)}"></a>'
+            if thumb.exists()
+            else ""
+        )
         no_code = out_dir / f"{stem}{NO_CODE}"
         links = f'<a href="{html.escape(page)}">full report</a>' + (
-            f' · <a href="{html.escape(no_code.name)}">without code</a>' if no_code.exists() else "")
-        items.append(f'<section>{figure}<h2><a href="{html.escape(page)}">{html.escape(_title(nb))}</a></h2>'
-                     f"<p class='links'>{links}</p>{markdown2html(headline(nb))}</section>")
+            f' · <a href="{html.escape(no_code.name)}">without code</a>' if no_code.exists() else ""
+        )
+        items.append(
+            f'<section>{figure}<h2><a href="{html.escape(page)}">{html.escape(_title(nb))}</a></h2>'
+            f"<p class='links'>{links}</p>{markdown2html(headline(nb))}</section>"
+        )
     board = ""
     if primary:
         replicated = scoreboard.replication(out_dir)
         table = scoreboard.board(primary, replicated)
         atomic_write(out_dir / "scoreboard.png", lambda tmp: scoreboard.figure(table, tmp))
-        board = ("<h2>Scoreboard: the paper's claims, decided by primary comparisons</h2>"
-                 f"<p><strong>{html.escape(scoreboard.headline(table, replicated))}</strong></p>"
-                 f"<p>{scoreboard.MEANING} The other notebooks' claims tables are exploratory: shown, never counted.</p>"
-                 f'<img class="board" src="scoreboard.png" alt="scoreboard figure">'
-                 + table.to_html(index=False, border=0, classes="board"))
+        board = (
+            "<h2>Scoreboard: the paper's claims, decided by primary comparisons</h2>"
+            f"<p><strong>{html.escape(scoreboard.headline(table, replicated))}</strong></p>"
+            f"<p>{scoreboard.MEANING} The other notebooks' claims tables are exploratory: shown, never counted.</p>"
+            f'<img class="board" src="scoreboard.png" alt="scoreboard figure">'
+            + table.to_html(index=False, border=0, classes="board")
+        )
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>qlib reports: {html.escape(out_dir.name)}</title>"
@@ -260,7 +287,9 @@ def write_index(out_dir: Path) -> Path:
         ".links{font-size:90%}</style></head><body>"
         f"<h1>qlib reports — preset <code>{html.escape(out_dir.name)}</code></h1>"
         f"<p>Index written {stamp}. Each report states the command, machine and wall time that produced it.</p>"
-        + board + "<h2>Reports</h2>" + "".join(items)
+        + board
+        + "<h2>Reports</h2>"
+        + "".join(items)
         + "</body></html>"
     )
     index = out_dir / "index.html"

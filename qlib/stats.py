@@ -83,14 +83,23 @@ def mean_std(df: pd.DataFrame, value: str, by: list[str] | None = None) -> pd.Da
     return out.reset_index(drop=not by)
 
 
-def summarise(df: pd.DataFrame, by: list[str], value: str = "drop", paper: dict | None = None, paper_key=None,
-              first: tuple[str, ...] = (), means: tuple[str, ...] = ()) -> pd.DataFrame:
+def summarise(
+    df: pd.DataFrame,
+    by: list[str],
+    value: str = "drop",
+    paper: dict | None = None,
+    paper_key=None,
+    first: tuple[str, ...] = (),
+    means: tuple[str, ...] = (),
+) -> pd.DataFrame:
     """Per cell (``by``): mean ± std of ``value`` over seeds and one column per seed; the first value of each of
     ``first`` and the mean of each of ``means`` (columns constant or averaged within a cell); and, with ``paper``,
     the paper's number at ``paper_key(row)`` (default: the ``by`` values). A cell with a seed twice is an error."""
     repeated = df[df.duplicated(by + ["seed"])]
     if len(repeated):
-        raise ValueError(f"{len(repeated)} rows repeat a ({', '.join(by)}, seed) cell, e.g. {repeated.iloc[0][by + ['seed']].to_dict()}")
+        raise ValueError(
+            f"{len(repeated)} rows repeat a ({', '.join(by)}, seed) cell, e.g. {repeated.iloc[0][by + ['seed']].to_dict()}"
+        )
     out = mean_std(df, value, by)
     per_seed = df.pivot_table(index=by, columns="seed", values=value, sort=False)
     per_seed.columns = [f"seed {s}" for s in per_seed.columns]
@@ -125,8 +134,15 @@ def paired(differences) -> dict:
     sd = float(d.std(ddof=1))
     se, t_crit = sd / math.sqrt(n), stats.t.ppf(1 - ALPHA / 2, n - 1)
     p = (1.0 if mean == 0 else 0.0) if sd == 0 else float(2 * stats.t.sf(abs(mean) / se, n - 1))
-    return {"n": n, "mean": mean, "sd": sd, "low": float(mean - t_crit * se), "high": float(mean + t_crit * se), "p": p,
-            "mde": float((t_crit + stats.t.ppf(POWER, n - 1)) * se)}
+    return {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "low": float(mean - t_crit * se),
+        "high": float(mean + t_crit * se),
+        "p": p,
+        "mde": float((t_crit + stats.t.ppf(POWER, n - 1)) * se),
+    }
 
 
 def mcnemar(differences) -> dict:
@@ -181,8 +197,15 @@ def verdict(mean: float, q: float) -> str:
     return "undecided" if not q <= ALPHA else ("holds" if mean > 0 else "fails")
 
 
-def claims(per_unit: pd.DataFrame, comparisons: list[Comparison], paper: dict | None = None, paper_key=lambda k: k,
-           scale: float = 100.0, units: str = "seed ", test: Callable[..., dict] = paired) -> pd.DataFrame:
+def claims(
+    per_unit: pd.DataFrame,
+    comparisons: list[Comparison],
+    paper: dict | None = None,
+    paper_key=lambda k: k,
+    scale: float = 100.0,
+    units: str = "seed ",
+    test: Callable[..., dict] = paired,
+) -> pd.DataFrame:
     """A claims table: per comparison, decided by ``test`` (:func:`paired` or :func:`mcnemar`) on the differences
     better − worse of the columns of ``per_unit`` whose names start with ``units`` (one per seed, as
     :func:`summarise` makes them, or per trial), and Benjamini-Hochberg within each family (the module docstring).
@@ -197,18 +220,35 @@ def claims(per_unit: pd.DataFrame, comparisons: list[Comparison], paper: dict | 
         better, worse = values.loc[better_key], values.loc[worse_key]
         result = test(better - worse)
         pb, pw = (paper or {}).get(paper_key(better_key)), (paper or {}).get(paper_key(worse_key))
-        rows.append({"family": family, "claim": text, "better": scale * better.mean(), "worse": scale * worse.mean(),
-                     "difference": scale * result["mean"], "low": scale * result["low"], "high": scale * result["high"],
-                     "mde": scale * result["mde"], "n": result["n"], "p": result["p"], "q": math.nan,
-                     "paper": None if pb is None or pw is None else ("holds" if pb > pw else "fails")})
-    out = pd.DataFrame(rows, columns=["family", "claim", "better", "worse", "difference", "low", "high", "mde", "n", "p", "q", "paper"])
+        rows.append(
+            {
+                "family": family,
+                "claim": text,
+                "better": scale * better.mean(),
+                "worse": scale * worse.mean(),
+                "difference": scale * result["mean"],
+                "low": scale * result["low"],
+                "high": scale * result["high"],
+                "mde": scale * result["mde"],
+                "n": result["n"],
+                "p": result["p"],
+                "q": math.nan,
+                "paper": None if pb is None or pw is None else ("holds" if pb > pw else "fails"),
+            }
+        )
+    out = pd.DataFrame(
+        rows, columns=["family", "claim", "better", "worse", "difference", "low", "high", "mde", "n", "p", "q", "paper"]
+    )
     for _, p in out.groupby("family", sort=False)["p"]:
         tested = p.dropna()
         if len(tested):
             out.loc[tested.index, "q"] = stats.false_discovery_control(tested.to_numpy(), method="bh")
     out["our run"] = [verdict(m, q) for m, q in zip(out.difference, out.q)]
-    out["agrees"] = pd.Series([None if pd.isna(said) else ours == said for said, ours in zip(out.paper, out["our run"])],
-                              index=out.index, dtype=object)
+    out["agrees"] = pd.Series(
+        [None if pd.isna(said) else ours == said for said, ours in zip(out.paper, out["our run"])],
+        index=out.index,
+        dtype=object,
+    )
     return out
 
 
@@ -304,15 +344,31 @@ def look(differences, delta: float, bound: float, final: bool = False) -> dict:
     d = d[~np.isnan(d)]
     n = len(d)
     if n < 2:
-        return {"n": n, "mean": float(d.mean()) if n else math.nan, "sd": math.nan, "low": math.nan, "high": math.nan,
-                "size": "unclear", "verdict": "undecided" if final else None}
+        return {
+            "n": n,
+            "mean": float(d.mean()) if n else math.nan,
+            "sd": math.nan,
+            "low": math.nan,
+            "high": math.nan,
+            "size": "unclear",
+            "verdict": "undecided" if final else None,
+        }
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     half = float(stats.t.isf(stats.norm.sf(bound), n - 1)) * sd / math.sqrt(n)
     low, high = mean - half, mean + half
     inside = -delta < low and high < delta
     size = "< δ" if inside else "≥ δ" if low >= delta or high <= -delta else "unclear"
-    verdict = ("holds" if low > 0 else "fails" if high < 0 else "negligible" if final and inside
-               else "undecided" if final else None)
+    verdict = (
+        "holds"
+        if low > 0
+        else "fails"
+        if high < 0
+        else "negligible"
+        if final and inside
+        else "undecided"
+        if final
+        else None
+    )
     return {"n": n, "mean": mean, "sd": sd, "low": low, "high": high, "size": size, "verdict": verdict}
 
 
@@ -330,7 +386,9 @@ def sequential(differences, looks: list[int], delta: float, alpha: float = ALPHA
     return out
 
 
-def seeds_for_power(sd: float, delta: float, alpha: float = ALPHA, power: float = DESIGN_POWER, cap: int = 1000) -> int | None:
+def seeds_for_power(
+    sd: float, delta: float, alpha: float = ALPHA, power: float = DESIGN_POWER, cap: int = 1000
+) -> int | None:
     """The seeds a paired t-test at two-sided level ``alpha`` needs to find a true difference ``delta`` with
     ``power``, when the paired differences have standard deviation ``sd``: the smallest n ≥ 2 with
     P(T'_{n−1}(δ√n/sd) > t_{1−α/2, n−1}) ≥ power (noncentral t). None if more than ``cap``; 2 if ``sd`` is 0. The
@@ -372,10 +430,26 @@ def paired_rates(pairs, delta: float, alpha: float = ALPHA) -> dict:
     mean, low, high = 100 * (b - c) / n, 100 * low, 100 * high
     inside = -delta < low and high < delta
     size = "< δ" if inside else "≥ δ" if low >= delta or high <= -delta else "unclear"
-    verdict = ("holds" if p <= alpha and b > c else "fails" if p <= alpha and c > b
-               else "negligible" if inside and low <= 0 <= high else "undecided")
-    return {"n": n, "only_worse": b, "only_better": c, "mean": mean, "low": low, "high": high, "p": p, "size": size,
-            "verdict": verdict}
+    verdict = (
+        "holds"
+        if p <= alpha and b > c
+        else "fails"
+        if p <= alpha and c > b
+        else "negligible"
+        if inside and low <= 0 <= high
+        else "undecided"
+    )
+    return {
+        "n": n,
+        "only_worse": b,
+        "only_better": c,
+        "mean": mean,
+        "low": low,
+        "high": high,
+        "p": p,
+        "size": size,
+        "verdict": verdict,
+    }
 
 
 def _thresholds(alpha: float, cap: int) -> np.ndarray:
@@ -389,21 +463,26 @@ def _thresholds(alpha: float, cap: int) -> np.ndarray:
     return out
 
 
-def mcnemar_power(n: int, discordant: float, effect: float, alpha: float = ALPHA, thresholds: np.ndarray | None = None) -> float:
+def mcnemar_power(
+    n: int, discordant: float, effect: float, alpha: float = ALPHA, thresholds: np.ndarray | None = None
+) -> float:
     """The exact McNemar test's power at level ``alpha`` (two-sided) to find, on ``n`` trials, a difference in
     success rates of ``effect`` (a fraction, not points) in the claimed direction when a trial is discordant with
     probability ``discordant`` (≥ ``effect``): the sum over D discordant trials ~ Binomial(n, discordant) of P(b ≥ k_D),
     b ~ Binomial(D, (discordant + effect) / (2·discordant)), k_D the smallest b with 2·P(Binomial(D, ½) ≥ b) ≤ alpha."""
     if not 0 < effect <= discordant <= 1:
-        raise ValueError(f"mcnemar_power needs 0 < effect ≤ discordant ≤ 1 (fractions), got effect={effect}, discordant={discordant}")
-    k = _thresholds(alpha, n) if thresholds is None else thresholds[:n + 1]
+        raise ValueError(
+            f"mcnemar_power needs 0 < effect ≤ discordant ≤ 1 (fractions), got effect={effect}, discordant={discordant}"
+        )
+    k = _thresholds(alpha, n) if thresholds is None else thresholds[: n + 1]
     big_d = np.arange(n + 1)
     one_way = stats.binom.sf(k - 1, big_d, (discordant + effect) / (2 * discordant))
     return float((stats.binom.pmf(big_d, n, discordant) * one_way).sum())
 
 
-def trials_for_power(discordant: float, delta: float, alpha: float = ALPHA, power: float = DESIGN_POWER,
-                     cap: int = 1000) -> int | None:
+def trials_for_power(
+    discordant: float, delta: float, alpha: float = ALPHA, power: float = DESIGN_POWER, cap: int = 1000
+) -> int | None:
     """The trials the exact McNemar test needs (:func:`mcnemar_power`) for ``power`` at a difference ``delta``
     (*points*) when a trial is discordant with probability ``discordant`` (raised to delta/100 if below it: a
     difference that large needs at least that many discordant trials). None if more than ``cap``. Power is

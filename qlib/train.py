@@ -49,7 +49,7 @@ def evaluate(model: torch.nn.Module, data: Dataset, batch_size: int = 256) -> fl
     model.eval().to(memory_format=torch.channels_last)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for i in range(0, len(data), batch_size):
-        xb, yb = data.x[i:i + batch_size].to(device), data.y[i:i + batch_size].to(device)
+        xb, yb = data.x[i : i + batch_size].to(device), data.y[i : i + batch_size].to(device)
         correct += (model(xb).argmax(1) == yb).sum()
     count("eval images", len(data))
     model.train(was_training)
@@ -91,7 +91,9 @@ def fit(
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout (cnn_plim) draws from the global generator: seeded, so any process gives the same weights
+    torch.manual_seed(
+        seed
+    )  # dropout (cnn_plim) draws from the global generator: seeded, so any process gives the same weights
     # modules with a schedule (BNN++'s β) are told the fraction of training done before every step
     progress_hooks = [m.set_progress for m in model.modules() if hasattr(m, "set_progress")]
     if scale_rows is not None and scale_rows.shape != (n,):
@@ -110,7 +112,7 @@ def fit(
             for hook in progress_hooks:
                 hook(step / total_steps)
             step += 1
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             xb, yb = x[idx], y[idx]
             for m in observers:
                 m.observed_rows = rows[idx]

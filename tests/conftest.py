@@ -68,7 +68,7 @@ def toy_dataset(n=200, seed=0, num_classes=4, size=12, channels=1) -> Dataset:
     half = size // 2
     for c in range(num_classes):
         r, q = divmod(c, 2)
-        x[y == c, :, r * half:(r + 1) * half, q * half:(q + 1) * half] += 0.6
+        x[y == c, :, r * half : (r + 1) * half, q * half : (q + 1) * half] += 0.6
     return Dataset("toy", x.clamp(0, 1), y.long(), num_classes, (0.5,) * channels, (0.25,) * channels)
 
 
@@ -90,8 +90,14 @@ def exact_logistic_regression(x: torch.Tensor, y: torch.Tensor) -> nn.Module:
     """The minimiser of the cross-entropy of multinomial logistic regression on (x, y), by float64 LBFGS."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), int(y.max()) + 1)).double()
-    opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=1000, tolerance_grad=1e-14, tolerance_change=1e-16,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        model.parameters(),
+        lr=1,
+        max_iter=1000,
+        tolerance_grad=1e-14,
+        tolerance_change=1e-16,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()

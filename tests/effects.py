@@ -69,35 +69,64 @@ BOUNDS = {
     # unlearnable examples, the mechanism
     "sn linear fit": Bound(">=", 0.95, "training accuracy of a linear classifier on SN's noise alone", E2E),
     "ops linear fit": Bound(">=", 0.95, "training accuracy of a linear classifier on OPS's noise alone", E2E),
-    "tap surrogate clean rate": Bound("<=", 0.05, "share of clean images the trained surrogate puts in class y + 1", E2E),
+    "tap surrogate clean rate": Bound(
+        "<=", 0.05, "share of clean images the trained surrogate puts in class y + 1", E2E
+    ),
     "tap surrogate fooled": Bound(">=", 0.30, "share of TAP's poisons the trained surrogate puts in class y + 1", E2E),
-    "dc generator wins": Bound(">=", 7, "fresh classifiers of 10 whose clean loss after a step on the trained "
-                                        "generator's poison exceeds that after a step on the untrained's", 1),
+    "dc generator wins": Bound(
+        ">=",
+        7,
+        "fresh classifiers of 10 whose clean loss after a step on the trained "
+        "generator's poison exceeds that after a step on the untrained's",
+        1,
+    ),
     "em descend loss ratio": Bound("<=", 0.90, "a trained model's loss on EM-descended images over its clean loss"),
-    "em surrogate error ratio": Bound("<=", 0.5, "EM surrogate's error on the poisons over its error on the clean "
-                                                 "images (one of 300 images in about 0.2)", 0.02),
+    "em surrogate error ratio": Bound(
+        "<=",
+        0.5,
+        "EM surrogate's error on the poisons over its error on the clean images (one of 300 images in about 0.2)",
+        0.02,
+    ),
     "em min-min loss ratio": Bound("<=", 1.0, "EM's last min-min loss over its first"),
     # gradient matching
-    "gm descent loss ratio": Bound("<=", 0.70, "target's adversarial loss after descending on the poisons over on the "
-                                               "clean source images"),
-    "gm tiny problem wins over noise": Bound(">=", 6, "trials of 10 where the poisoned softmax regression's p(adv) is "
-                                                      "≥ e × that of one trained on sign noise of the same size", 1),
+    "gm descent loss ratio": Bound(
+        "<=", 0.70, "target's adversarial loss after descending on the poisons over on the clean source images"
+    ),
+    "gm tiny problem wins over noise": Bound(
+        ">=",
+        6,
+        "trials of 10 where the poisoned softmax regression's p(adv) is "
+        "≥ e × that of one trained on sign noise of the same size",
+        1,
+    ),
     # training and quantization on toy problems
-    "adabin 1W1A accuracy": Bound(">=", 0.60, "test accuracy of 1W1A Adabin QAT on 2,000 Fashion-MNIST images", 1 / 2000),
+    "adabin 1W1A accuracy": Bound(
+        ">=", 0.60, "test accuracy of 1W1A Adabin QAT on 2,000 Fashion-MNIST images", 1 / 2000
+    ),
     "fit toy accuracy": Bound(">=", 0.95, "accuracy of the small CNN trained 4 epochs on the toy problem", TOY),
     "fit toy accuracy gain": Bound(">=", 0.30, "that accuracy minus the untrained model's", TOY),
-    "ptq 8W accuracy change": Bound("<=", 0.02, "|accuracy after 8-bit weight PTQ − FP accuracy| on the toy problem", TOY),
+    "ptq 8W accuracy change": Bound(
+        "<=", 0.02, "|accuracy after 8-bit weight PTQ − FP accuracy| on the toy problem", TOY
+    ),
     "ptq 8W8A accuracy change": Bound("<=", 0.03, "|accuracy after 8W8A PTQ − FP accuracy| on the toy problem", TOY),
     "qat 4W4A toy accuracy": Bound(">=", 0.60, "accuracy of 4W4A QAT on the toy problem (chance 0.25)", TOY),
     "qat 1W bnn toy accuracy": Bound(">=", 0.60, "accuracy of 1W BNN QAT on the toy problem (chance 0.25)", TOY),
-    "qat 1W1A bnn++ toy accuracy": Bound(">=", 0.60, "accuracy of 1W1A BNN++ QAT on the toy problem (chance 0.25)", TOY),
-    "gradpc log10 loss rise at eps_w 0.5": Bound(">=", -1.0, "log10 of the training loss of GradPC's target minus the "
-                                                            "clean model's"),
+    "qat 1W1A bnn++ toy accuracy": Bound(
+        ">=", 0.60, "accuracy of 1W1A BNN++ QAT on the toy problem (chance 0.25)", TOY
+    ),
+    "gradpc log10 loss rise at eps_w 0.5": Bound(
+        ">=", -1.0, "log10 of the training loss of GradPC's target minus the clean model's"
+    ),
     "gc convex objective ratio": Bound("<=", 0.01, "GC's final objective over its initial one, logistic regression"),
-    "gc convex distance ratio": Bound("<=", 0.20, "distance of the model retrained on μ+ν_GC to ŵ over the clean optimum's"),
-    "harness clean toy accuracy": Bound(">=", 0.90, "clean FP accuracy in the retrain-and-evaluate harness, toy problem",
-                                        TOY_TEST),
-    "harness 8-bit PTQ clean accuracy change": Bound("<=", 0.05, "|clean 8W PTQ accuracy − clean FP accuracy|", TOY_TEST),
+    "gc convex distance ratio": Bound(
+        "<=", 0.20, "distance of the model retrained on μ+ν_GC to ŵ over the clean optimum's"
+    ),
+    "harness clean toy accuracy": Bound(
+        ">=", 0.90, "clean FP accuracy in the retrain-and-evaluate harness, toy problem", TOY_TEST
+    ),
+    "harness 8-bit PTQ clean accuracy change": Bound(
+        "<=", 0.05, "|clean 8W PTQ accuracy − clean FP accuracy|", TOY_TEST
+    ),
 }
 
 
@@ -114,9 +143,14 @@ def kernels() -> dict:
     """What decides this process's float results: the machine record (CPU, torch's CPU capability, threads, torch)
     and the kernel variables."""
     record = machine("cpu")
-    return {"cpu": record["cpu"], "capability": record["cpu capability"], "threads": record["threads"],
-            "torch": record["torch"], "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
-            "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")}
+    return {
+        "cpu": record["cpu"],
+        "capability": record["cpu capability"],
+        "threads": record["threads"],
+        "torch": record["torch"],
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    }
 
 
 SHARED = ("conftest.py", "ue_checks.py")  # helpers every effect test may use
@@ -126,8 +160,11 @@ def source_digest(function) -> str:
     """A digest, blind to comments and formatting, of what makes an effect test's statistic: its module without the
     other tests (so with its fixtures, helpers and constants) and the shared helpers."""
     module = ast.parse(Path(inspect.getsourcefile(function)).read_text())
-    module.body = [node for node in module.body if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
-                                                        and node.name != function.__name__)]
+    module.body = [
+        node
+        for node in module.body
+        if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_") and node.name != function.__name__)
+    ]
     parts = [ast.dump(module)] + [ast.dump(ast.parse((Path(__file__).parent / f).read_text())) for f in SHARED]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -149,13 +186,22 @@ class Effect:
         digest = source_digest(self.function)
         log = os.environ.get("QLIB_EFFECT_LOG")
         if log:
-            line = json.dumps({"effect": name, "seed": self.seed, "value": value, "test": self.nodeid.split("[")[0],
-                               "entry": os.environ.get("QLIB_EFFECT_ENTRY"),
-                               "source": digest, **kernels()})
+            line = json.dumps(
+                {
+                    "effect": name,
+                    "seed": self.seed,
+                    "value": value,
+                    "test": self.nodeid.split("[")[0],
+                    "entry": os.environ.get("QLIB_EFFECT_ENTRY"),
+                    "source": digest,
+                    **kernels(),
+                }
+            )
             with open(log, "a") as f:
                 f.write(line + "\n")
         assert bound.holds(value), f"{name}: {bound.what} is {value:.4f}, the bound is {bound.op} {bound.value}"
         measured = recorded()["effects"].get(name)
         if not log and measured is not None:
             assert measured["source"] == digest, (
-                f"{name}: {self.nodeid} changed since its portability measurement; rerun `make test-portability`")
+                f"{name}: {self.nodeid} changed since its portability measurement; rerun `make test-portability`"
+            )

@@ -22,11 +22,15 @@ SCHEMES = [FP, *QAT_SCHEMES, parse_scheme("1W1A", "adabin"), parse_scheme("4W", 
 MODELS = [("resnet18", 0.125, (3, 32, 32)), ("cnn", 0.5, (1, 28, 28)), ("mlp", 1.0, (1, 28, 28))]
 g, started = torch.Generator().manual_seed(0), time.perf_counter()
 for name, width, shape in MODELS:
-    images = Dataset("random", torch.rand(25, *shape, generator=g), torch.arange(25) % 10, 10, (0.5,) * shape[0], (0.25,) * shape[0])
+    images = Dataset(
+        "random", torch.rand(25, *shape, generator=g), torch.arange(25) % 10, 10, (0.5,) * shape[0], (0.25,) * shape[0]
+    )
     for scheme in SCHEMES:
         model = create_model(name, images, width)
         model = model if scheme.is_fp else prepare_qat(model, replace(scheme, keep_fp=()) if name == "mlp" else scheme)
-        history = fit(model, images, epochs=1, lr=0.05, batch_size=25, augment=name == "resnet18", device="cpu", progress=False)
+        history = fit(
+            model, images, epochs=1, lr=0.05, batch_size=25, augment=name == "resnet18", device="cpu", progress=False
+        )
         loss = history[0]["train_loss"]
         assert loss == loss, f"{name} {scheme.name}: the loss is NaN"
         print(f"{name} {scheme.name}: loss {loss:.4f} ({time.perf_counter() - started:.1f} s)", flush=True)

@@ -35,9 +35,11 @@ def run_entry(name: str, env: dict, log: Path, pytest_args: list[str]) -> dict:
     clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
     start = time.time()
     print(f"== {name}: {' '.join(f'{k}={v}' for k, v in env.items()) or '(no variables)'}", flush=True)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-m", "effect", "-q", "-p", "no:cacheprovider", *pytest_args],
-                          cwd=HERE.parent, env={**clean, **env, "QLIB_EFFECT_SEEDS": SEEDS, "QLIB_EFFECT_LOG": str(log),
-                                                "QLIB_EFFECT_ENTRY": name})
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "effect", "-q", "-p", "no:cacheprovider", *pytest_args],
+        cwd=HERE.parent,
+        env={**clean, **env, "QLIB_EFFECT_SEEDS": SEEDS, "QLIB_EFFECT_LOG": str(log), "QLIB_EFFECT_ENTRY": name},
+    )
     run = {"entry": name, "env": env, "returncode": done.returncode, "seconds": round(time.time() - start)}
     with open(log, "a") as f:  # the entry's end: a log reused with --log skips only the entries that ended
         f.write(json.dumps({"finished": run}) + "\n")
@@ -67,18 +69,32 @@ def summarize(rows: list[dict], names) -> tuple[dict, bool]:
         holds = min(margins) >= effects.RULE * spread
         ok &= holds
         out[name] = {
-            "bound": f"{bound.op} {bound.value}", "worst": worst, "spread": spread, "margin": min(margins), "holds": holds,
-            "source": rs[0]["source"], "test": rs[0]["test"],
+            "bound": f"{bound.op} {bound.value}",
+            "worst": worst,
+            "spread": spread,
+            "margin": min(margins),
+            "holds": holds,
+            "source": rs[0]["source"],
+            "test": rs[0]["test"],
             "values": {f"{r['entry']} / seed {r['seed']}": r["value"] for r in rs},
-            "machine": sorted({f"{r['entry']}: {r['cpu']}, capability {r['capability']}, {r['threads']} threads, "
-                               f"torch {r['torch']}" for r in rs}),
+            "machine": sorted(
+                {
+                    f"{r['entry']}: {r['cpu']}, capability {r['capability']}, {r['threads']} threads, "
+                    f"torch {r['torch']}"
+                    for r in rs
+                }
+            ),
         }
     return out, ok
 
 
 def print_table(summary: dict) -> None:
     entries = list(MATRIX)
-    print(f"\n{'effect':42} {'bound':>9} " + " ".join(f"{e[:17]:>17}" for e in entries) + f" {'spread':>8} {'margin':>8} rule")
+    print(
+        f"\n{'effect':42} {'bound':>9} "
+        + " ".join(f"{e[:17]:>17}" for e in entries)
+        + f" {'spread':>8} {'margin':>8} rule"
+    )
     for name, s in summary.items():
         if s.get("missing"):
             print(f"{name:42} {s['bound']:>9}  NOT MEASURED")
@@ -88,8 +104,10 @@ def print_table(summary: dict) -> None:
             vs = [v for k, v in s["values"].items() if k.startswith(e + " /")]
             cells.append(f"{'/'.join(f'{v:.3g}' for v in vs):>17}")
         ratio = f" ({s['margin'] / s['spread']:.1f}×)" if s["spread"] else ""
-        print(f"{name:42} {s['bound']:>9} " + " ".join(cells) + f" {s['spread']:8.4f} {s['margin']:8.4f} "
-              f"{'ok' if s['holds'] else 'BREAKS'}{ratio}")
+        print(
+            f"{name:42} {s['bound']:>9} " + " ".join(cells) + f" {s['spread']:8.4f} {s['margin']:8.4f} "
+            f"{'ok' if s['holds'] else 'BREAKS'}{ratio}"
+        )
 
 
 def main(argv=None) -> int:
@@ -109,7 +127,9 @@ def main(argv=None) -> int:
         kept = [r for r in lines if (r["finished"]["entry"] if "finished" in r else r["entry"]) in ended]
         log.write_text("".join(json.dumps(r) + "\n" for r in kept))
         runs = [run_entry(e, MATRIX[e], log, args.pytest_args) for e in args.entries if e not in ended]
-        rows = [r for r in map(json.loads, log.read_text().splitlines()) if "effect" in r and r["entry"] in args.entries]
+        rows = [
+            r for r in map(json.loads, log.read_text().splitlines()) if "effect" in r and r["entry"] in args.entries
+        ]
     # a run of some tests (pytest arguments) summarizes, and records, only the effects it measured
     names = [n for n in effects.BOUNDS if not args.pytest_args or any(r["effect"] == n for r in rows)]
     summary, ok = summarize(rows, names)
@@ -122,12 +142,14 @@ def main(argv=None) -> int:
         print("not recorded: an entry failed")
     elif args.record:
         record = effects.recorded()
-        record.update({"command": "python tests/portability.py --record [-- PYTEST_ARGS]", "seeds": SEEDS,
-                       "rule": effects.RULE})
+        record.update(
+            {"command": "python tests/portability.py --record [-- PYTEST_ARGS]", "seeds": SEEDS, "rule": effects.RULE}
+        )
         record["effects"] = {n: e for n, e in {**record["effects"], **summary}.items() if n in effects.BOUNDS}
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        record.setdefault("runs", []).append({"finished": stamp, "pytest_args": args.pytest_args, "entries": runs,
-                                              "effects": sorted(summary)})
+        record.setdefault("runs", []).append(
+            {"finished": stamp, "pytest_args": args.pytest_args, "entries": runs, "effects": sorted(summary)}
+        )
         effects.RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         print(f"wrote {effects.RECORD}")
     return 0 if ok and not failed else 1

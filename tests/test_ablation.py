@@ -20,9 +20,12 @@ def test_ablation_cells_share_poisons_only_where_ghat_is_the_identity():
         assert lsq in ablation.LSQ_SCHEMES.values() and not ablation.ghat_is_identity(lsq)
         assert len({repr(ablation.attack_of(lsq, p, g)[:2]) for p, g in ablation.SWITCHES}) == 4
     computed = {(p, g): ablation.attack_of(bnn, p, g)[:2] for p, g in ablation.SWITCHES}
-    assert computed == {(False, False): ("gc", {}), (True, True): ("gc_q", {}),
-                        (True, False): ("gc_q", {"paq": True, "quantized_grad": False}),
-                        (False, True): ("gc_q", {"paq": False, "quantized_grad": True})}
+    assert computed == {
+        (False, False): ("gc", {}),
+        (True, True): ("gc_q", {}),
+        (True, False): ("gc_q", {"paq": True, "quantized_grad": False}),
+        (False, True): ("gc_q", {"paq": False, "quantized_grad": True}),
+    }
     shared = {(p, g): ablation.attack_of(int4, p, g) for p, g in ablation.SWITCHES}
     assert shared[(False, True)][:2] == ("gc", {}) and shared[(True, False)][:2] == ("gc_q", {})
     assert "B ≡ 1" in shared[(False, True)][2] and "B ≡ 1" not in shared[(True, True)][2]
@@ -36,15 +39,25 @@ def test_table4_summary_and_claims():
             name, switches, computed_as = ablation.attack_of(scheme, paq, ghat)
             for seed in range(2):
                 d = -0.05 - (0.03 if name == "gc_q" and not switches else 0) - 0.01 * paq + 0.002 * seed
-                rows.append({"method": scheme.method, "bits": bits, "paq": paq, "ghat": ghat, "seed": seed, "drop": d,
-                             "computed_as": computed_as,
-                             "poison": f"{name}{sorted(switches.items())}{bits}s{seed}"})
+                rows.append(
+                    {
+                        "method": scheme.method,
+                        "bits": bits,
+                        "paq": paq,
+                        "ghat": ghat,
+                        "seed": seed,
+                        "drop": d,
+                        "computed_as": computed_as,
+                        "poison": f"{name}{sorted(switches.items())}{bits}s{seed}",
+                    }
+                )
     summary = ablation.summary(pd.DataFrame(rows))
     assert summary.set_index(["bits", "paq", "ghat"]).loc[(1, True, True), "paper"] == -0.0721
     claims = ablation.claims(summary).set_index("claim")
     # at 4 and 8 bits "ĝ only" is GC's poison, so "than ĝ only" would repeat "than neither": left out
-    assert list(claims.index) == [f"1-bit BNN: PAQ + ĝ stronger than {c}" for c in ("neither", "PAQ only", "ĝ only")] + [
-        f"{b}-bit int: PAQ + ĝ stronger than {c}" for b in (4, 8) for c in ("neither", "PAQ only")]
+    assert list(claims.index) == [
+        f"1-bit BNN: PAQ + ĝ stronger than {c}" for c in ("neither", "PAQ only", "ĝ only")
+    ] + [f"{b}-bit int: PAQ + ĝ stronger than {c}" for b in (4, 8) for c in ("neither", "PAQ only")]
     assert claims.loc["4-bit int: PAQ + ĝ stronger than PAQ only", "our run"] == ablation.SAME_POISON
     assert claims.loc["4-bit int: PAQ + ĝ stronger than PAQ only", "agrees"] is None
     assert claims.loc["1-bit BNN: PAQ + ĝ stronger than PAQ only", "our run"] == "holds"
@@ -80,17 +93,40 @@ def test_table4_and_figure4_label_the_method():
     import matplotlib
 
     matplotlib.use("Agg")
-    rows = [{"method": s.method, "bits": s.w_bits, "paq": p, "ghat": g, "seed": seed, "drop": -0.01 * (i + 1) - 0.001 * seed,
-             "computed_as": ablation.attack_of(s, p, g)[2], "poison": f"{s.name}{p}{g}s{seed}"}
-            for i, s in enumerate(ablation.SCHEMES + list(ablation.LSQ_SCHEMES.values())) for p, g in ablation.SWITCHES
-            for seed in range(2)]
+    rows = [
+        {
+            "method": s.method,
+            "bits": s.w_bits,
+            "paq": p,
+            "ghat": g,
+            "seed": seed,
+            "drop": -0.01 * (i + 1) - 0.001 * seed,
+            "computed_as": ablation.attack_of(s, p, g)[2],
+            "poison": f"{s.name}{p}{g}s{seed}",
+        }
+        for i, s in enumerate(ablation.SCHEMES + list(ablation.LSQ_SCHEMES.values()))
+        for p, g in ablation.SWITCHES
+        for seed in range(2)
+    ]
     table = ablation.table4(pd.DataFrame(rows))
-    assert list(table.index.get_level_values("weights").unique()) == ["1-bit BNN", "4-bit int", "8-bit int", "4-bit LSQ", "8-bit LSQ"]
+    assert list(table.index.get_level_values("weights").unique()) == [
+        "1-bit BNN",
+        "4-bit int",
+        "8-bit int",
+        "4-bit LSQ",
+        "8-bit LSQ",
+    ]
     assert table.loc[("4-bit LSQ", "✗", "✓"), "computed as"] == "ĝ only"
     assert table.loc[("4-bit LSQ", "✗", "✓"), "ours: drop (mean ± std, points)"] == "-4.05 ± 0.07"
-    assert table.loc[("4-bit LSQ", "✓", "✓"), "paper's drop (CIFAR-10)"] == table.loc[("4-bit int", "✓", "✓"), "paper's drop (CIFAR-10)"] == "-10.99"
+    assert (
+        table.loc[("4-bit LSQ", "✓", "✓"), "paper's drop (CIFAR-10)"]
+        == table.loc[("4-bit int", "✓", "✓"), "paper's drop (CIFAR-10)"]
+        == "-10.99"
+    )
     grid = ablation.figure4(pd.DataFrame(rows))
-    assert [t.get_text() for t in grid.axes.flat[0].get_xticklabels()] == list(table.index.get_level_values("weights").unique())
+    assert [t.get_text() for t in grid.axes.flat[0].get_xticklabels()] == list(
+        table.index.get_level_values("weights").unique()
+    )
 
 
 def test_lsq_bits_choose_table_4s_lsq_rows():

@@ -207,7 +207,7 @@ def test_gradient_of_the_gradient_exists_for_attacks(model, data):
     q = prepare_qat(model, ADABIN).eval()
     x = data.x[:8].clone().requires_grad_(True)
     grads = approximate_gradient(q, x, data.y[:8], create_graph=True)
-    (gx,) = torch.autograd.grad(sum((g ** 2).sum() for g in grads), [x])
+    (gx,) = torch.autograd.grad(sum((g**2).sum() for g in grads), [x])
     assert torch.isfinite(gx).all() and gx.abs().sum() > 0
 
 

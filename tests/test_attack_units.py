@@ -16,8 +16,11 @@ NEEDS_MODEL = ("em", "rem", "tap", "dc")
 # DC's batch 256, NTGA's 10 steps: all larger than these sets, or cheap here)
 CASES = [
     ("em", 1.0, {"pgd_steps": 2, "train_steps": 3, "max_rounds": 2, "stop_error": None}),
-    ("em", 0.5, {"pgd_steps": 2, "train_steps": 3, "max_rounds": 2, "stop_error": None, "batch_size": 8,
-                 "classwise": True}),
+    (
+        "em",
+        0.5,
+        {"pgd_steps": 2, "train_steps": 3, "max_rounds": 2, "stop_error": None, "batch_size": 8, "classwise": True},
+    ),
     ("rem", 1.0, {"pgd_steps": 2, "adv_steps": 2, "train_steps": 2, "max_rounds": 2, "batch_size": 16}),
     ("tap", 0.75, {"steps": 3, "restarts": 2, "batch_size": 16}),
     ("dc", 0.5, {"trials": 2, "steps": 3, "ae_width": 2}),

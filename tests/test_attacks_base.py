@@ -81,7 +81,12 @@ def test_every_attack_declares_what_it_needs():
     for name in ATTACKS.names():
         assert isinstance(needs(name), Needs), name
     assert needs("label_flip") == Needs(device=False)
-    assert (needs("gc").model, needs("gc_q").model, needs("gc_q").scheme, needs("gc_q").settings) == ("gradpc", "gradpc", "attacked", "gc")
+    assert (needs("gc").model, needs("gc_q").model, needs("gc_q").scheme, needs("gc_q").settings) == (
+        "gradpc",
+        "gradpc",
+        "attacked",
+        "gc",
+    )
     assert (needs("tgda").model, needs("tgda_q").scheme, needs("tgda_q").settings) == ("trained", "attacked", "tgda")
     gm = needs("gradient_matching")
     assert (gm.model, gm.scheme, gm.target, gm.replaces) == ("trained", "surrogate", True, True)
@@ -127,7 +132,9 @@ def test_the_clean_model_is_shared_by_every_poison_and_ptq_reads_the_fp_model(ha
     cfg, _, _ = harness
     clean = cells.accuracy(cfg, 0, "ptq", parse_scheme("8W"))
     assert clean.inputs[0].id == cells.accuracy(cfg, 0, "fp", parse_scheme("fp")).inputs[0].id  # one FP training
-    a, b = (cells.accuracy(cfg, 0, "ptq", parse_scheme("8W"), cells.poison(cfg, "label_flip", 0, e)) for e in (0.5, 1.0))
+    a, b = (
+        cells.accuracy(cfg, 0, "ptq", parse_scheme("8W"), cells.poison(cfg, "label_flip", 0, e)) for e in (0.5, 1.0)
+    )
     assert len({clean.id, a.id, b.id}) == 3 and a.inputs[0].id != b.inputs[0].id
 
 

@@ -62,7 +62,9 @@ def killed_writer(cache: str) -> None:
     def train(model):
         stem = cache_root() / "trained" / key_hash(KEY)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        (stem.parent / f".{stem.name}.safetensors.abc123.tmp").write_bytes(b"half a tensor file")  # as atomic_write names it
+        (stem.parent / f".{stem.name}.safetensors.abc123.tmp").write_bytes(
+            b"half a tensor file"
+        )  # as atomic_write names it
         os.kill(os.getpid(), signal.SIGKILL)
 
     cached_model("trained", KEY, build, train)

@@ -18,8 +18,15 @@ from qlib.quant import parse_scheme
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
     monkeypatch.setenv("QLIB_CACHE", str(tmp_path / "cache"))
-    cfg = load_preset("smoke", epochs=2, width=0.25, batch_size=32, seeds=[0, 1], eps_w=0.05,
-                      attacks={"gc": {"epochs": 3}, "tgda": {"epochs": 2, "follower_steps": 1, "cg_iters": 2, "batch_size": 40}})
+    cfg = load_preset(
+        "smoke",
+        epochs=2,
+        width=0.25,
+        batch_size=32,
+        seeds=[0, 1],
+        eps_w=0.05,
+        attacks={"gc": {"epochs": 3}, "tgda": {"epochs": 2, "follower_steps": 1, "cg_iters": 2, "batch_size": 40}},
+    )
     train, test = toy_dataset(n=160, size=28, seed=0), toy_dataset(n=80, size=28, seed=1)
     monkeypatch.setattr(cells, "load_data", lambda c: (train, test))
     monkeypatch.setattr(cells, "sizes", lambda c: (len(train), len(test)))
@@ -28,9 +35,19 @@ def setup(tmp_path, monkeypatch):
 
 def test_attack_settings_come_from_the_preset(setup):
     cfg, _, _ = setup
-    assert cells.settings(cfg, "gc") == cells.settings(cfg, "gc_q") == {"epochs": 3, "lr": 0.1, "optimizer": "adam", "chunk": 512}
-    assert cells.settings(cfg, "tgda_q") == {"epochs": 2, "leader_lr": 0.05, "follower_steps": 1, "cg_iters": 2, "batch_size": 40,
-                                             "chunk": 2048}
+    assert (
+        cells.settings(cfg, "gc")
+        == cells.settings(cfg, "gc_q")
+        == {"epochs": 3, "lr": 0.1, "optimizer": "adam", "chunk": 512}
+    )
+    assert cells.settings(cfg, "tgda_q") == {
+        "epochs": 2,
+        "leader_lr": 0.05,
+        "follower_steps": 1,
+        "cg_iters": 2,
+        "batch_size": 40,
+        "chunk": 2048,
+    }
     assert cells.settings(cfg, "label_flip") == {}
     assert cells.settings(cfg, "em") == cfg.attacks["em"]
     with pytest.raises(ValueError, match="unknown attack 'gcq'"):
@@ -65,7 +82,10 @@ def test_the_key_holds_budget_seed_target_and_scheme(setup):
 def test_a_quantization_oblivious_poison_ignores_the_scheme(setup):
     cfg, _, _ = setup
     assert cells.poison(cfg, "gc", 0, 0.1, parse_scheme("4W")).id == cells.poison(cfg, "gc", 0, 0.1).id
-    assert cells.poison(cfg, "gc_q", 0, 0.1, parse_scheme("4W")).id != cells.poison(cfg, "gc_q", 0, 0.1, parse_scheme("8W")).id
+    assert (
+        cells.poison(cfg, "gc_q", 0, 0.1, parse_scheme("4W")).id
+        != cells.poison(cfg, "gc_q", 0, 0.1, parse_scheme("8W")).id
+    )
 
 
 def test_quantization_aware_attacks_need_a_scheme(setup):

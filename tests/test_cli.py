@@ -21,7 +21,9 @@ def test_unknown_preset_is_a_clear_error():
 
 @pytest.mark.skipif(_find(SOURCES.get("fashion-mnist"), "train") is None, reason="Fashion-MNIST not installed")
 def test_run_executes_renders_and_indexes(tmp_path):
-    out = qlib("run", "notebooks/00_clean_baselines.ipynb", "--preset", "smoke", "-p", "epochs", "2", "--out", str(tmp_path))
+    out = qlib(
+        "run", "notebooks/00_clean_baselines.ipynb", "--preset", "smoke", "-p", "epochs", "2", "--out", str(tmp_path)
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     executed = nbformat.read(tmp_path / "00_clean_baselines.ipynb", as_version=4)
     injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))

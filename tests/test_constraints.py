@@ -69,14 +69,21 @@ def test_validate_names_a_bad_mode():
     poison = PoisonSet(clean.x[:2].clone(), clean.y[:2].clone(), torch.arange(2), 0.1, {**base, "bounds": "pixels"})
     with pytest.raises(ValueError, match="bounds='pixels'; valid: image, none"):
         validate(poison, clean)
-    replacing = PoisonSet(clean.x[:2].clone(), clean.y[:2].clone(), torch.arange(2), 0.1,
-                          {**base, "bounds": "none", "mode": "replace", "norm": "linf", "eps": 0.1})
+    replacing = PoisonSet(
+        clean.x[:2].clone(),
+        clean.y[:2].clone(),
+        torch.arange(2),
+        0.1,
+        {**base, "bounds": "none", "mode": "replace", "norm": "linf", "eps": 0.1},
+    )
     with pytest.raises(ValueError, match="bounds 'none' is for appended poisons only"):
         validate(replacing, clean)
 
 
-@pytest.mark.parametrize("setting,value,allowed", [("bounds", "pixel", "image, none"), ("norm", "l1", "linf, l2"),
-                                                   ("batchnorm", "train", "eval, batch")])
+@pytest.mark.parametrize(
+    "setting,value,allowed",
+    [("bounds", "pixel", "image, none"), ("norm", "l1", "linf, l2"), ("batchnorm", "train", "eval, batch")],
+)
 def test_presets_check_the_modes(setting, value, allowed):
     with pytest.raises(ParameterError, match=f"attacks.gc.{setting}='{value}'.*{allowed}"):
         load_preset("smoke", attacks={"gc": {setting: value}})
@@ -93,8 +100,10 @@ def test_batch_statistics_mode_leaves_the_target_as_it_was():
     clean = toy_dataset(n=60, size=8)
     target = create_model("cnn", clean, 0.25, seed=0).eval()
     before = {k: v.clone() for k, v in target.state_dict().items()}
-    poisons = {mode: run_attack("gc", clean, 0.1, 0, target=target, epochs=2, lr=0.1, device="cpu", batchnorm=mode)
-               for mode in ("eval", "batch")}
+    poisons = {
+        mode: run_attack("gc", clean, 0.1, 0, target=target, epochs=2, lr=0.1, device="cpu", batchnorm=mode)
+        for mode in ("eval", "batch")
+    }
     assert all(torch.equal(v, target.state_dict()[k]) for k, v in before.items()) and not target.training
     assert not torch.equal(poisons["eval"].x, poisons["batch"].x)  # batch statistics give another gradient
 

@@ -36,16 +36,21 @@ def test_cli_prints_hours_per_notebook_from_a_gpu_checks_unit_costs():
     for notebook in (*NOTEBOOKS, "all"):
         assert notebook in summary
     serial = float(summary.splitlines()[-1].split()[1])
-    parallel = run_cli("--preset", "paper", "--unit-costs", "bench/results/unit_costs_nvidia_h200.json", "--processes", "4")
+    parallel = run_cli(
+        "--preset", "paper", "--unit-costs", "bench/results/unit_costs_nvidia_h200.json", "--processes", "4"
+    )
     assert parallel.returncode == 0 and float(parallel.stdout.splitlines()[-1].split()[1]) < serial
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--unit-costs", "nowhere.json"], "cannot be read"),
-    (["--unit-costs", "pyproject.toml"], "cannot be read as JSON"),
-    (["--unit-costs", "bench/results/unit_costs_nvidia_h200.json", "--processes", "3"], "processes=3"),
-    (["--processes", "4"], "--processes needs --unit-costs"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--unit-costs", "nowhere.json"], "cannot be read"),
+        (["--unit-costs", "pyproject.toml"], "cannot be read as JSON"),
+        (["--unit-costs", "bench/results/unit_costs_nvidia_h200.json", "--processes", "3"], "processes=3"),
+        (["--processes", "4"], "--processes needs --unit-costs"),
+    ],
+)
 def test_cli_refuses_bad_input_in_one_line(args, message):
     out = run_cli("--preset", "paper", *args)
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

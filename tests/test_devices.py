@@ -48,8 +48,12 @@ def test_the_studys_cached_models_come_back_on_the_device(monkeypatch):
     the cache with the device pointed elsewhere: each comes back there."""
     cfg = load_preset("smoke", train_size=200, test_size=100)
     scheme = parse_scheme("4W")
-    models = [cells.trained(cfg, 0, FP), cells.trained(cfg, 0, scheme), cells.target(cfg, 0),
-              cells.trained(cfg, 0, FP, curve=False)]
+    models = [
+        cells.trained(cfg, 0, FP),
+        cells.trained(cfg, 0, scheme),
+        cells.target(cfg, 0),
+        cells.trained(cfg, 0, FP, curve=False),
+    ]
     for cell in models:
         cell.value()
     point_at_meta(monkeypatch)

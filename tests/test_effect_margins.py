@@ -24,4 +24,5 @@ def test_bound_meets_the_margin_rule_over_the_matrix(name):
     spread = bound.spread(list(values.values()))
     assert worst >= effects.RULE * spread, (
         f"{name}: margin {worst:.4g} to the bound {bound.op} {bound.value} is less than {effects.RULE:g} × the spread "
-        f"{spread:.4g}")
+        f"{spread:.4g}"
+    )

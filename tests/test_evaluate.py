@@ -14,7 +14,9 @@ import pytest
 from qlib.data import SOURCES, _find
 
 ROOT = Path(__file__).parents[1]
-pytestmark = pytest.mark.skipif(_find(SOURCES.get("fashion-mnist"), "train") is None, reason="Fashion-MNIST not installed")
+pytestmark = pytest.mark.skipif(
+    _find(SOURCES.get("fashion-mnist"), "train") is None, reason="Fashion-MNIST not installed"
+)
 
 
 def qlib(*args, cache: Path, cwd: Path = ROOT):
@@ -37,8 +39,23 @@ def test_an_exported_gc_poison_gives_the_notebooks_drops_on_an_empty_cache(tmp_p
     path = poison(cfg, "gc", 0, cfg.eps_d).value()[0].save_npz(tmp_path / "gc.npz", train, test)
 
     fresh = tmp_path / "empty-cache"
-    out = qlib("evaluate", str(path), "--preset", "smoke", "--schemes", "fp", "1W", "4W", "8W", "--regimes", "fp", "ptq",
-               "--out", str(tmp_path / "gc.csv"), cache=fresh)
+    out = qlib(
+        "evaluate",
+        str(path),
+        "--preset",
+        "smoke",
+        "--schemes",
+        "fp",
+        "1W",
+        "4W",
+        "8W",
+        "--regimes",
+        "fp",
+        "ptq",
+        "--out",
+        str(tmp_path / "gc.csv"),
+        cache=fresh,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "numpy .npz; 30 poisons, appended" in out.stdout and "30 of 30 source images inside" in out.stdout
     got = pd.read_csv(tmp_path / "gc.csv").set_index(["regime", "scheme"])
@@ -56,8 +73,13 @@ def test_a_targeted_file_gets_rates_and_uint8_reports_survival(tmp_path, monkeyp
     monkeypatch.setenv("QLIB_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     path = tmp_path / "targeted.npz"
-    np.savez(path, x=rng.random((20, 28, 28, 1)).astype(np.float32), y=np.full(20, 3), target_index=np.array(5),
-             adversarial_class=np.array(3))
+    np.savez(
+        path,
+        x=rng.random((20, 28, 28, 1)).astype(np.float32),
+        y=np.full(20, 3),
+        target_index=np.array(5),
+        adversarial_class=np.array(3),
+    )
     cfg = load_preset("smoke", seeds=[0, 1])
     result = evaluate.run(cfg, str(path), ["fp", "4W"], ["fp", "qat"], "uint8", progress=False)
     runs = result["runs"]
@@ -83,21 +105,30 @@ def test_a_replace_mode_poison_inside_the_subset_replaces_and_one_outside_is_ref
     inside = train.origin[:50].numpy()
     x = train.x[:50].numpy().transpose(0, 2, 3, 1)
     path = tmp_path / "replace.npz"
-    np.savez(path, x=(x * 255).round().astype(np.uint8), y=train.y[:50].numpy(), indices=inside, mode=np.array("replace"))
+    np.savez(
+        path, x=(x * 255).round().astype(np.uint8), y=train.y[:50].numpy(), indices=inside, mode=np.array("replace")
+    )
     result = evaluate.run(cfg, str(path), ["fp"], ["fp"], progress=False)
     assert result["poison"].provenance["mode"] == "replace" and len(result["runs"]) == 1
     outside = np.setdiff1d(np.arange(60000), train.origin.numpy())[:50]
-    np.savez(path, x=(x * 255).round().astype(np.uint8), y=train.y[:50].numpy(), indices=outside, mode=np.array("replace"))
+    np.savez(
+        path, x=(x * 255).round().astype(np.uint8), y=train.y[:50].numpy(), indices=outside, mode=np.array("replace")
+    )
     out = qlib("evaluate", str(path), "--preset", "smoke", cache=tmp_path / "cache")
-    assert out.returncode == 2 and "50 of 50 source images lie outside" in out.stderr and "--train-size all" in out.stderr
+    assert (
+        out.returncode == 2 and "50 of 50 source images lie outside" in out.stderr and "--train-size all" in out.stderr
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--schemes", "3X"], "scheme '3X': unknown task '3X'"),
-    (["--schemes", "fp", "--regimes", "qat"], "make no setting"),
-    (["--train-size", "lots"], "--train-size 'lots': allowed is a positive integer or 'all'"),
-    (["--out", "x.json"], "allowed is a file name ending in .csv"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--schemes", "3X"], "scheme '3X': unknown task '3X'"),
+        (["--schemes", "fp", "--regimes", "qat"], "make no setting"),
+        (["--train-size", "lots"], "--train-size 'lots': allowed is a positive integer or 'all'"),
+        (["--out", "x.json"], "allowed is a file name ending in .csv"),
+    ],
+)
 def test_bad_options_are_refused_before_anything_runs(tmp_path, args, message):
     np.savez(tmp_path / "p.npz", x=np.zeros((3, 1, 28, 28), np.float32), y=np.zeros(3, np.int64))
     out = qlib("evaluate", str(tmp_path / "p.npz"), "--preset", "smoke", *args, cache=tmp_path / "cache")
@@ -125,7 +156,12 @@ def test_the_cifar_cpu_preset_evaluates_a_poison_on_cifar_format_files(tmp_path,
     write_fake_cifar(tmp_path / "data" / "cifar-10-batches-py", per_batch=40)
     rng = np.random.default_rng(0)
     path = tmp_path / "cifar.npz"
-    np.savez(path, x=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), y=np.arange(6), indices=np.array([0, 3, 50, 120, 199, 49999]))
+    np.savez(
+        path,
+        x=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
+        y=np.arange(6),
+        indices=np.array([0, 3, 50, 120, 199, 49999]),
+    )
     cfg = replace(load_preset("cifar-cpu"), epochs=1, seeds=[0])
     assert (cfg.dataset, cfg.model, cfg.width) == ("cifar10", "resnet18", 0.25)
     result = evaluate.run(cfg, str(path), ["fp", "4W"], ["fp", "qat"], progress=False)

@@ -30,6 +30,7 @@ def entries(root: Path) -> set[str]:
 
 def readings(root: Path) -> dict:
     """Every entry's numbers: JSON results without wall times, and tensors."""
+
     def strip(v):
         if isinstance(v, dict):
             return {k: strip(x) for k, x in v.items() if k != "seconds"}
@@ -78,9 +79,23 @@ def test_each_cell_computes_its_own_entry_and_its_declared_units(serial_cache):
 
 
 def grid(executor: str, cache_root: Path, *notebooks: str, timings: Path | None = None, **popen) -> subprocess.Popen:
-    command = [sys.executable, "-m", "qlib", "grid", *(notebooks or ["all"]), "--preset", "smoke", "--executor", executor]
-    return subprocess.Popen(command + (["--timings", str(timings)] if timings else []), cwd=ROOT,
-                            env={**os.environ, "QLIB_CACHE": str(cache_root)}, **popen)
+    command = [
+        sys.executable,
+        "-m",
+        "qlib",
+        "grid",
+        *(notebooks or ["all"]),
+        "--preset",
+        "smoke",
+        "--executor",
+        executor,
+    ]
+    return subprocess.Popen(
+        command + (["--timings", str(timings)] if timings else []),
+        cwd=ROOT,
+        env={**os.environ, "QLIB_CACHE": str(cache_root)},
+        **popen,
+    )
 
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
@@ -113,7 +128,9 @@ def _toy(c: Cell):
 def toys(tmp_path: Path) -> list[Cell]:
     """a, b → c (killed the first time) → d: while c runs, no other cell does."""
     log, kill = str(tmp_path / "log"), str(tmp_path / "killed")
-    make = lambda name, *inputs, **args: Cell("toy", {"name": name, "where": str(tmp_path)}, _toy, {"log": log, **args}, inputs)
+    make = lambda name, *inputs, **args: Cell(
+        "toy", {"name": name, "where": str(tmp_path)}, _toy, {"log": log, **args}, inputs
+    )
     a, b = make("a"), make("b")
     c = make("c", a, b, kill=kill)
     return [make("d", c)]

@@ -26,8 +26,9 @@ def test_gc_reaches_a_reachable_target_on_logistic_regression(effect):
     idx = torch.randperm(len(clean), generator=g)[:45]
     known = clean.replace(torch.cat([clean.x, (1 - clean.x[idx])]), torch.cat([clean.y, clean.y[idx]]))
     w_c, target = logistic_regression(clean), logistic_regression(known)
-    poison = run_attack("gc", clean, 0.15, seed=1 + effect.seed, target=target, epochs=600, lr=0.02, threshold=1e-4,
-                        device="cpu")
+    poison = run_attack(
+        "gc", clean, 0.15, seed=1 + effect.seed, target=target, epochs=600, lr=0.02, threshold=1e-4, device="cpu"
+    )
     objective = poison.provenance["objective"]
     effect.check("gc convex objective ratio", objective["final"] / objective["initial"])
     retrained = logistic_regression(clean.replace(torch.cat([clean.x, poison.x]), torch.cat([clean.y, poison.y])))
@@ -43,13 +44,16 @@ def test_chunked_objective_and_gradient_match_one_pass():
     x, y = clean.x[:10].clone().requires_grad_(True), clean.y[:10]
     loss = nnf.cross_entropy(model(x), y, reduction="sum")
     G = [a + b for a, b in zip(g_clean, torch.autograd.grad(loss, params, create_graph=True))]
-    value = 0.5 * sum((t ** 2).sum() for t in G)
+    value = 0.5 * sum((t**2).sum() for t in G)
     (expected,) = torch.autograd.grad(value, x)
     for chunk in (1, 3, 10):
         got_value, got_grad = cancel_objective(model, params, g_clean, clean.x[:10].clone(), y, chunk)
         assert got_value == pytest.approx(value.item(), rel=1e-5)
         assert torch.allclose(got_grad, expected, atol=1e-5)
-        assert cancel_objective(model, params, g_clean, clean.x[:10].clone(), y, chunk, with_grad=False) == (got_value, None)
+        assert cancel_objective(model, params, g_clean, clean.x[:10].clone(), y, chunk, with_grad=False) == (
+            got_value,
+            None,
+        )
 
 
 def test_gc_is_deterministic_stays_in_range_and_validates():
@@ -67,8 +71,15 @@ def test_gc_is_deterministic_stays_in_range_and_validates():
     assert first.provenance["params"]["layers"] == "first"
 
 
-@pytest.mark.parametrize("bad,message", [({"optimizer": "lbfgs"}, "unknown optimizer"), ({"layers": "last"}, "unknown layers"),
-                                          ({"epochs": 0}, "must be positive"), ({"lr": -1.0}, "must be positive")])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"optimizer": "lbfgs"}, "unknown optimizer"),
+        ({"layers": "last"}, "unknown layers"),
+        ({"epochs": 0}, "must be positive"),
+        ({"lr": -1.0}, "must be positive"),
+    ],
+)
 def test_gc_bad_arguments(bad, message):
     clean = blobs(n=30)
     with pytest.raises(ValueError, match=message):

@@ -29,8 +29,9 @@ def initial(poison):
 def test_both_switches_off_is_gc(setup):
     clean, target = setup
     gc = run_attack("gc", clean, 0.1, seed=2, target=target, **RUN)
-    off = run_attack("gc_q", clean, 0.1, seed=2, target=target, scheme=parse_scheme("4W"), paq=False,
-                     quantized_grad=False, **RUN)
+    off = run_attack(
+        "gc_q", clean, 0.1, seed=2, target=target, scheme=parse_scheme("4W"), paq=False, quantized_grad=False, **RUN
+    )
     assert torch.equal(gc.x, off.x)
     assert gc.provenance["objective"] == off.provenance["objective"]
 
@@ -45,7 +46,10 @@ def test_both_switches_on_is_eq5(setup):
     expected = 0.5 * sum(((a + b) ** 2).sum() for a, b in zip(g_mu, g_nu)).item()
     assert initial(on) == pytest.approx(expected, rel=1e-4)
     assert {k: on.provenance["params"][k] for k in ("scheme", "paq", "quantized_grad")} == {
-        "scheme": "4W4A", "paq": True, "quantized_grad": True}
+        "scheme": "4W4A",
+        "paq": True,
+        "quantized_grad": True,
+    }
 
 
 def test_quantized_grad_is_a_no_op_for_weight_only_int(setup):
@@ -64,8 +68,13 @@ def test_quantized_grad_is_a_no_op_for_weight_only_int(setup):
         (b,) = torch.autograd.grad(m.weight_quantizer(w), w, torch.ones_like(w))
         edge = w.detach().abs() == w.detach().abs().max()
         assert torch.equal(b[~edge], torch.ones_like(w)[~edge])
-    runs = {(p, q): initial(run_attack("gc_q", clean, 0.1, seed=2, target=target, scheme=scheme, paq=p, quantized_grad=q, **RUN))
-            for p in (False, True) for q in (False, True)}
+    runs = {
+        (p, q): initial(
+            run_attack("gc_q", clean, 0.1, seed=2, target=target, scheme=scheme, paq=p, quantized_grad=q, **RUN)
+        )
+        for p in (False, True)
+        for q in (False, True)
+    }
     assert runs[(False, True)] == pytest.approx(runs[(False, False)], rel=2e-3)
     assert runs[(True, True)] == pytest.approx(runs[(True, False)], rel=2e-3)
     assert runs[(True, False)] != pytest.approx(runs[(False, False)], rel=2e-2)  # PAQ moves the target

@@ -17,8 +17,13 @@ ROOT = Path(__file__).parents[1]
 def test_tiny_run_proves_every_code_path_and_prices_every_unit(tmp_path):
     out = tmp_path / "unit_costs.json"
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "bench/gpu_check.py", "--tiny", "--out", str(out)], cwd=ROOT,
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run = subprocess.run(
+        [sys.executable, "bench/gpu_check.py", "--tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     seconds = time.perf_counter() - start
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     record = json.loads(out.read_text())

@@ -33,8 +33,15 @@ def toy_setup():
 
 def attack(setup, eps_d=0.1, seed=0, **params):
     train, test, model = setup
-    return run_attack("gradient_matching", train, eps_d, seed, model=model, target_image=test.x[0],
-                      **{"target_index": 0, "adversarial_class": 3, **FAST, **params})
+    return run_attack(
+        "gradient_matching",
+        train,
+        eps_d,
+        seed,
+        model=model,
+        target_image=test.x[0],
+        **{"target_index": 0, "adversarial_class": 3, **FAST, **params},
+    )
 
 
 def test_contract_budget_class_count_and_provenance(toy_setup):
@@ -46,8 +53,15 @@ def test_contract_budget_class_count_and_provenance(toy_setup):
     delta = p.x - train.x[p.indices]
     assert delta.abs().max() <= 0.05 + 1e-6 and p.x.min() >= 0 and p.x.max() <= 1 and delta.abs().max() > 0.04
     assert p.provenance | {"objective": None} == p.provenance | {
-        "attack": "gradient_matching", "labels": "kept", "mode": "replace", "norm": "linf", "eps": 0.05,
-        "target_index": 0, "adversarial_class": 3, "objective": None}
+        "attack": "gradient_matching",
+        "labels": "kept",
+        "mode": "replace",
+        "norm": "linf",
+        "eps": 0.05,
+        "target_index": 0,
+        "adversarial_class": 3,
+        "objective": None,
+    }
     assert validate(p, train) is p
     assert torch.equal(p.x, attack(toy_setup, eps=0.05).x)  # deterministic
     assert all(torch.equal(before[k], v) for k, v in toy_setup[2].state_dict().items())  # surrogate untouched
@@ -106,13 +120,16 @@ def test_quantization_aware_option_matches_through_the_qat_network(toy_setup):
     assert any(not torch.equal(recalibrated[k], before[k]) for k in before if "scale" in k or "max" in k)
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"adversarial_class": 7}, "adversarial_class=7 is not a class"),
-    ({"eps": 1.5}, "eps=1.5 must lie in"),
-    ({"eps": 0}, "eps=0 must lie in"),
-    ({"steps": 0}, "must be ≥ 1"),
-    ({"scheme": parse_scheme("fp")}, "scheme 'fp' is full precision"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"adversarial_class": 7}, "adversarial_class=7 is not a class"),
+        ({"eps": 1.5}, "eps=1.5 must lie in"),
+        ({"eps": 0}, "eps=0 must lie in"),
+        ({"steps": 0}, "must be ≥ 1"),
+        ({"scheme": parse_scheme("fp")}, "scheme 'fp' is full precision"),
+    ],
+)
 def test_bad_input_is_named(toy_setup, params, message):
     with pytest.raises(ValueError, match=message):
         attack(toy_setup, **params)
@@ -123,8 +140,17 @@ def test_too_small_a_class_and_quantized_model_without_scheme(toy_setup):
     with pytest.raises(ValueError, match="buys 100 poisons but class 3 has only 50"):
         attack(toy_setup, eps_d=0.5)
     with pytest.raises(ValueError, match="pass the scheme"):
-        run_attack("gradient_matching", train, 0.1, 0, model=prepare_qat(model, parse_scheme("4W")), target_image=test.x[0],
-                   target_index=0, adversarial_class=3, **FAST)
+        run_attack(
+            "gradient_matching",
+            train,
+            0.1,
+            0,
+            model=prepare_qat(model, parse_scheme("4W")),
+            target_image=test.x[0],
+            target_index=0,
+            adversarial_class=3,
+            **FAST,
+        )
     with pytest.raises(ValueError, match="budget eps_d=0"):
         attack(toy_setup, eps_d=0)
 
@@ -134,8 +160,16 @@ def fashion(effect_seed):
     """The end-to-end Fashion-MNIST subset and a small CNN trained on it from the seed (the surrogate)."""
     train, test = fashion_small()
     model = create_model("cnn", train, E2E["width"], seed=effect_seed)
-    fit(model, train, epochs=E2E["epochs"], lr=E2E["lr"], batch_size=E2E["batch_size"], seed=effect_seed, progress=False,
-        device="cpu")
+    fit(
+        model,
+        train,
+        epochs=E2E["epochs"],
+        lr=E2E["lr"],
+        batch_size=E2E["batch_size"],
+        seed=effect_seed,
+        progress=False,
+        device="cpu",
+    )
     model.eval()
     with torch.no_grad():
         correct = (model(test.x).argmax(1) == test.y).nonzero().flatten()
@@ -148,8 +182,20 @@ def test_descending_on_the_poisons_pulls_the_target_toward_the_adversarial_class
     train, test, model, correct = fashion
     t = int(correct[0])
     adv = (int(test.y[t]) + 3) % 10
-    p = gradient_matching(train, 0.05, effect.seed, model=model, target_image=test.x[t], target_index=t,
-                          adversarial_class=adv, eps=0.3, steps=60, restarts=1, augment=False, device="cpu")
+    p = gradient_matching(
+        train,
+        0.05,
+        effect.seed,
+        model=model,
+        target_image=test.x[t],
+        target_index=t,
+        adversarial_class=adv,
+        eps=0.3,
+        steps=60,
+        restarts=1,
+        augment=False,
+        device="cpu",
+    )
 
     def target_loss_after_descent(x):
         m = copy.deepcopy(model).eval()
@@ -159,7 +205,7 @@ def test_descending_on_the_poisons_pulls_the_target_toward_the_adversarial_class
             nnf.cross_entropy(m(x), p.y).backward()
             opt.step()
         with torch.no_grad():
-            return nnf.cross_entropy(m(test.x[t:t + 1]), torch.tensor([adv])).item()
+            return nnf.cross_entropy(m(test.x[t : t + 1]), torch.tensor([adv])).item()
 
     poisoned, clean = target_loss_after_descent(p.x), target_loss_after_descent(train.x[p.indices])
     effect.check("gm descent loss ratio", poisoned / clean)
@@ -187,15 +233,36 @@ def test_on_a_tiny_problem_the_attack_beats_a_random_perturbation(effect):
     for trial in range(10 * effect.seed, 10 * effect.seed + 10):
         t = int(correct[trial * 7])
         adv = (int(test.y[t]) + 1 + trial) % 10
-        p = gradient_matching(train, 0.1, trial, model=surrogate, target_image=test.x[t], target_index=t,
-                              adversarial_class=adv, eps=0.3, steps=40, restarts=1, augment=False, device="cpu")
+        p = gradient_matching(
+            train,
+            0.1,
+            trial,
+            model=surrogate,
+            target_image=test.x[t],
+            target_index=t,
+            adversarial_class=adv,
+            eps=0.3,
+            steps=40,
+            restarts=1,
+            augment=False,
+            device="cpu",
+        )
         noise = 0.3 * torch.randint(0, 2, p.x.shape, generator=torch.Generator().manual_seed(trial)).mul(2).sub(1)
         random = PoisonSet((train.x[p.indices] + noise).clamp(0, 1), p.y, p.indices, p.eps_d, p.provenance)
         log_p_adv = []
         for nu in (p, random):
             victim = linear(100 + trial)
-            fit(victim, data.mix(train, nu), epochs=10, lr=0.05, batch_size=64, seed=100 + trial, progress=False, device="cpu")
+            fit(
+                victim,
+                data.mix(train, nu),
+                epochs=10,
+                lr=0.05,
+                batch_size=64,
+                seed=100 + trial,
+                progress=False,
+                device="cpu",
+            )
             with torch.no_grad():
-                log_p_adv.append(victim.eval()(test.x[t:t + 1]).log_softmax(1)[0, adv].item())
+                log_p_adv.append(victim.eval()(test.x[t : t + 1]).log_softmax(1)[0, adv].item())
         wins += log_p_adv[0] - log_p_adv[1] >= 1.0
     effect.check("gm tiny problem wins over noise", wins)

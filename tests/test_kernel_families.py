@@ -33,10 +33,19 @@ CASES = [(family, 2) for family in FAMILIES] + [("machine default", 1)]
 
 @pytest.mark.parametrize("family, threads", CASES, ids=[f"{f}, {t} threads" for f, t in CASES])
 def test_every_scheme_trains_a_step_without_a_native_crash(family, threads):
-    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")
+    }
     env = {**clean, **FAMILIES[family], "OMP_NUM_THREADS": str(threads)}
-    done = subprocess.run([sys.executable, str(HERE / "kernel_step.py"), str(threads)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, f"rc {done.returncode} under {family}, {threads} threads:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
+    done = subprocess.run(
+        [sys.executable, str(HERE / "kernel_step.py"), str(threads)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (
+        f"rc {done.returncode} under {family}, {threads} threads:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
+    )
     lines = done.stdout.splitlines()
     assert len([l for l in lines if ": loss " in l]) == 36 and lines[-1].endswith(f"{threads} threads")

@@ -35,14 +35,24 @@ def test_schemes_parse_and_int_cache_keys_are_unchanged():
     s = parse_scheme("4W", "lsq")
     assert (s.method, s.name, parse_scheme("8W4A", "lsq").name) == ("lsq", "4W lsq", "8W4A lsq")
     assert parse_scheme("4W").method == "int"
-    assert asdict(parse_scheme("4W")) == {"task": "4W", "method": "int", "w_bits": 4, "a_bits": None, "per_channel": False,
-                                          "scale_1bit": True, "keep_fp": ("first", "last"), "beta": (5.0, 50.0),
-                                          "act_momentum": 0.1}
+    assert asdict(parse_scheme("4W")) == {
+        "task": "4W",
+        "method": "int",
+        "w_bits": 4,
+        "a_bits": None,
+        "per_channel": False,
+        "scale_1bit": True,
+        "keep_fp": ("first", "last"),
+        "beta": (5.0, 50.0),
+        "act_momentum": 0.1,
+    }
 
 
 @pytest.mark.parametrize("task", ["1W", "1W1A", "4W1A"])
 def test_lsq_on_a_one_bit_part_is_refused_naming_the_allowed_methods(task):
-    with pytest.raises(ValueError, match=re.escape(f"task '{task}' has a 1-bit part: use method 'bnn', 'bnn++' or 'adabin', not 'lsq'")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"task '{task}' has a 1-bit part: use method 'bnn', 'bnn++' or 'adabin', not 'lsq'")
+    ):
         parse_scheme(task, "lsq")
     with pytest.raises(ValueError, match="needs method 'int' or 'lsq'"):
         parse_scheme("4W", "adabin")
@@ -181,5 +191,7 @@ def test_the_step_gets_no_gradient_inside_gc_q(trained):
         steps = [m.step for m in net.modules() if isinstance(m, LSQWeight)]
         assert steps and not any(s.requires_grad for s in steps)
         assert not any(s is q for s in steps for q in gradient_parameters(net, "all"))
-    poison = run_attack("gc_q", d, 0.1, seed=2, target=target, scheme=scheme, epochs=2, lr=0.01, threshold=0, device="cpu")
+    poison = run_attack(
+        "gc_q", d, 0.1, seed=2, target=target, scheme=scheme, epochs=2, lr=0.01, threshold=0, device="cpu"
+    )
     assert poison.provenance["params"]["scheme"] == "4W lsq"

@@ -8,8 +8,18 @@ from qlib.quant import parse_scheme, quantize_modules
 from qlib.quant.quantizers import IntActivation
 
 
-@pytest.mark.parametrize("name,channels,size", [("cnn", 1, 28), ("resnet18", 3, 32), ("resnet18", 1, 28), ("lr", 1, 28),
-                                               ("mlp", 1, 28), ("cnn_plim", 1, 28), ("cnn_plim", 3, 32)])
+@pytest.mark.parametrize(
+    "name,channels,size",
+    [
+        ("cnn", 1, 28),
+        ("resnet18", 3, 32),
+        ("resnet18", 1, 28),
+        ("lr", 1, 28),
+        ("mlp", 1, 28),
+        ("cnn_plim", 1, 28),
+        ("cnn_plim", 3, 32),
+    ],
+)
 def test_output_shape(name, channels, size):
     d = toy_dataset(n=4, channels=channels, size=size, num_classes=10)
     m = create_model(name, d, width=0.25).eval()

@@ -49,7 +49,9 @@ def test_first_code_cell_is_the_parameters_cell(path):
     first = next(c for c in nb.cells if c.cell_type == "code")
     assert "parameters" in first.metadata.get("tags", [])
     lines = parameter_lines(first.source)
-    assert lines[0].startswith(PRESET_LINE + "  # "), f"{path.name}: the first parameter is not the preset: {lines[0]!r}"
+    assert lines[0].startswith(PRESET_LINE + "  # "), (
+        f"{path.name}: the first parameter is not the preset: {lines[0]!r}"
+    )
     cpu, hints, seen = read_yaml("cpu"), typing.get_type_hints(Preset), set()
     for line in lines[1:]:
         match = PARAMETER.match(line)
@@ -61,13 +63,17 @@ def test_first_code_cell_is_the_parameters_cell(path):
         if name in FIELDS:
             assert match["value"] == "None", f"{path.name}: {name} should be None (keep the preset's value)"
             field = hints[name]
-            assert hint in (field, *[a for a in typing.get_args(field) if a is not type(None)]), \
+            assert hint in (field, *[a for a in typing.get_args(field) if a is not type(None)]), (
                 f"{path.name}: {name} is annotated {match['hint']}, the preset field is {field}"
+            )
             if isinstance(cpu[name], dict):  # the entries this notebook reads; a long one abbreviated to "…"
-                assert said and all(v in ("…", cpu[name].get(k)) for k, v in said.items()) and set(said) <= set(cpu[name]), \
-                    f"{path.name}: {name}'s cpu value says {said}, cpu.yaml {cpu[name]}"
+                assert (
+                    said and all(v in ("…", cpu[name].get(k)) for k, v in said.items()) and set(said) <= set(cpu[name])
+                ), f"{path.name}: {name}'s cpu value says {said}, cpu.yaml {cpu[name]}"
             else:
-                assert said == cpu[name], f"{path.name}: {name}'s comment says cpu: {said!r}, cpu.yaml has {cpu[name]!r}"
+                assert said == cpu[name], (
+                    f"{path.name}: {name}'s comment says cpu: {said!r}, cpu.yaml has {cpu[name]!r}"
+                )
         else:
             assert name in OWN, f"{path.name}: {name} is neither a preset field nor one of qlib.params.OWN"
             assert hint == OWN[name][0], f"{path.name}: {name} is annotated {match['hint']}"
@@ -77,17 +83,50 @@ def test_first_code_cell_is_the_parameters_cell(path):
 
 # A valid value other than the smoke preset's, per preset field.
 ALTERED = {
-    "dataset": "cifar10", "model": "resnet18", "width": 0.5, "train_size": 800, "test_size": 400, "epochs": 2,
-    "batch_size": 50, "lr": 0.1, "weight_decay": 0.0, "augment": True, "seeds": [1], "device": "cpu",
-    "deterministic": True, "threads": 2, "ray_address": "ray://elsewhere:10001", "gpus_per_cell": 0.5, "eps_d": 0.1,
-    "eps_w": 0.02, "unlearnable_train_size": 500,
-    "attacks": {"gc": {"epochs": 4}, "tgda": {"epochs": 3}, "em": {"train_steps": 1},
-                "gradient_matching": {"steps": 3}},
-    "targets": 2, "targeted_seeds": [1], "targeted_eps_d": 0.1, "targeted_train_size": 500, "targeted_epochs": 2,
-    "targeted_bits": [1, 4], "lsq_bits": [4],
-    "keep_fp": [], "strength_seeds": [0, 1, 2], "choice_seeds": [1], "claim_seeds": [5],
-    "primary": {"pilot_seeds": [0, 1], "first_seed": 200, "group": 2, "cap": 2, "delta": 0.5,
-                "comparisons": [{"id": "x", "claim": 6, "attack": "label_flip", "better": "QAT 1W bnn", "worse": "FP"}]},
+    "dataset": "cifar10",
+    "model": "resnet18",
+    "width": 0.5,
+    "train_size": 800,
+    "test_size": 400,
+    "epochs": 2,
+    "batch_size": 50,
+    "lr": 0.1,
+    "weight_decay": 0.0,
+    "augment": True,
+    "seeds": [1],
+    "device": "cpu",
+    "deterministic": True,
+    "threads": 2,
+    "ray_address": "ray://elsewhere:10001",
+    "gpus_per_cell": 0.5,
+    "eps_d": 0.1,
+    "eps_w": 0.02,
+    "unlearnable_train_size": 500,
+    "attacks": {
+        "gc": {"epochs": 4},
+        "tgda": {"epochs": 3},
+        "em": {"train_steps": 1},
+        "gradient_matching": {"steps": 3},
+    },
+    "targets": 2,
+    "targeted_seeds": [1],
+    "targeted_eps_d": 0.1,
+    "targeted_train_size": 500,
+    "targeted_epochs": 2,
+    "targeted_bits": [1, 4],
+    "lsq_bits": [4],
+    "keep_fp": [],
+    "strength_seeds": [0, 1, 2],
+    "choice_seeds": [1],
+    "claim_seeds": [5],
+    "primary": {
+        "pilot_seeds": [0, 1],
+        "first_seed": 200,
+        "group": 2,
+        "cap": 2,
+        "delta": 0.5,
+        "comparisons": [{"id": "x", "claim": 6, "attack": "label_flip", "better": "QAT 1W bnn", "worse": "FP"}],
+    },
 }
 
 
@@ -111,7 +150,9 @@ def test_every_preset_field_that_changes_a_notebooks_cells_is_its_parameter(path
     for name, value in ALTERED.items():
         assert value != getattr(cfg, name), name
         if name not in listed:
-            assert ids(replace(cfg, **{name: value})) == base, f"{path.name} uses preset field {name} but does not list it"
+            assert ids(replace(cfg, **{name: value})) == base, (
+                f"{path.name} uses preset field {name} but does not list it"
+            )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -148,4 +189,6 @@ def test_own_parameters_are_annotated_and_checked(path):
     for name, p in papermill.inspect_notebook(str(path)).items():
         if name not in FIELDS:
             assert name in OWN, f"{path.name}: parameter {name} has no check in qlib.params.OWN"
-            assert parse_hint(p["inferred_type_name"]) == OWN[name][0], f"{path.name}: {name} is annotated {p['inferred_type_name']}"
+            assert parse_hint(p["inferred_type_name"]) == OWN[name][0], (
+                f"{path.name}: {name} is annotated {p['inferred_type_name']}"
+            )

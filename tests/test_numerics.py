@@ -56,7 +56,9 @@ def test_global_average_pool_is_adaptive_pool_and_flatten():
     torch.testing.assert_close(GlobalAvgPool()(x), ref)
 
 
-@pytest.mark.parametrize("shape, cin, stride", [((24, 8, 32, 32), 8, 2), ((16, 64, 16, 16), 64, 2), ((20, 4, 9, 9), 4, 3)])
+@pytest.mark.parametrize(
+    "shape, cin, stride", [((24, 8, 32, 32), 8, 2), ((16, 64, 16, 16), 64, 2), ((20, 4, 9, 9), 4, 3)]
+)
 def test_the_strided_1x1_route_around_gives_the_same_values_and_gradients(shape, cin, stride):
     """``numerics.conv2d`` (a strided 1×1 convolution on channels_last input run at stride 1 on every s-th pixel)
     gives the plain convolution's output and both gradients bit for bit, on shapes where the plain one is safe."""
@@ -69,7 +71,10 @@ def test_the_strided_1x1_route_around_gives_the_same_values_and_gradients(shape,
     conv = nn.Conv2d(cin, 2 * cin, 1, stride, bias=False).to(memory_format=torch.channels_last)
     x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
     outs = []
-    for forward in (lambda a: numerics.conv2d(conv, a, conv.weight, conv.bias), lambda a: conv._conv_forward(a, conv.weight, conv.bias)):
+    for forward in (
+        lambda a: numerics.conv2d(conv, a, conv.weight, conv.bias),
+        lambda a: conv._conv_forward(a, conv.weight, conv.bias),
+    ):
         a = x.clone().requires_grad_()
         conv.weight.grad = None
         y = forward(a)

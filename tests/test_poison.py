@@ -9,8 +9,13 @@ from qlib.poison import PoisonSet
 
 def make(n=5, eps_d=0.05):
     g = torch.Generator().manual_seed(0)
-    return PoisonSet(torch.rand(n, 1, 28, 28, generator=g), torch.arange(n), torch.arange(10, 10 + n), eps_d,
-                     {"attack": "label_flip", "params": {"k": 1}, "seed": 3})
+    return PoisonSet(
+        torch.rand(n, 1, 28, 28, generator=g),
+        torch.arange(n),
+        torch.arange(10, 10 + n),
+        eps_d,
+        {"attack": "label_flip", "params": {"k": 1}, "seed": 3},
+    )
 
 
 def test_round_trip(tmp_path):

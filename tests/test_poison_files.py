@@ -36,7 +36,9 @@ def npz(tmp_path, name="p.npz", **arrays):
 def made(clean, n=6, provenance=None) -> PoisonSet:
     idx = torch.arange(n) * 3
     x = (clean.x[idx] + 0.01 * torch.arange(n).view(-1, 1, 1, 1)).clamp(0, 1)
-    return PoisonSet(x, clean.y[idx], idx, n / len(clean), provenance or {"attack": "toy", "params": {}, "seed": 0, "labels": "kept"})
+    return PoisonSet(
+        x, clean.y[idx], idx, n / len(clean), provenance or {"attack": "toy", "params": {}, "seed": 0, "labels": "kept"}
+    )
 
 
 def test_an_exported_poison_reads_back_bit_for_bit_with_its_indices_mapped_through_the_split(tmp_path, clean):
@@ -119,24 +121,53 @@ def test_a_png_folder_with_labels_csv(tmp_path, clean):
 GOOD_X = np.zeros((3, 3, 12, 12), dtype=np.float32)
 GOOD_Y = np.array([0, 1, 2])
 BAD = {  # name: (arrays, what the error must say)
-    "no layout": ({"x": np.zeros((3, 12, 3, 12), np.float32), "y": GOOD_Y}, r"matches no layout; allowed: N×C×H×W = N×3×12×12 or N×H×W×C"),
+    "no layout": (
+        {"x": np.zeros((3, 12, 3, 12), np.float32), "y": GOOD_Y},
+        r"matches no layout; allowed: N×C×H×W = N×3×12×12 or N×H×W×C",
+    ),
     "three dimensions": ({"x": np.zeros((3, 12, 12), np.float32), "y": GOOD_Y}, r"x has shape \(3, 12, 12\); allowed"),
-    "float outside [0, 1]": ({"x": GOOD_X + 2, "y": GOOD_Y}, r"outside the declared range \[0, 1\].*save them as uint8"),
+    "float outside [0, 1]": (
+        {"x": GOOD_X + 2, "y": GOOD_Y},
+        r"outside the declared range \[0, 1\].*save them as uint8",
+    ),
     "NaN": ({"x": GOOD_X * np.nan, "y": GOOD_Y}, r"non-finite"),
-    "int pixels": ({"x": GOOD_X.astype(np.int64), "y": GOOD_Y}, r"x has dtype int64; allowed: uint8 \(0-255\) or float \(0-1\)"),
+    "int pixels": (
+        {"x": GOOD_X.astype(np.int64), "y": GOOD_Y},
+        r"x has dtype int64; allowed: uint8 \(0-255\) or float \(0-1\)",
+    ),
     "label outside classes": ({"x": GOOD_X, "y": np.array([0, 4, 1])}, r"y holds label 4 .*allowed: 0 to 3"),
     "negative label": ({"x": GOOD_X, "y": np.array([0, -1, 1])}, r"y holds label -1"),
     "labels not one per image": ({"x": GOOD_X, "y": np.array([0, 1])}, r"allowed: 3 integer labels, one per image"),
-    "index out of range": ({"x": GOOD_X, "y": GOOD_Y, "indices": np.array([0, 1, SPLIT])}, rf"indices holds {SPLIT} .*allowed: 0 to {SPLIT - 1}"),
-    "index repeated": ({"x": GOOD_X, "y": GOOD_Y, "indices": np.array([4, 2, 4])}, r"indices repeat: 4 appears 2 times"),
-    "replace without indices": ({"x": GOOD_X, "y": GOOD_Y, "mode": np.array("replace")}, r"mode 'replace' needs indices"),
-    "replace outside the subset": ({"x": GOOD_X, "y": GOOD_Y, "indices": np.array([0, 1, 2]), "mode": np.array("replace")},
-                                   r"1 of 3 source images lie outside.*--train-size all"),
+    "index out of range": (
+        {"x": GOOD_X, "y": GOOD_Y, "indices": np.array([0, 1, SPLIT])},
+        rf"indices holds {SPLIT} .*allowed: 0 to {SPLIT - 1}",
+    ),
+    "index repeated": (
+        {"x": GOOD_X, "y": GOOD_Y, "indices": np.array([4, 2, 4])},
+        r"indices repeat: 4 appears 2 times",
+    ),
+    "replace without indices": (
+        {"x": GOOD_X, "y": GOOD_Y, "mode": np.array("replace")},
+        r"mode 'replace' needs indices",
+    ),
+    "replace outside the subset": (
+        {"x": GOOD_X, "y": GOOD_Y, "indices": np.array([0, 1, 2]), "mode": np.array("replace")},
+        r"1 of 3 source images lie outside.*--train-size all",
+    ),
     "unknown mode": ({"x": GOOD_X, "y": GOOD_Y, "mode": np.array("insert")}, r"mode='insert'; allowed: add, replace"),
-    "bounds none with uint8": ({"x": GOOD_X.astype(np.uint8), "y": GOOD_Y, "bounds": np.array("none")}, r"bounds 'none'.*x is uint8"),
+    "bounds none with uint8": (
+        {"x": GOOD_X.astype(np.uint8), "y": GOOD_Y, "bounds": np.array("none")},
+        r"bounds 'none'.*x is uint8",
+    ),
     "unknown array": ({"x": GOOD_X, "y": GOOD_Y, "labels": GOOD_Y}, r"unknown array\(s\) \['labels'\]"),
-    "target without class": ({"x": GOOD_X, "y": GOOD_Y, "target_index": np.array(3)}, r"declares both target_index and adversarial_class"),
-    "target out of range": ({"x": GOOD_X, "y": GOOD_Y, "target_index": np.array(50), "adversarial_class": np.array(1)}, r"target_index=50; allowed: 0 to 49"),
+    "target without class": (
+        {"x": GOOD_X, "y": GOOD_Y, "target_index": np.array(3)},
+        r"declares both target_index and adversarial_class",
+    ),
+    "target out of range": (
+        {"x": GOOD_X, "y": GOOD_Y, "target_index": np.array(50), "adversarial_class": np.array(1)},
+        r"target_index=50; allowed: 0 to 49",
+    ),
     "no y": ({"x": GOOD_X}, r"no 'y'"),
 }
 

@@ -15,8 +15,13 @@ from qlib.presets import load_preset
 
 
 def test_git_commit_ignores_the_reports_a_run_rewrites(tmp_path, monkeypatch):
-    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True,
-                                    capture_output=True, text=True).stdout.strip()
+    git = lambda *a: subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *a],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     git("init", "-q")
     (tmp_path / "reports").mkdir()
     (tmp_path / "code.py").write_text("a = 1\n")

@@ -6,19 +6,38 @@ import pytest
 from qlib.experiments import qat
 from qlib.stats import VERDICTS
 
-SCHEMES = {"fp": ("fp", "fp"), "1W bnn": ("1W", "bnn"), "1W1A bnn": ("1W1A", "bnn"), "1W bnn++": ("1W", "bnn++"),
-           "1W1A bnn++": ("1W1A", "bnn++"), "4W": ("4W", "int"), "4W4A": ("4W4A", "int"), "8W": ("8W", "int"),
-           "8W8A": ("8W8A", "int")}
+SCHEMES = {
+    "fp": ("fp", "fp"),
+    "1W bnn": ("1W", "bnn"),
+    "1W1A bnn": ("1W1A", "bnn"),
+    "1W bnn++": ("1W", "bnn++"),
+    "1W1A bnn++": ("1W1A", "bnn++"),
+    "4W": ("4W", "int"),
+    "4W4A": ("4W4A", "int"),
+    "8W": ("8W", "int"),
+    "8W8A": ("8W8A", "int"),
+}
 
 
 def table3_runs(drop) -> pd.DataFrame:
     """Rows like Table 3's runs, with drop(scheme, attack, seed) given; QAA rows skip FP as the grid does."""
-    return pd.DataFrame([
-        {"scheme": name, "task": task, "method": method, "attack": attack, "seed": seed, "clean_acc": 0.9,
-         "drop": drop(name, attack, seed)}
-        for name, (task, method) in SCHEMES.items() for attack in ["label_flip", "tgda", "gc", "tgda_q", "gc_q"]
-        if not (name == "fp" and attack in qat.QAA) for seed in range(3)
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "scheme": name,
+                "task": task,
+                "method": method,
+                "attack": attack,
+                "seed": seed,
+                "clean_acc": 0.9,
+                "drop": drop(name, attack, seed),
+            }
+            for name, (task, method) in SCHEMES.items()
+            for attack in ["label_flip", "tgda", "gc", "tgda_q", "gc_q"]
+            if not (name == "fp" and attack in qat.QAA)
+            for seed in range(3)
+        ]
+    )
 
 
 def test_table3_rows_and_attacks_are_the_papers():
@@ -59,8 +78,12 @@ def test_table3_summary_extra_drop_and_claims():
     assert claims.loc["4W: gc_q stronger than gc", "paper"] == "holds"
     assert set(claims["our run"]) <= set(VERDICTS)
     assert claims.loc["4W: gc_q stronger than gc", "agrees"] and not claims.loc["8W: gc_q stronger than gc", "agrees"]
-    assert set(claims.family) == {"QAT more robust than FP", "lower bits more robust", "WA more robust than W",
-                                  "QAA stronger than QOA"}
+    assert set(claims.family) == {
+        "QAT more robust than FP",
+        "lower bits more robust",
+        "WA more robust than W",
+        "QAA stronger than QOA",
+    }
 
 
 def test_one_seed_is_undecided_without_a_test():

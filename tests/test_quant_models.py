@@ -6,8 +6,17 @@ from torch import nn
 
 from conftest import toy_dataset
 from qlib.models import create_model
-from qlib.quant import (QConv2d, QLinear, TASKS, approximate_gradient, eligible_layers, parse_scheme, prepare_qat, ptq,
-                        quantized_state)
+from qlib.quant import (
+    QConv2d,
+    QLinear,
+    TASKS,
+    approximate_gradient,
+    eligible_layers,
+    parse_scheme,
+    prepare_qat,
+    ptq,
+    quantized_state,
+)
 from qlib.quant.quantizers import IntActivation, SignActivation, SignSwishActivation
 from qlib.train import evaluate, fit
 
@@ -32,11 +41,19 @@ def test_paper_tasks_parse():
     assert parse_scheme("fp").is_fp
 
 
-@pytest.mark.parametrize("task,method,message", [
-    ("0W", None, r"bits=0 .* outside 1-32"), ("33W", None, r"bits=33 .* outside 1-32"), ("4W40A", None, "bits=40"),
-    ("4X", None, "unknown task '4X'; valid: fp, 1W, 1W1A"), ("4W", "ternary", "unknown method 'ternary'; valid: int, lsq, bnn"),
-    ("1W", "int", "1-bit part"), ("8W", "bnn", "needs method 'int'"), ("fp", "int", "no quantization method"),
-])
+@pytest.mark.parametrize(
+    "task,method,message",
+    [
+        ("0W", None, r"bits=0 .* outside 1-32"),
+        ("33W", None, r"bits=33 .* outside 1-32"),
+        ("4W40A", None, "bits=40"),
+        ("4X", None, "unknown task '4X'; valid: fp, 1W, 1W1A"),
+        ("4W", "ternary", "unknown method 'ternary'; valid: int, lsq, bnn"),
+        ("1W", "int", "1-bit part"),
+        ("8W", "bnn", "needs method 'int'"),
+        ("fp", "int", "no quantization method"),
+    ],
+)
 def test_bad_schemes_name_the_bad_value(task, method, message):
     with pytest.raises(ValueError, match=message):
         parse_scheme(task, method)
@@ -126,7 +143,9 @@ def test_ptq_8bit_matches_fp_and_needs_calibration_for_activations(data, effect)
 def test_fit_trains_qat_models_unchanged(data, task, method, effect):
     q = prepare_qat(create_model("cnn", data, width=0.25, seed=effect.seed), parse_scheme(task, method))
     history = fit(q, data, data, epochs=4, lr=0.05, batch_size=32, seed=effect.seed, device="cpu", progress=False)
-    effect.check(f"qat {parse_scheme(task, method).name} toy accuracy", history[-1]["test_acc"])  # 4 classes: chance 0.25
+    effect.check(
+        f"qat {parse_scheme(task, method).name} toy accuracy", history[-1]["test_acc"]
+    )  # 4 classes: chance 0.25
 
 
 def test_fit_raises_beta_of_bnn_pp(model, data):

@@ -27,10 +27,13 @@ def tiny_notebook(folder: Path) -> Path:
     nb.metadata["kernelspec"] = {"name": "qlib", "display_name": "Python (qlib)", "language": "python"}
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Tiny report"),
-        nbformat.v4.new_code_cell("preset = 'smoke'\nfail: bool = False\nsleep: float = 0.0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "preset = 'smoke'\nfail: bool = False\nsleep: float = 0.0", metadata={"tags": ["parameters"]}
+        ),
         nbformat.v4.new_code_cell("import time\ntime.sleep(sleep)\nif fail:\n    raise RuntimeError('boom')"),
-        nbformat.v4.new_code_cell("from IPython.display import Markdown\nMarkdown(f'made with fail={fail}')",
-                                  metadata={"tags": ["headline"]}),
+        nbformat.v4.new_code_cell(
+            "from IPython.display import Markdown\nMarkdown(f'made with fail={fail}')", metadata={"tags": ["headline"]}
+        ),
     ]
     path = folder / "tiny.ipynb"
     nbformat.write(nb, path)
@@ -73,8 +76,12 @@ def test_a_killed_run_leaves_the_last_good_pair_and_its_scratch_is_removed_by_th
     nb, out = tiny_notebook(tmp_path), tmp_path / "reports"
     execute(nb, "smoke", out, progress=False)
     good, index = pair(out), write_index(out).read_bytes()
-    run = subprocess.Popen([sys.executable, "-m", "qlib", "run", str(nb), "--preset", "smoke", "-p", "sleep", "60",
-                            "--out", str(out)], cwd=ROOT, start_new_session=True, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "qlib", "run", str(nb), "--preset", "smoke", "-p", "sleep", "60", "--out", str(out)],
+        cwd=ROOT,
+        start_new_session=True,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     while not list(out.glob(f"{SCRATCH}*/tiny.ipynb")) and time.time() < deadline:  # the kernel is running
         time.sleep(0.2)
@@ -150,12 +157,50 @@ def scoreboard_table(page: str) -> pd.DataFrame:
     return pd.DataFrame(body, columns=header).set_index("id")
 
 
-PRIMARY = [{"id": "1a", "claim": 1, "comparison": "gc in QAT 1W bnn above gc in FP", "δ": 1.0, "pilot sd": 0.5,
-            "seeds for power": 6, "looks": 1, "seeds": 5, "effect": 3.2, "low": 1.1, "high": 5.3, "verdict": "holds"},
-           {"id": "3a", "claim": 3, "comparison": "gc in QAT 4W4A above gc in QAT 4W", "δ": 1.0, "pilot sd": 0.2,
-            "seeds for power": 4, "looks": 2, "seeds": 10, "effect": 0.1, "low": -0.4, "high": 0.6, "verdict": "negligible"},
-           {"id": "4a", "claim": 4, "comparison": "gc in QAT 1W bnn above gc_q in QAT 1W bnn", "δ": 1.0, "pilot sd": 3.0,
-            "seeds for power": None, "looks": 4, "seeds": 20, "effect": 0.9, "low": -1.5, "high": 3.3, "verdict": "undecided"}]
+PRIMARY = [
+    {
+        "id": "1a",
+        "claim": 1,
+        "comparison": "gc in QAT 1W bnn above gc in FP",
+        "δ": 1.0,
+        "pilot sd": 0.5,
+        "seeds for power": 6,
+        "looks": 1,
+        "seeds": 5,
+        "effect": 3.2,
+        "low": 1.1,
+        "high": 5.3,
+        "verdict": "holds",
+    },
+    {
+        "id": "3a",
+        "claim": 3,
+        "comparison": "gc in QAT 4W4A above gc in QAT 4W",
+        "δ": 1.0,
+        "pilot sd": 0.2,
+        "seeds for power": 4,
+        "looks": 2,
+        "seeds": 10,
+        "effect": 0.1,
+        "low": -0.4,
+        "high": 0.6,
+        "verdict": "negligible",
+    },
+    {
+        "id": "4a",
+        "claim": 4,
+        "comparison": "gc in QAT 1W bnn above gc_q in QAT 1W bnn",
+        "δ": 1.0,
+        "pilot sd": 3.0,
+        "seeds for power": None,
+        "looks": 4,
+        "seeds": 20,
+        "effect": 0.9,
+        "low": -1.5,
+        "high": 3.3,
+        "verdict": "undecided",
+    },
+]
 
 
 def report_with_figure_and_claims(folder: Path) -> Path:
@@ -165,12 +210,17 @@ def report_with_figure_and_claims(folder: Path) -> Path:
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Figure report"),
         nbformat.v4.new_code_cell("preset = 'smoke'", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]);", metadata={"tags": ["main-figure"]}),
+        nbformat.v4.new_code_cell(
+            "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]);", metadata={"tags": ["main-figure"]}
+        ),
         nbformat.v4.new_code_cell(
             "import pandas as pd\nfrom qlib.scoreboard import show_claims, show_verdicts\n"
             "show_claims(pd.DataFrame({'family': ['PTQ more robust than FP'], 'claim': ['a'], 'our run': ['holds'], 'paper': ['holds']}))\n"
-            f"records = {PRIMARY!r}\nshow_verdicts(pd.DataFrame(records), records)"),
-        nbformat.v4.new_code_cell("from IPython.display import Markdown\nMarkdown('the computed headline')", metadata={"tags": ["headline"]}),
+            f"records = {PRIMARY!r}\nshow_verdicts(pd.DataFrame(records), records)"
+        ),
+        nbformat.v4.new_code_cell(
+            "from IPython.display import Markdown\nMarkdown('the computed headline')", metadata={"tags": ["headline"]}
+        ),
     ]
     path = folder / "figs.ipynb"
     nbformat.write(nb, path)
@@ -193,21 +243,29 @@ def test_the_index_opens_with_the_primary_scoreboard_and_shows_thumbnails_and_co
     for page in ("figs.html", "figs.no-code.html"):
         text = (out / page).read_text()
         assert text.index("In short.") < text.index("<img") < text.rindex("the computed headline")
-    code = "<div class=\"highlight"
+    code = '<div class="highlight'
     assert code in (out / "figs.html").read_text() and code not in (out / "figs.no-code.html").read_text()
     assert broken_links(out) == []
     again = [dict(r, verdict="holds" if r["id"] != "3a" else "undecided", seeds=15) for r in PRIMARY]
-    (out / "replication.json").write_text(json.dumps({"kernels": {"cpu capability": "DEFAULT", "ONEDNN_MAX_CPU_ISA": "SSE41"},
-                                                      "primary": again}))
+    (out / "replication.json").write_text(
+        json.dumps({"kernels": {"cpu capability": "DEFAULT", "ONEDNN_MAX_CPU_ISA": "SSE41"}, "primary": again})
+    )
     index = write_index(out).read_text()
-    assert "1 of 3 rerun replicated (same verdict) under a second kernel family (torch CPU capability DEFAULT, oneDNN ISA SSE41)." in index
+    assert (
+        "1 of 3 rerun replicated (same verdict) under a second kernel family (torch CPU capability DEFAULT, oneDNN ISA SSE41)."
+        in index
+    )
     rows = scoreboard_table(index)
     assert rows.replicated.tolist() == ["yes", "no", "no"] and rows.loc["3a", "on replication"] == "undecided"
     assert rows.loc["3a", "seeds on replication"] == "15 seeds"
-    (out / "replication.json").write_text(json.dumps({"kernels": {"cpu capability": "DEFAULT", "ONEDNN_MAX_CPU_ISA": "SSE41"},
-                                                      "primary": again[:2]}))  # one comparison added since it ran
+    (out / "replication.json").write_text(
+        json.dumps({"kernels": {"cpu capability": "DEFAULT", "ONEDNN_MAX_CPU_ISA": "SSE41"}, "primary": again[:2]})
+    )  # one comparison added since it ran
     index = write_index(out).read_text()
-    assert "1 of 2 rerun replicated (same verdict) under a second kernel family" in index and "; 1 not rerun there" in index
+    assert (
+        "1 of 2 rerun replicated (same verdict) under a second kernel family" in index
+        and "; 1 not rerun there" in index
+    )
     assert scoreboard_table(index).replicated.tolist() == ["yes", "no", ""]
     (out / "thumbs" / "figs.png").unlink()
     (out / "figs.no-code.html").unlink()
@@ -232,5 +290,7 @@ def test_an_empty_claims_table_is_shown_without_verdicts(capsys):
     show_claims(pd.DataFrame())
     assert "Empty DataFrame" in capsys.readouterr().out
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output("display_data", data={MIME: {"claims": []}})])]
+    nb.cells = [
+        nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output("display_data", data={MIME: {"claims": []}})])
+    ]
     assert records(nb) == []

@@ -15,20 +15,49 @@ import pytest
 from qlib import artifacts
 from qlib.data import SOURCES, _find
 
-pytestmark = pytest.mark.skipif(_find(SOURCES.get("fashion-mnist"), "train") is None, reason="Fashion-MNIST not installed")
+pytestmark = pytest.mark.skipif(
+    _find(SOURCES.get("fashion-mnist"), "train") is None, reason="Fashion-MNIST not installed"
+)
 
 ROOT = Path(__file__).parents[1]
 # Notebook 01 on a small smoke grid: label flip, TGDA and GC poisons, the GradPC target, FP retrains, FP and PTQ
 # accuracies and the PAQ readings (28 cells, each a cache entry).
-GRID = ["01_ptq", "--preset", "smoke", "-p", "train_size", "600", "-p", "test_size", "200", "-p", "epochs", "2",
-        "-p", "attacks", "{gc: {epochs: 2}}", "-p", "sweep_attacks", "[label_flip]", "-p", "sweep_eps_d", "[0.03]"]
+GRID = [
+    "01_ptq",
+    "--preset",
+    "smoke",
+    "-p",
+    "train_size",
+    "600",
+    "-p",
+    "test_size",
+    "200",
+    "-p",
+    "epochs",
+    "2",
+    "-p",
+    "attacks",
+    "{gc: {epochs: 2}}",
+    "-p",
+    "sweep_attacks",
+    "[label_flip]",
+    "-p",
+    "sweep_eps_d",
+    "[0.03]",
+]
 KILL_AT = 8  # finished entries when the grid is killed; a few more may finish before the signal lands
 
 
 def grid(cache: Path, timings: Path, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "qlib", "grid", *GRID, "--timings", str(timings)], cwd=ROOT,
-                            env={**os.environ, "QLIB_CACHE": str(cache)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "qlib", "grid", *GRID, "--timings", str(timings)],
+        cwd=ROOT,
+        env={**os.environ, "QLIB_CACHE": str(cache)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def run_to_the_end(cache: Path, timings: Path) -> dict:
@@ -46,8 +75,11 @@ def finished(cache: Path) -> set[str]:
 
 def files(cache: Path) -> dict:
     """Every entry file (relative path) and its content's digest."""
-    return {str(p.relative_to(cache)): artifacts._sha256(p) for p in cache.rglob("*")
-            if p.is_file() and ".locks" not in p.parts and not p.name.endswith(".tmp")}
+    return {
+        str(p.relative_to(cache)): artifacts._sha256(p)
+        for p in cache.rglob("*")
+        if p.is_file() and ".locks" not in p.parts and not p.name.endswith(".tmp")
+    }
 
 
 def results(cache: Path) -> dict:
@@ -57,7 +89,10 @@ def results(cache: Path) -> dict:
         entry = f"{manifest.parent.name}/{manifest.stem}"
         if manifest.with_suffix(".safetensors").exists():
             tensors, meta = artifacts.load(manifest.with_suffix(""))  # verifies the checksum
-            out[entry] = (artifacts.tensor_digest([tensors[k] for k in sorted(tensors)], sorted(tensors)), without_times(meta))
+            out[entry] = (
+                artifacts.tensor_digest([tensors[k] for k in sorted(tensors)], sorted(tensors)),
+                without_times(meta),
+            )
         else:
             out[entry] = without_times(json.loads(manifest.read_text())["result"])
     return out

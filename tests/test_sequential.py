@@ -105,15 +105,17 @@ def test_sequential_stops_at_the_first_decided_look_and_reports_each_look():
 TRIALS = 60
 
 
-def simulate_trials(worse: float, better: float, together: float, delta: float = 30.0, alpha: float = stats.ALPHA,
-                    seed: int = 0) -> np.ndarray:
+def simulate_trials(
+    worse: float, better: float, together: float, delta: float = 30.0, alpha: float = stats.ALPHA, seed: int = 0
+) -> np.ndarray:
     """The verdicts of ``STUDIES`` studies of ``TRIALS`` trials each, where worse succeeds with probability
     ``worse``, better with ``better``, both with ``together``."""
     rng = np.random.default_rng(seed)
     cells = np.array([together, worse - together, better - together, 1 - worse - better + together])  # 11, 10, 01, 00
     outcomes = np.array([(1, 1), (1, 0), (0, 1), (0, 0)])
-    return np.array([stats.paired_rates(outcomes[rng.choice(4, TRIALS, p=cells)], delta, alpha)["verdict"]
-                     for _ in range(STUDIES)])
+    return np.array(
+        [stats.paired_rates(outcomes[rng.choice(4, TRIALS, p=cells)], delta, alpha)["verdict"] for _ in range(STUDIES)]
+    )
 
 
 @pytest.mark.parametrize("rates", [(0.5, 0.5, 0.3), (0.75, 0.75, 0.5), (0.2, 0.2, 0.0)])

@@ -31,8 +31,20 @@ def test_make_lab_serves_the_qlib_kernel(tmp_path):
     port, token = free_port(), "qlib-test"
     log = tmp_path / "lab.log"
     with open(log, "w") as out:  # -o setup: the set-up `make test` has just done is not redone here
-        lab = subprocess.Popen(["make", "-s", "-o", "setup", "lab", f"LAB_ARGS=--no-browser --port={port} "
-                                f"--IdentityProvider.token={token}"], cwd=ROOT, start_new_session=True, stdout=out, stderr=out)
+        lab = subprocess.Popen(
+            [
+                "make",
+                "-s",
+                "-o",
+                "setup",
+                "lab",
+                f"LAB_ARGS=--no-browser --port={port} --IdentityProvider.token={token}",
+            ],
+            cwd=ROOT,
+            start_new_session=True,
+            stdout=out,
+            stderr=out,
+        )
     try:
         deadline, specs = time.time() + 120, None
         while specs is None and time.time() < deadline and lab.poll() is None:
@@ -48,9 +60,13 @@ def test_make_lab_serves_the_qlib_kernel(tmp_path):
         lab.wait(30)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("apt-get") is None or not os.path.exists(DPKG_LOCKS[0])
-                    or subprocess.run(["dpkg", "-s", "dataset-fashion-mnist"], capture_output=True).returncode != 0,
-                    reason="needs root, apt and Debian's dataset-fashion-mnist installed")
+@pytest.mark.skipif(
+    os.geteuid() != 0
+    or shutil.which("apt-get") is None
+    or not os.path.exists(DPKG_LOCKS[0])
+    or subprocess.run(["dpkg", "-s", "dataset-fashion-mnist"], capture_output=True).returncode != 0,
+    reason="needs root, apt and Debian's dataset-fashion-mnist installed",
+)
 def test_apt_install_waits_for_a_held_package_lock():
     """The set-up's apt step waits for the dpkg lock that another process holds, says so, and then succeeds (the
     package is already installed, so apt needs no network)."""
@@ -59,8 +75,13 @@ def test_apt_install_waits_for_a_held_package_lock():
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as dpkg and apt take it
     threading.Timer(4.0, lambda: [os.close(fd) for fd in fds]).start()
     started = time.time()
-    out = subprocess.run(["scripts/apt-install.sh", "dataset-fashion-mnist"], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "APT_LOCK_WAIT": "60"})
+    out = subprocess.run(
+        ["scripts/apt-install.sh", "dataset-fashion-mnist"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "APT_LOCK_WAIT": "60"},
+    )
     assert out.returncode == 0, out.stderr
     assert "waiting up to 60 s for the package lock" in out.stderr
     assert time.time() - started >= 4.0
@@ -69,9 +90,15 @@ def test_apt_install_waits_for_a_held_package_lock():
 def test_constraints_pin_every_dependency_exactly():
     """``make setup`` installs with constraints.txt: every dependency, torch included, has an exact version there."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = {re.match(r"[A-Za-z0-9_.\-]+", r).group().lower() for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
-    pins = dict(re.match(r"([A-Za-z0-9_.\-]+)==(\S+)$", line).groups() for line in (ROOT / "constraints.txt").read_text().splitlines()
-                if line and not line.startswith("#"))
+    names = {
+        re.match(r"[A-Za-z0-9_.\-]+", r).group().lower()
+        for r in project["dependencies"] + project["optional-dependencies"]["dev"]
+    }
+    pins = dict(
+        re.match(r"([A-Za-z0-9_.\-]+)==(\S+)$", line).groups()
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert names <= {n.lower() for n in pins}, f"not pinned: {sorted(names - {n.lower() for n in pins})}"
     assert pins["torch"] == "2.14.1"  # the committed reports' torch
     assert "-c $(CONSTRAINTS)" in (ROOT / "Makefile").read_text()

@@ -45,15 +45,25 @@ def test_mde_shrinks_as_one_over_root_n():
 def test_fewer_than_two_units_is_no_test():
     for d in ([], [0.3], [0.3, math.nan]):
         out = stats.paired(d)
-        assert out["n"] == len([v for v in d if v == v]) and all(math.isnan(out[k]) for k in ("sd", "low", "high", "p", "mde"))
+        assert out["n"] == len([v for v in d if v == v]) and all(
+            math.isnan(out[k]) for k in ("sd", "low", "high", "p", "mde")
+        )
 
 
 def test_identical_differences_are_exact():
     assert stats.paired([0.01, 0.01, 0.01])["p"] == 0.0 and stats.paired([0.0, 0.0])["p"] == 1.0
 
 
-@pytest.mark.parametrize("b, c, p", [(6, 0, 2 / 64), (5, 0, 2 / 32), (5, 1, 2 * 7 / 64), (8, 2, 2 * (1 + 10 + 45) / 1024),
-                                     (2, 8, 2 * (1 + 10 + 45) / 1024)])
+@pytest.mark.parametrize(
+    "b, c, p",
+    [
+        (6, 0, 2 / 64),
+        (5, 0, 2 / 32),
+        (5, 1, 2 * 7 / 64),
+        (8, 2, 2 * (1 + 10 + 45) / 1024),
+        (2, 8, 2 * (1 + 10 + 45) / 1024),
+    ],
+)
 def test_mcnemar_exact_p_on_known_tables(b, c, p):
     """p = 2·P(Binomial(b + c, 1/2) ≤ min(b, c)), by hand; the trials where both agree do not count."""
     out = stats.mcnemar([1] * b + [-1] * c + [0] * 20)
@@ -105,8 +115,13 @@ def bh(p: list[float]) -> list[float]:
 
 def test_claims_adjust_each_family_by_benjamini_hochberg():
     worse = [0.0, 0.0, 0.0, 0.0]
-    cells = {"w": worse, "a": [0.1, 0.12, 0.09, 0.11], "b": [0.1, 0.3, 0.05, 0.2], "c": [0.1, 0.03, 0.17, 0.1],
-             "d": [0.2, -0.1, 0.3, 0.0]}
+    cells = {
+        "w": worse,
+        "a": [0.1, 0.12, 0.09, 0.11],
+        "b": [0.1, 0.3, 0.05, 0.2],
+        "c": [0.1, 0.03, 0.17, 0.1],
+        "d": [0.2, -0.1, 0.3, 0.0],
+    }
     comparisons = [stats.Comparison("one", f"{k} above w", k, "w") for k in "abcd"]
     comparisons.append(stats.Comparison("alone", "c above w, alone", "c", "w"))
     out = stats.claims(per_seed(cells), comparisons).set_index("claim")
@@ -123,11 +138,21 @@ def test_claims_adjust_each_family_by_benjamini_hochberg():
 
 def test_claims_read_the_sign_and_report_in_points():
     cells = {"low": [-0.10, -0.12, -0.11], "high": [-0.01, -0.02, -0.015]}
-    out = stats.claims(per_seed(cells), [stats.Comparison("f", "high above low", "high", "low"),
-                                         stats.Comparison("g", "low above high", "low", "high")]).set_index("claim")
+    out = stats.claims(
+        per_seed(cells),
+        [
+            stats.Comparison("f", "high above low", "high", "low"),
+            stats.Comparison("g", "low above high", "low", "high"),
+        ],
+    ).set_index("claim")
     assert list(out["our run"]) == ["holds", "fails"]
     row = out.loc["high above low"]
-    assert (row.better, row.worse, row.difference, row.n) == (pytest.approx(-1.5), pytest.approx(-11.0), pytest.approx(9.5), 3)
+    assert (row.better, row.worse, row.difference, row.n) == (
+        pytest.approx(-1.5),
+        pytest.approx(-11.0),
+        pytest.approx(9.5),
+        3,
+    )
     assert row.low < 9.5 < row.high and row.mde > 0
 
 
@@ -149,8 +174,9 @@ def test_claims_pair_only_the_seeds_both_cells_have():
 
 
 def test_one_seed_is_undecided_without_a_p():
-    out = stats.claims(per_seed({"b": [0.3], "w": [0.0]}), [stats.Comparison("f", "b above w", "b", "w")],
-                       paper={"b": 1.0, "w": 0.0}).iloc[0]
+    out = stats.claims(
+        per_seed({"b": [0.3], "w": [0.0]}), [stats.Comparison("f", "b above w", "b", "w")], paper={"b": 1.0, "w": 0.0}
+    ).iloc[0]
     assert out["our run"] == "undecided" and math.isnan(out.p) and math.isnan(out.q)
     assert out.paper == "holds" and out.agrees is not None and not out.agrees
 
@@ -167,9 +193,14 @@ def test_a_repeated_seed_is_an_error_not_a_silent_average():
         stats.summarise(pd.concat([df, df.iloc[:1]]), ["precision", "attack"])
 
 
-@pytest.mark.parametrize("k, n, low, high", [
-    (0, 8, 0.0, 0.3244), (8, 8, 0.6756, 1.0), (4, 8, 0.2152, 0.7848),
-])
+@pytest.mark.parametrize(
+    "k, n, low, high",
+    [
+        (0, 8, 0.0, 0.3244),
+        (8, 8, 0.6756, 1.0),
+        (4, 8, 0.2152, 0.7848),
+    ],
+)
 def test_wilson_interval_matches_published_values(k, n, low, high):
     lo, hi = stats.wilson(k, n)
     assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
@@ -186,7 +217,7 @@ def test_wilson_interval_contains_the_rate_exactly(n):
 def test_wilson_bounds_solve_the_score_equation(k, n):
     """Each bound p solves (k/n − p)² = z² p (1 − p) / n, the inverted score test."""
     for p in stats.wilson(k, n):
-        assert (k / n - p) ** 2 == pytest.approx(stats.Z95 ** 2 * p * (1 - p) / n, abs=1e-12)
+        assert (k / n - p) ** 2 == pytest.approx(stats.Z95**2 * p * (1 - p) / n, abs=1e-12)
 
 
 @pytest.mark.parametrize("k, n", [(-1, 5), (6, 5), (0, 0)])

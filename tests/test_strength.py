@@ -10,20 +10,35 @@ from qlib.registry import ParameterError
 
 def gc_runs(drops: dict) -> pd.DataFrame:
     """Tidy FP rows of GC: {(model, bounds, eps_d): [drop per seed 0, 1, …]}."""
-    return pd.DataFrame([{"model": m, "bounds": b, "eps_d": e, "attack": "gc", "batchnorm": "eval", "seed": s, "drop": d}
-                         for (m, b, e), ds in drops.items() for s, d in enumerate(ds)])
+    return pd.DataFrame(
+        [
+            {"model": m, "bounds": b, "eps_d": e, "attack": "gc", "batchnorm": "eval", "seed": s, "drop": d}
+            for (m, b, e), ds in drops.items()
+            for s, d in enumerate(ds)
+        ]
+    )
 
 
 def test_regimes_are_chosen_on_the_choice_seeds_only():
     cfg = load_preset("cpu")  # choice seeds 0-4
     clear, none = [-0.010, -0.011, -0.009, -0.012, -0.010], [0.001, -0.002, 0.002, -0.001, 0.0]
-    runs = gc_runs({("lr", "image", 0.03): none + [-0.5] * 5,  # only the later seeds would qualify it
-                    ("lr", "image", 0.1): clear, ("lr", "none", 0.03): clear, ("lr", "none", 0.1): clear,
-                    ("mlp", "image", 0.03): none, ("mlp", "image", 0.1): none,
-                    ("mlp", "none", 0.03): none, ("mlp", "none", 0.1): clear})
-    assert strength.regimes(cfg, runs) == [{"model": "lr", "bounds": "image", "eps_d": 0.1},
-                                           {"model": "lr", "bounds": "none", "eps_d": 0.03},
-                                           {"model": "mlp", "bounds": "none", "eps_d": 0.1}]
+    runs = gc_runs(
+        {
+            ("lr", "image", 0.03): none + [-0.5] * 5,  # only the later seeds would qualify it
+            ("lr", "image", 0.1): clear,
+            ("lr", "none", 0.03): clear,
+            ("lr", "none", 0.1): clear,
+            ("mlp", "image", 0.03): none,
+            ("mlp", "image", 0.1): none,
+            ("mlp", "none", 0.03): none,
+            ("mlp", "none", 0.1): clear,
+        }
+    )
+    assert strength.regimes(cfg, runs) == [
+        {"model": "lr", "bounds": "image", "eps_d": 0.1},
+        {"model": "lr", "bounds": "none", "eps_d": 0.03},
+        {"model": "mlp", "bounds": "none", "eps_d": 0.1},
+    ]
 
 
 def test_claims_are_decided_on_fresh_seeds():
@@ -32,7 +47,7 @@ def test_claims_are_decided_on_fresh_seeds():
     with pytest.raises(ParameterError, match="choice_seeds=.*subset of strength_seeds"):
         load_preset("cpu", choice_seeds=[0, 30])
     cfg = load_preset("smoke")
-    (labels, entries), = strength.claim_grids(cfg, [{"model": "mlp", "bounds": "none", "eps_d": 0.1}])
+    ((labels, entries),) = strength.claim_grids(cfg, [{"model": "mlp", "bounds": "none", "eps_d": 0.1}])
     assert {e[0]["seed"] for e in entries} == set(cfg.claim_seeds)
 
 

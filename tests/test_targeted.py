@@ -19,33 +19,61 @@ def runs(rates: dict, n: int = 20) -> pd.DataFrame:
     rows = []
     for (prec, kind), k in rates.items():
         for i in range(n):
-            rows.append({"target": i % 4, "seed": i // 4, "precision": prec, "poisons": kind, "acc": 0.8,
-                         "success": i < k, "misclassified": i < k, "p_adv": 0.9 if i < k else 0.01})
+            rows.append(
+                {
+                    "target": i % 4,
+                    "seed": i // 4,
+                    "precision": prec,
+                    "poisons": kind,
+                    "acc": 0.8,
+                    "success": i < k,
+                    "misclassified": i < k,
+                    "p_adv": 0.9 if i < k else 0.01,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def test_summary_and_paired_verdicts():
-    df = runs({("FP", "none"): 0, ("FP", "oblivious"): 18, ("1-bit", "none"): 0, ("1-bit", "oblivious"): 2,
-               ("1-bit", "aware"): 4})
+    df = runs(
+        {
+            ("FP", "none"): 0,
+            ("FP", "oblivious"): 18,
+            ("1-bit", "none"): 0,
+            ("1-bit", "oblivious"): 2,
+            ("1-bit", "aware"): 4,
+        }
+    )
     summary = targeted.summary(df).set_index(["precision", "poisons"])
     fp = summary.loc[("FP", "oblivious")]
     assert (fp.success, fp.n, fp.success_rate) == (18, 20, 0.9)
     assert fp.success_low < 0.9 < fp.success_high
     claims = targeted.claims(df).set_index(["outcome", "claim"])
     lowers = claims.loc[("success", "QAT 1-bit lowers the FP rate")]  # 16 trials flip in FP only, none the other way
-    assert (lowers["our run"], lowers.n, lowers.p) == ("holds", 20, pytest.approx(2 * 0.5 ** 16))
+    assert (lowers["our run"], lowers.n, lowers.p) == ("holds", 20, pytest.approx(2 * 0.5**16))
     assert lowers.difference == pytest.approx(100 * 16 / 20) and lowers.low > 0
     assert claims.loc[("success", "QAT 1-bit: aware beats oblivious"), "p"] == pytest.approx(0.5)  # b = 2, c = 0
     assert claims.loc[("success", "QAT 1-bit: aware beats oblivious"), "our run"] == "undecided"
-    assert set(claims.reset_index().family) == {"attack works in FP", "QAT more robust than FP", "QAA stronger than QOA"}
+    assert set(claims.reset_index().family) == {
+        "attack works in FP",
+        "QAT more robust than FP",
+        "QAA stronger than QOA",
+    }
 
 
 @pytest.mark.parametrize("overlap, verdict", [(True, "holds"), (False, "undecided")])
 def test_rates_are_paired_by_trial(overlap, verdict):
     """10 of 20 FP victims against 4 of 20 1-bit victims: the Wilson intervals overlap either way. When the 1-bit
     successes are trials the FP victim also lost (b = 6, c = 0) McNemar decides; on other trials (b = 10, c = 4) not."""
-    df = runs({("FP", "none"): 0, ("FP", "oblivious"): 10, ("1-bit", "none"): 0, ("1-bit", "oblivious"): 4,
-               ("1-bit", "aware"): 0})
+    df = runs(
+        {
+            ("FP", "none"): 0,
+            ("FP", "oblivious"): 10,
+            ("1-bit", "none"): 0,
+            ("1-bit", "oblivious"): 4,
+            ("1-bit", "aware"): 0,
+        }
+    )
     if not overlap:
         one_bit = (df.precision == "1-bit") & (df.poisons == "oblivious")
         df.loc[one_bit, "success"] = df.loc[one_bit, "success"].to_numpy()[::-1]  # trials 16-19 instead of 0-3
@@ -56,8 +84,15 @@ def test_rates_are_paired_by_trial(overlap, verdict):
 
 
 def test_pull_claims_read_the_direction_right():
-    df = runs({("FP", "none"): 0, ("FP", "oblivious"): 20, **{(p, k): 0 for p in ("1-bit", "3-bit", "4-bit", "5-bit", "8-bit")
-                                                             for k in ("none", "oblivious", "aware")}})
+    df = runs(
+        {
+            ("FP", "none"): 0,
+            ("FP", "oblivious"): 20,
+            **{
+                (p, k): 0 for p in ("1-bit", "3-bit", "4-bit", "5-bit", "8-bit") for k in ("none", "oblivious", "aware")
+            },
+        }
+    )
     df.loc[(df.precision == "FP") & (df.poisons == "oblivious"), "p_adv"] = [0.5 + 0.02 * i for i in range(20)]
     verdict = targeted.claims(df).set_index(["outcome", "claim"])["our run"]
     assert verdict[("pull", "FP: poisons raise p(adv)")] == "holds"
@@ -111,8 +146,16 @@ def test_targets_are_classified_correctly_by_the_surrogate_and_poisons_come_from
     surrogate = cells.trained(tcfg, tcfg.targeted_seeds[0], FP, curve=False).value()[0].eval()
     assert (surrogate(test.x[index]).argmax(1) == test.y[index]).all()
     t = chosen[0]
-    made = cells.poison(tcfg, "gradient_matching", tcfg.targeted_seeds[0], tcfg.targeted_eps_d, FP,
-                        target_index=t["target_index"], adversarial_class=t["adversarial_class"], curve=False)
+    made = cells.poison(
+        tcfg,
+        "gradient_matching",
+        tcfg.targeted_seeds[0],
+        tcfg.targeted_eps_d,
+        FP,
+        target_index=t["target_index"],
+        adversarial_class=t["adversarial_class"],
+        curve=False,
+    )
     assert made.id in {c.id for c in targeted.cells(cfg, chosen)}  # the poison the grid ran
     nu, _ = made.value()
     assert (train.y[nu.indices] == t["adversarial_class"]).all()
@@ -143,8 +186,14 @@ def test_targeted_bits_choose_the_qat_victims():
     chosen = [{"target": 0, "target_index": 3, "true_class": 0, "adversarial_class": 1}]
     entries = targeted.grid(cfg, chosen)
     assert {(e[0]["precision"], e[0]["poisons"]) for e in entries} == {
-        ("FP", "none"), ("FP", "oblivious"), *((p, k) for p in ("1-bit", "8-bit") for k in ("none", "oblivious", "aware"))}
-    with pytest.raises(ParameterError, match=r"targeted_bits=\[2\]: allowed is a non-empty list of distinct bit-widths among the paper's 1, 3, 4, 5, 8"):
+        ("FP", "none"),
+        ("FP", "oblivious"),
+        *((p, k) for p in ("1-bit", "8-bit") for k in ("none", "oblivious", "aware")),
+    }
+    with pytest.raises(
+        ParameterError,
+        match=r"targeted_bits=\[2\]: allowed is a non-empty list of distinct bit-widths among the paper's 1, 3, 4, 5, 8",
+    ):
         load_preset("smoke", targeted_bits=[2])
 
 
@@ -155,4 +204,4 @@ def test_trial_seeds_that_are_victim_seeds_are_refused():
 
 def test_too_many_targets_is_named():
     with pytest.raises(ValueError, match="targets=1000000 asks for more"):
-        targeted.chosen(replace(load_preset("smoke"), targets=10 ** 6), progress=False)
+        targeted.chosen(replace(load_preset("smoke"), targets=10**6), progress=False)

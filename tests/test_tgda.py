@@ -80,11 +80,15 @@ def test_leader_steps_adam_in_pixel_units_or_plain_gradient(surrogate):
     assert gd.provenance["params"]["leader_optimizer"] == "gd" and not torch.equal(gd.x, adam.x)
     # plain ascent moves each pixel by leader_lr · D_ν ℓ₁: the sign agrees with Adam's step
     moved = (gd.x - clean.x[gd.indices]) != 0
-    assert torch.equal(torch.sign(gd.x - clean.x[gd.indices])[moved & inside], torch.sign(adam.x - clean.x[adam.indices])[moved & inside])
+    assert torch.equal(
+        torch.sign(gd.x - clean.x[gd.indices])[moved & inside],
+        torch.sign(adam.x - clean.x[adam.indices])[moved & inside],
+    )
 
 
-@pytest.mark.parametrize("bad", [{"val_fraction": 1.0}, {"epochs": 0}, {"leader_lr": 0}, {"damping": -1.0},
-                                 {"leader_optimizer": "sgd"}])
+@pytest.mark.parametrize(
+    "bad", [{"val_fraction": 1.0}, {"epochs": 0}, {"leader_lr": 0}, {"damping": -1.0}, {"leader_optimizer": "sgd"}]
+)
 def test_tgda_bad_arguments(surrogate, bad):
     clean, model = surrogate
     with pytest.raises(ValueError):

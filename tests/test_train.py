@@ -9,7 +9,9 @@ from qlib.train import augment_batch, evaluate, fit
 def train_once(seed, augment=False, epochs=2):
     d = toy_dataset(n=160, size=28)
     model = create_model("cnn", d, width=0.25, seed=seed)
-    history = fit(model, d, d, epochs=epochs, lr=0.05, batch_size=32, augment=augment, seed=seed, device="cpu", progress=False)
+    history = fit(
+        model, d, d, epochs=epochs, lr=0.05, batch_size=32, augment=augment, seed=seed, device="cpu", progress=False
+    )
     return model, history
 
 

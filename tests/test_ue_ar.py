@@ -38,7 +38,7 @@ def test_recursion_is_the_originals_raster_loop():
         for c in range(3):
             for i in range(7):
                 for j in range(6):
-                    expected[n, c, i + 2, j + 2] = (expected[n, c, i:i + 3, j:j + 3] * b[n, c]).sum()
+                    expected[n, c, i + 2, j + 2] = (expected[n, c, i : i + 3, j : j + 3] * b[n, c]).sum()
     assert torch.allclose(ar.generate(b, start), expected, atol=1e-5)
 
 

@@ -59,13 +59,17 @@ def test_training_the_generator_makes_its_poison_hurt_the_clean_loss_more(effect
     train, held_out = fashion_small(400, 200)
     schedule = {**FASHION, "trials": 4, "steps": 25}
     seed = effect.seed
-    trained, _ = dc.train_generator(create_model("cnn", train, 0.5, seed=seed), train.x, train.y, seed, **schedule, dev=CPU)
+    trained, _ = dc.train_generator(
+        create_model("cnn", train, 0.5, seed=seed), train.x, train.y, seed, **schedule, dev=CPU
+    )
     untrained = dc.make_generator(1, FASHION["ae_width"], seed=seed, dev=CPU)
     x, y = held_out.x[:128], held_out.y[:128]
     gains = []
     for classifier_seed in range(100 + 10 * seed, 110 + 10 * seed):
         classifier = create_model("cnn", train, 0.5, seed=classifier_seed).train()
-        after = [dc.confusion_loss(classifier, g.train(), x, y, FASHION["eps"], FASHION["lr"]).item()
-                 for g in (untrained, trained)]
+        after = [
+            dc.confusion_loss(classifier, g.train(), x, y, FASHION["eps"], FASHION["lr"]).item()
+            for g in (untrained, trained)
+        ]
         gains.append(after[1] - after[0])
     effect.check("dc generator wins", sum(g > 0 for g in gains))

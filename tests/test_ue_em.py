@@ -28,8 +28,18 @@ def test_descend_lowers_the_loss_within_the_ball(effect):
     model = create_model("cnn", train, 0.5, seed=effect.seed)
     fit(model, train, epochs=3, lr=0.05, batch_size=32, seed=effect.seed, device="cpu", progress=False)
     model.eval()
-    delta = descend(model, train.x, train.y, torch.zeros_like(train.x), eps=0.1, step_size=0.02, steps=10,
-                    classwise=False, inner=None, g=torch.Generator().manual_seed(effect.seed))
+    delta = descend(
+        model,
+        train.x,
+        train.y,
+        torch.zeros_like(train.x),
+        eps=0.1,
+        step_size=0.02,
+        steps=10,
+        classwise=False,
+        inner=None,
+        g=torch.Generator().manual_seed(effect.seed),
+    )
     with torch.no_grad():
         before = nnf.cross_entropy(model(train.x), train.y)
         after = nnf.cross_entropy(model(train.x + delta), train.y)
@@ -39,9 +49,13 @@ def test_descend_lowers_the_loss_within_the_ball(effect):
 
 def test_poisoned_set_is_easier_for_the_surrogate_than_the_clean_set(effect):
     train, seed = fashion_small(300, 10)[0], effect.seed
-    p = run_attack("em", train, 1.0, seed=seed, model=create_model("cnn", train, 0.5, seed=seed), **{**FASHION, "max_rounds": 4})
+    p = run_attack(
+        "em", train, 1.0, seed=seed, model=create_model("cnn", train, 0.5, seed=seed), **{**FASHION, "max_rounds": 4}
+    )
     record = p.provenance
-    effect.check("em surrogate error ratio", record["error"] / record["clean_error"])  # it fits the noise, not the images
+    effect.check(
+        "em surrogate error ratio", record["error"] / record["clean_error"]
+    )  # it fits the noise, not the images
     effect.check("em min-min loss ratio", record["losses"][-1] / record["losses"][0])  # the objective decreases
 
 

@@ -26,7 +26,7 @@ def brute_force(x: np.ndarray, y: np.ndarray, num_classes: int):
         best, best_score = None, -np.inf
         for row in range(h):
             for col in range(w):
-                for j in range(2 ** channels):
+                for j in range(2**channels):
                     colour = np.array([(j >> (channels - 1 - ch)) & 1 for ch in range(channels)], dtype=float)
                     distance = np.abs(colour - images[:, :, row, col])
                     score = distance.mean() / distance.std()

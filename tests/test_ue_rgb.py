@@ -20,10 +20,20 @@ TINY = {  # each method's CIFAR-10 budget, with the fewest steps
     "tap": {"steps": 2, "restarts": 1, "batch_size": 20},
     "dc": {"trials": 1, "steps": 2, "batch_size": 20, "ae_width": 4},
     "ntga": {"steps": 1, "val_size": 20, "block_size": 20},
-    "sn": {}, "ar": {}, "ops": {},
+    "sn": {},
+    "ar": {},
+    "ops": {},
 }
-NORMS = {"em": ("linf", L_INF), "rem": ("linf", L_INF), "tap": ("linf", L_INF), "dc": ("linf", 0.032),
-         "ntga": ("linf", L_INF), "sn": ("l2", math.sqrt(3 * 32 * 32) * 6 / 255), "ar": ("l2", 1.0), "ops": ("l0", 1)}
+NORMS = {
+    "em": ("linf", L_INF),
+    "rem": ("linf", L_INF),
+    "tap": ("linf", L_INF),
+    "dc": ("linf", 0.032),
+    "ntga": ("linf", L_INF),
+    "sn": ("l2", math.sqrt(3 * 32 * 32) * 6 / 255),
+    "ar": ("l2", 1.0),
+    "ops": ("l0", 1),
+}
 
 
 @pytest.mark.parametrize("name", list(TINY))

@@ -25,8 +25,16 @@ def trained_surrogate(seed):
     """The clean model TAP attacks: the small CNN trained from ``seed`` on the end-to-end training set."""
     train = fashion_small()[0]
     model = create_model("cnn", train, E2E["width"], seed=seed)
-    fit(model, train, epochs=E2E["epochs"], lr=E2E["lr"], batch_size=E2E["batch_size"], seed=seed, progress=False,
-        device="cpu")
+    fit(
+        model,
+        train,
+        epochs=E2E["epochs"],
+        lr=E2E["lr"],
+        batch_size=E2E["batch_size"],
+        seed=seed,
+        progress=False,
+        device="cpu",
+    )
     return model.eval()
 
 

@@ -9,12 +9,22 @@ from qlib.attacks.unlearnable import UNLEARNABLE
 
 def table5_runs(drop) -> pd.DataFrame:
     """Rows like table5's: drop(scheme, attack, seed) given, clean accuracy 0.9 in FP and 0.8 under QAT."""
-    return pd.DataFrame([
-        {"scheme": scheme, "attack": attack, "seed": seed, "clean_acc": 0.9 if scheme == "fp" else 0.8,
-         "acc": (0.9 if scheme == "fp" else 0.8) + drop(scheme, attack, seed), "drop": drop(scheme, attack, seed),
-         "attack_seconds": 10.0 + seed}
-        for attack in UNLEARNABLE for seed in range(3) for scheme in ue.COLUMNS
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "scheme": scheme,
+                "attack": attack,
+                "seed": seed,
+                "clean_acc": 0.9 if scheme == "fp" else 0.8,
+                "acc": (0.9 if scheme == "fp" else 0.8) + drop(scheme, attack, seed),
+                "drop": drop(scheme, attack, seed),
+                "attack_seconds": 10.0 + seed,
+            }
+            for attack in UNLEARNABLE
+            for seed in range(3)
+            for scheme in ue.COLUMNS
+        ]
+    )
 
 
 def drop(scheme, attack, seed):
@@ -28,7 +38,9 @@ def drop(scheme, attack, seed):
 
 def test_summary_columns_and_paper_numbers():
     summary = ue.summary(table5_runs(drop)).set_index(["scheme", "attack"])
-    assert summary.loc[("fp", "tap"), "mean"] == pytest.approx(-0.60) and summary.loc[("fp", "tap"), "std"] == pytest.approx(0.01)
+    assert summary.loc[("fp", "tap"), "mean"] == pytest.approx(-0.60) and summary.loc[
+        ("fp", "tap"), "std"
+    ] == pytest.approx(0.01)
     assert summary.loc[("fp", "tap"), "acc"] == pytest.approx(0.30) and summary.loc[("fp", "tap"), "clean_acc"] == 0.9
     assert summary.loc[("fp", "ntga"), "paper"] == -0.8220 and summary.loc[("1W1A adabin", "ntga"), "paper"] == -0.6954
     assert pd.isna(summary.loc[("1W1A bnn", "ntga"), "paper"])  # the paper has no BNN column
@@ -38,7 +50,9 @@ def test_summary_columns_and_paper_numbers():
 def test_increase_is_paired_by_seed_and_matches_the_papers_printed_column():
     inc = ue.increase(table5_runs(drop)).set_index(["scheme", "attack"])
     # the seed noise is common to FP and QAT, so the paired increase has no spread
-    assert inc.loc[("1W1A bnn", "tap"), "mean"] == pytest.approx(0.20) and inc.loc[("1W1A bnn", "tap"), "std"] == pytest.approx(0)
+    assert inc.loc[("1W1A bnn", "tap"), "mean"] == pytest.approx(0.20) and inc.loc[
+        ("1W1A bnn", "tap"), "std"
+    ] == pytest.approx(0)
     assert inc.loc[("1W1A adabin", "em"), "mean"] == pytest.approx(-0.20)
     printed = {"em": 2.24, "tap": 6.03, "dc": 5.25, "sn": 4.87, "ar": 2.80, "ntga": 12.66, "rem": 0.45, "ops": 6.23}
     for attack, value in printed.items():

@@ -20,7 +20,9 @@ MAX_VICTIMS = 8  # victims of seed s: 8s, 8s + 1, …; one victim's accuracy on 
 @functools.cache
 def fashion_small(n_train=E2E["train"], n_test=E2E["test"]):
     """A class-balanced subset of the real Fashion-MNIST (the data ``make test`` installs)."""
-    return data.load("fashion-mnist", "train").subset(n_train, seed=0), data.load("fashion-mnist", "test").subset(n_test, seed=0)
+    return data.load("fashion-mnist", "train").subset(n_train, seed=0), data.load("fashion-mnist", "test").subset(
+        n_test, seed=0
+    )
 
 
 def check_contract(name, clean, norm, eps, /, **params):
@@ -55,8 +57,16 @@ def accuracy_after_training(train, test, poison=None, seed=0):
     """Clean-test accuracy of the small CNN trained (E2E settings) on ``train``, or on it as ``poison`` alters it."""
     train_set = train if poison is None else data.mix(train, poison)
     model = create_model("cnn", train, E2E["width"], seed)
-    fit(model, train_set, epochs=E2E["epochs"], lr=E2E["lr"], batch_size=E2E["batch_size"], seed=seed, progress=False,
-        device="cpu")
+    fit(
+        model,
+        train_set,
+        epochs=E2E["epochs"],
+        lr=E2E["lr"],
+        batch_size=E2E["batch_size"],
+        seed=seed,
+        progress=False,
+        device="cpu",
+    )
     return evaluate(model, test)
 
 

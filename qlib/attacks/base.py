@@ -56,10 +56,18 @@ MODEL_NEEDS, SCHEME_NEEDS = ("trained", "fresh", "gradpc"), ("attacked", "surrog
 def needs(name: str) -> Needs:
     """What attack ``name`` declared when it was registered."""
     declared = ATTACKS.meta(name)
-    if not isinstance(declared, Needs) or declared.model not in (None, *MODEL_NEEDS) or declared.scheme not in (None, *SCHEME_NEEDS):
-        raise ValueError(f"attack {name!r} declared {declared!r}; every attack registers a Needs with model in "
-                         f"{MODEL_NEEDS} or None and scheme in {SCHEME_NEEDS} or None")
+    if (
+        not isinstance(declared, Needs)
+        or declared.model not in (None, *MODEL_NEEDS)
+        or declared.scheme not in (None, *SCHEME_NEEDS)
+    ):
+        raise ValueError(
+            f"attack {name!r} declared {declared!r}; every attack registers a Needs with model in "
+            f"{MODEL_NEEDS} or None and scheme in {SCHEME_NEEDS} or None"
+        )
     return declared
+
+
 LABEL_RULES = ("kept", "flipped")  # flipped: y ← C − 1 − y
 MODES = ("append", "replace")
 NORMS = ("linf", "l2", "l0")  # l0 counts changed pixel positions (all channels of a position count once)
@@ -106,8 +114,10 @@ def check_perturbation(poison: PoisonSet, clean: Dataset) -> None:
     norms = perturbation_norms(poison, clean, norm)
     if not (norms <= eps + TOLERANCE).all():
         worst = int(norms.argmax())
-        raise ValueError(f"poison {worst} (source image {int(poison.indices[worst])}) leaves its {norm} budget "
-                         f"eps={eps:.6g}: its perturbation has {norm} norm {norms[worst].item():.6g}")
+        raise ValueError(
+            f"poison {worst} (source image {int(poison.indices[worst])}) leaves its {norm} budget "
+            f"eps={eps:.6g}: its perturbation has {norm} norm {norms[worst].item():.6g}"
+        )
 
 
 def validate(poison: PoisonSet, clean: Dataset) -> PoisonSet:
@@ -125,21 +135,29 @@ def validate(poison: PoisonSet, clean: Dataset) -> PoisonSet:
         if field not in poison.provenance:
             raise ValueError(f"poison provenance lacks {field!r}")
     if not torch.equal(poison.y, expected_labels(poison, clean)):
-        raise ValueError(f"poison labels do not follow the {poison.provenance['labels']!r} rule for their source images")
+        raise ValueError(
+            f"poison labels do not follow the {poison.provenance['labels']!r} rule for their source images"
+        )
     if (bounds := poison.provenance.get("bounds", "image")) not in BOUNDS:
         raise ValueError(f"poison provenance bounds={bounds!r}; valid: {', '.join(BOUNDS)}")
     if bounds == "none" and poison.provenance.get("mode") == "replace":
-        raise ValueError("a poison that replaces training images must be images: bounds 'none' is for appended poisons only")
+        raise ValueError(
+            "a poison that replaces training images must be images: bounds 'none' is for appended poisons only"
+        )
     if poison.provenance.get("mode", "append") not in MODES:
         raise ValueError(f"poison provenance mode={poison.provenance['mode']!r}; valid: {', '.join(MODES)}")
     if poison.provenance.get("mode") == "replace" and "norm" not in poison.provenance:
-        raise ValueError("a poison that replaces training images must declare its perturbation budget (provenance norm and eps)")
+        raise ValueError(
+            "a poison that replaces training images must declare its perturbation budget (provenance norm and eps)"
+        )
     if "norm" in poison.provenance:
         check_perturbation(poison, clean)
     adversarial = poison.provenance.get("adversarial_class")  # targeted attacks: poisons come from that class
     if adversarial is not None and not (clean.y[poison.indices] == adversarial).all():
-        raise ValueError(f"poisons of a targeted attack must come from its adversarial class {adversarial}; "
-                         f"source classes {sorted(set(clean.y[poison.indices].tolist()))}")
+        raise ValueError(
+            f"poisons of a targeted attack must come from its adversarial class {adversarial}; "
+            f"source classes {sorted(set(clean.y[poison.indices].tolist()))}"
+        )
     return poison
 
 

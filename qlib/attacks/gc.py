@@ -74,14 +74,24 @@ def clean_gradient(model: nn.Module, params, clean: Dataset, batch_size: int = 1
     device = params[0].device
     total = [torch.zeros_like(p) for p in params]
     for i in range(0, len(clean), batch_size):
-        loss = nnf.cross_entropy(model(clean.x[i:i + batch_size].to(device)), clean.y[i:i + batch_size].to(device), reduction="sum")
+        loss = nnf.cross_entropy(
+            model(clean.x[i : i + batch_size].to(device)), clean.y[i : i + batch_size].to(device), reduction="sum"
+        )
         for t, g in zip(total, torch.autograd.grad(loss, params)):
             t += g
     return total
 
 
-def cancel_objective(model: nn.Module, params, g_clean, x: torch.Tensor, y: torch.Tensor, chunk: int, attack: str = "gc",
-                     with_grad: bool = True):
+def cancel_objective(
+    model: nn.Module,
+    params,
+    g_clean,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk: int,
+    attack: str = "gc",
+    with_grad: bool = True,
+):
     """½‖g_clean + ∇_w ℓ((x, y); w)‖² and (``with_grad``) its gradient with respect to ``x`` (eq. 4); its poisons
     are counted as ``attack``'s unit. The first pass keeps the graph of its first chunk, which the second pass
     then uses before recomputing the others: the same numbers bit for bit, one chunk's forward and backward fewer
@@ -89,15 +99,15 @@ def cancel_objective(model: nn.Module, params, g_clean, x: torch.Tensor, y: torc
     G, kept = [g.clone() for g in g_clean], None
     for i in range(0, len(x), chunk):
         keep = with_grad and i == 0
-        xc = x[i:i + chunk].detach().requires_grad_(True) if keep else x[i:i + chunk]
-        loss = nnf.cross_entropy(model(xc), y[i:i + chunk], reduction="sum")
+        xc = x[i : i + chunk].detach().requires_grad_(True) if keep else x[i : i + chunk]
+        loss = nnf.cross_entropy(model(xc), y[i : i + chunk], reduction="sum")
         g_chunk = torch.autograd.grad(loss, params, create_graph=keep)
         for t, g in zip(G, g_chunk):
             t += g.detach()
         if keep:
             kept = (xc, g_chunk)
     count(f"attack/{attack}", len(x))
-    value = 0.5 * sum((t ** 2).sum() for t in G).item()
+    value = 0.5 * sum((t**2).sum() for t in G).item()
     if not with_grad:
         return value, None
     grad_x = torch.empty_like(x)
@@ -105,17 +115,35 @@ def cancel_objective(model: nn.Module, params, g_clean, x: torch.Tensor, y: torc
         if i == 0:
             (xc, g_chunk), kept = kept, None
         else:
-            xc = x[i:i + chunk].detach().requires_grad_(True)
-            loss = nnf.cross_entropy(model(xc), y[i:i + chunk], reduction="sum")
+            xc = x[i : i + chunk].detach().requires_grad_(True)
+            loss = nnf.cross_entropy(model(xc), y[i : i + chunk], reduction="sum")
             g_chunk = torch.autograd.grad(loss, params, create_graph=True)
         inner = sum((g * t).sum() for g, t in zip(g_chunk, G))
-        (grad_x[i:i + chunk],) = torch.autograd.grad(inner, xc)
+        (grad_x[i : i + chunk],) = torch.autograd.grad(inner, xc)
     return value, grad_x
 
 
-def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: int, lr: float,
-                    optimizer: str, threshold: float, chunk: int, layers: str, bounds: str, norm: str | None,
-                    eps: float | None, batchnorm: str, device: str, progress: bool, attack: str, extra: dict) -> PoisonSet:
+def gradient_cancel(
+    model: nn.Module,
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    epochs: int,
+    lr: float,
+    optimizer: str,
+    threshold: float,
+    chunk: int,
+    layers: str,
+    bounds: str,
+    norm: str | None,
+    eps: float | None,
+    batchnorm: str,
+    device: str,
+    progress: bool,
+    attack: str,
+    extra: dict,
+) -> PoisonSet:
     """The GC loop shared by GC and GC-Q: ``model`` is the network whose gradient is cancelled."""
     check_constraints(bounds, norm, eps)
     if optimizer not in OPTIMIZERS:
@@ -146,24 +174,71 @@ def gradient_cancel(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *
         project_(x, source, bounds, norm, eps)
     else:
         history.append(cancel_objective(model, params, g_clean, x, y, chunk, attack, with_grad=False)[0])
-    params_record = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "threshold": threshold, "chunk": chunk,
-                     "layers": layers, "bounds": bounds, "norm": norm, "eps": eps, "batchnorm": batchnorm, **extra}
-    provenance = {"attack": attack, "params": params_record, "seed": seed, "labels": "kept",
-                  **constraint_provenance(bounds, norm, eps),
-                  "objective": {"initial": history[0], "final": history[-1], "steps": len(history) - 1}}
+    params_record = {
+        "epochs": epochs,
+        "lr": lr,
+        "optimizer": optimizer,
+        "threshold": threshold,
+        "chunk": chunk,
+        "layers": layers,
+        "bounds": bounds,
+        "norm": norm,
+        "eps": eps,
+        "batchnorm": batchnorm,
+        **extra,
+    }
+    provenance = {
+        "attack": attack,
+        "params": params_record,
+        "seed": seed,
+        "labels": "kept",
+        **constraint_provenance(bounds, norm, eps),
+        "objective": {"initial": history[0], "final": history[-1], "steps": len(history) - 1},
+    }
     return PoisonSet(x.detach().cpu(), y.cpu(), idx, eps_d, provenance)
 
 
 @ATTACKS.register("gc", Needs(model="gradpc"))
-def gc(clean: Dataset, eps_d: float, seed: int, *, target: nn.Module, epochs: int = 2000, lr: float = 0.01,
-       optimizer: str = "adam", threshold: float = 1.0, chunk: int = 512, layers: str = "all", bounds: str = "image",
-       norm: str | None = None, eps: float | None = None, batchnorm: str = "eval", device: str = "auto",
-       progress: bool = False) -> PoisonSet:
+def gc(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    target: nn.Module,
+    epochs: int = 2000,
+    lr: float = 0.01,
+    optimizer: str = "adam",
+    threshold: float = 1.0,
+    chunk: int = 512,
+    layers: str = "all",
+    bounds: str = "image",
+    norm: str | None = None,
+    eps: float | None = None,
+    batchnorm: str = "eval",
+    device: str = "auto",
+    progress: bool = False,
+) -> PoisonSet:
     """GC, Eq. (4): poisons that make the full-precision ``target`` ŵ a stationary point of training on μ + ν."""
-    return gradient_cancel(target, clean, eps_d, seed, epochs=epochs, lr=lr, optimizer=optimizer, threshold=threshold,
-                           chunk=chunk, layers=layers, bounds=bounds, norm=norm, eps=eps, batchnorm=batchnorm,
-                           device=device, progress=progress, attack="gc",
-                           extra={"target": tensor_digest(target.state_dict().values())})
+    return gradient_cancel(
+        target,
+        clean,
+        eps_d,
+        seed,
+        epochs=epochs,
+        lr=lr,
+        optimizer=optimizer,
+        threshold=threshold,
+        chunk=chunk,
+        layers=layers,
+        bounds=bounds,
+        norm=norm,
+        eps=eps,
+        batchnorm=batchnorm,
+        device=device,
+        progress=progress,
+        attack="gc",
+        extra={"target": tensor_digest(target.state_dict().values())},
+    )
 
 
 def cancel_units(attack):

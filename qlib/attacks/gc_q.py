@@ -75,17 +75,56 @@ def network(target: nn.Module, scheme: QuantScheme, paq: bool, quantized_grad: b
 
 
 @ATTACKS.register("gc_q", Needs(model="gradpc", scheme="attacked", settings="gc"))
-def gc_q(clean: Dataset, eps_d: float, seed: int, *, target: nn.Module, scheme: QuantScheme, paq: bool = True,
-         quantized_grad: bool = True, epochs: int = 2000, lr: float = 0.01, optimizer: str = "adam",
-         threshold: float = 1.0, chunk: int = 512, layers: str = "all", bounds: str = "image", norm: str | None = None,
-         eps: float | None = None, batchnorm: str = "eval", device: str = "auto", progress: bool = False) -> PoisonSet:
+def gc_q(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    target: nn.Module,
+    scheme: QuantScheme,
+    paq: bool = True,
+    quantized_grad: bool = True,
+    epochs: int = 2000,
+    lr: float = 0.01,
+    optimizer: str = "adam",
+    threshold: float = 1.0,
+    chunk: int = 512,
+    layers: str = "all",
+    bounds: str = "image",
+    norm: str | None = None,
+    eps: float | None = None,
+    batchnorm: str = "eval",
+    device: str = "auto",
+    progress: bool = False,
+) -> PoisonSet:
     """GC-Q, eq. (5): GC against the quantized network of ``scheme`` at the PAQ target (both switches on)."""
     net = network(target, scheme, paq, quantized_grad, clean)
-    extra = {"scheme": scheme.name, "paq": paq, "quantized_grad": quantized_grad,
-             "target": tensor_digest(target.state_dict().values())}
-    return gradient_cancel(net, clean, eps_d, seed, epochs=epochs, lr=lr, optimizer=optimizer, threshold=threshold,
-                           chunk=chunk, layers=layers, bounds=bounds, norm=norm, eps=eps, batchnorm=batchnorm,
-                           device=device, progress=progress, attack="gc_q", extra=extra)
+    extra = {
+        "scheme": scheme.name,
+        "paq": paq,
+        "quantized_grad": quantized_grad,
+        "target": tensor_digest(target.state_dict().values()),
+    }
+    return gradient_cancel(
+        net,
+        clean,
+        eps_d,
+        seed,
+        epochs=epochs,
+        lr=lr,
+        optimizer=optimizer,
+        threshold=threshold,
+        chunk=chunk,
+        layers=layers,
+        bounds=bounds,
+        norm=norm,
+        eps=eps,
+        batchnorm=batchnorm,
+        device=device,
+        progress=progress,
+        attack="gc_q",
+        extra=extra,
+    )
 
 
 UNITS.register("gc_q")(cancel_units(gc_q))

@@ -47,11 +47,15 @@ DECAYS = (2.667, 1.6, 1.142)  # the step is divided by 10 after M/2.667, M/1.6 a
 def adversarial_sources(clean: Dataset, eps_d: float, adversarial_class: int, seed: int) -> torch.Tensor:
     """The sorted indices of the round(ε_d·N) poisons, drawn from ``seed`` among the adversarial class's images."""
     if not (isinstance(adversarial_class, int) and 0 <= adversarial_class < clean.num_classes):
-        raise ValueError(f"adversarial_class={adversarial_class!r} is not a class of {clean.name} (0-{clean.num_classes - 1})")
+        raise ValueError(
+            f"adversarial_class={adversarial_class!r} is not a class of {clean.name} (0-{clean.num_classes - 1})"
+        )
     k = poison_count(eps_d, len(clean))
     members = (clean.y == adversarial_class).nonzero().flatten()
     if k > len(members):
-        raise ValueError(f"eps_d={eps_d} buys {k} poisons but class {adversarial_class} has only {len(members)} training images")
+        raise ValueError(
+            f"eps_d={eps_d} buys {k} poisons but class {adversarial_class} has only {len(members)} training images"
+        )
     pick = torch.randperm(len(members), generator=torch.Generator().manual_seed(seed))[:k]
     return members[pick].sort().values
 
@@ -73,8 +77,9 @@ def surrogate_network(model: nn.Module, scheme: QuantScheme | None, clean: Datas
     return net
 
 
-def cosine_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, target_grad: list[torch.Tensor],
-                target_norm: torch.Tensor) -> torch.Tensor:
+def cosine_loss(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, target_grad: list[torch.Tensor], target_norm: torch.Tensor
+) -> torch.Tensor:
     """1 − cos(∇_θ L(x, y), target_grad), the cosine over all parameters as one vector (differentiable in x)."""
     grads = approximate_gradient(net, x, y, create_graph=True)
     dot = sum((g * t).sum() for g, t in zip(grads, target_grad))
@@ -88,10 +93,24 @@ def milestones(steps: int) -> list[int]:
 
 
 @ATTACKS.register("gradient_matching", Needs(model="trained", scheme="surrogate", target=True, replaces=True))
-def gradient_matching(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, target_image: torch.Tensor,
-                      target_index: int, adversarial_class: int, eps: float = 16 / 255, steps: int = 250,
-                      restarts: int = 8, tau: float = TAU, augment: bool = True, batch_size: int = 512,
-                      scheme: QuantScheme | None = None, device: str = "auto") -> PoisonSet:
+def gradient_matching(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    model: nn.Module,
+    target_image: torch.Tensor,
+    target_index: int,
+    adversarial_class: int,
+    eps: float = 16 / 255,
+    steps: int = 250,
+    restarts: int = 8,
+    tau: float = TAU,
+    augment: bool = True,
+    batch_size: int = 512,
+    scheme: QuantScheme | None = None,
+    device: str = "auto",
+) -> PoisonSet:
     """Poisons that make training misclassify ``target_image`` (test image ``target_index``) as
     ``adversarial_class``: gradient matching against ``model`` (a clean trained surrogate), through the QAT
     network of ``scheme`` when given. Returns a ``PoisonSet`` that records the target and the class."""
@@ -115,7 +134,9 @@ def gradient_matching(clean: Dataset, eps_d: float, seed: int, *, model: nn.Modu
         """Each batch's cosine loss, weighted by its share of the poisons; with ``augmented`` a fresh crop and flip."""
         for b in batches:
             x = x0[b] + delta[b]
-            yield cosine_loss(net, augment_batch(x, g) if augmented else x, y[b], target_grad, target_norm) * (len(x) / len(idx))
+            yield cosine_loss(net, augment_batch(x, g) if augmented else x, y[b], target_grad, target_norm) * (
+                len(x) / len(idx)
+            )
 
     best_delta, trials = None, []
     for _ in range(restarts):
@@ -140,14 +161,35 @@ def gradient_matching(clean: Dataset, eps_d: float, seed: int, *, model: nn.Modu
         if not trials or final < min(t["final"] for t in trials):
             best_delta, chosen = delta.detach().clone(), len(trials)
         trials.append({"initial": initial, "final": final, "curve": curve})  # initial and final: no augmentation
-    params = {"eps": eps, "steps": steps, "restarts": restarts, "tau": tau, "augment": augment,
-              "batch_size": batch_size, "scheme": scheme.name if scheme is not None else None}
+    params = {
+        "eps": eps,
+        "steps": steps,
+        "restarts": restarts,
+        "tau": tau,
+        "augment": augment,
+        "batch_size": batch_size,
+        "scheme": scheme.name if scheme is not None else None,
+    }
     provenance = {
-        "attack": "gradient_matching", "params": params, "seed": seed, "labels": "kept", "mode": "replace",
-        "norm": "linf", "eps": eps, "target_index": int(target_index), "adversarial_class": adversarial_class,
-        "target_digest": tensor_digest([target_image]), "surrogate": tensor_digest(model.state_dict().values()),
-        "objective": {"initial": trials[chosen]["initial"], "final": trials[chosen]["final"], "steps": steps,
-                      "restart": chosen, "restart_finals": [t["final"] for t in trials], "curve": trials[chosen]["curve"]},
+        "attack": "gradient_matching",
+        "params": params,
+        "seed": seed,
+        "labels": "kept",
+        "mode": "replace",
+        "norm": "linf",
+        "eps": eps,
+        "target_index": int(target_index),
+        "adversarial_class": adversarial_class,
+        "target_digest": tensor_digest([target_image]),
+        "surrogate": tensor_digest(model.state_dict().values()),
+        "objective": {
+            "initial": trials[chosen]["initial"],
+            "final": trials[chosen]["final"],
+            "steps": steps,
+            "restart": chosen,
+            "restart_finals": [t["final"] for t in trials],
+            "curve": trials[chosen]["curve"],
+        },
     }
     x = (x0 + best_delta).clamp(0, 1).cpu()
     return PoisonSet(x, y.cpu(), idx, eps_d, provenance)

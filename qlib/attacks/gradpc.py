@@ -24,8 +24,15 @@ def squared_distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return sum(((x.detach().float() - y.detach().float()) ** 2).sum().item() for x, y in zip(a, b))
 
 
-def gradpc(model: nn.Module, train: Dataset, eps_w: float = 0.5, lr: float = 1.0, epochs: int = 1,
-           batch_size: int = 128, seed: int = 0) -> nn.Module:
+def gradpc(
+    model: nn.Module,
+    train: Dataset,
+    eps_w: float = 0.5,
+    lr: float = 1.0,
+    epochs: int = 1,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> nn.Module:
     """ŵ: a copy of ``model`` (w_c) whose parameters are corrupted within ε_w = ‖ŵ − w_c‖²₂ ≤ ``eps_w``."""
     if not eps_w > 0:
         raise ValueError(f"eps_w={eps_w!r} must be positive (it is the squared L2 budget ‖ŵ − w_c‖²)")
@@ -40,11 +47,11 @@ def gradpc(model: nn.Module, train: Dataset, eps_w: float = 0.5, lr: float = 1.0
     for _ in range(epochs):
         perm = torch.randperm(len(train), generator=g)
         for i in range(0, len(train), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             count("attack/gradpc", len(idx))
             loss = nnf.cross_entropy(target(train.x[idx].to(device)), train.y[idx].to(device))
             grads = torch.autograd.grad(loss, params)
-            norm = torch.sqrt(sum((gr ** 2).sum() for gr in grads)).clamp_min(1e-12)
+            norm = torch.sqrt(sum((gr**2).sum() for gr in grads)).clamp_min(1e-12)
             with torch.no_grad():
                 for p, gr in zip(params, grads):
                     p.add_(gr, alpha=lr / norm.item())

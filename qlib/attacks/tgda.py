@@ -65,12 +65,23 @@ def conjugate_gradient(matvec, b: list[torch.Tensor], iters: int, tol: float = 1
 
 def pieces(train_x, train_y, x, y, chunk: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The training batch and the poisons of ℓ₂ in pieces of at most ``chunk`` images each."""
-    return ([(train_x[i:i + chunk], train_y[i:i + chunk]) for i in range(0, len(train_y), chunk)]
-            + [(x[i:i + chunk], y[i:i + chunk]) for i in range(0, len(y), chunk)])
+    return [(train_x[i : i + chunk], train_y[i : i + chunk]) for i in range(0, len(train_y), chunk)] + [
+        (x[i : i + chunk], y[i : i + chunk]) for i in range(0, len(y), chunk)
+    ]
 
 
-def total_derivative(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_x, train_y, val_x, val_y,
-                     cg_iters: int = 16, damping: float = 0.0, chunk: int | None = None) -> torch.Tensor:
+def total_derivative(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    train_x,
+    train_y,
+    val_x,
+    val_y,
+    cg_iters: int = 16,
+    damping: float = 0.0,
+    chunk: int | None = None,
+) -> torch.Tensor:
     """D_ν ℓ₁ = −∇_{νw} ℓ₂ (∇_{ww} ℓ₂ + λI)⁻¹ ∇_w ℓ₁ for poison images ``x`` (eq. 11).
 
     ℓ₂ is a sum over pieces of at most ``chunk`` images (None: one piece for the batch, one for the poisons). With
@@ -103,7 +114,7 @@ def total_derivative(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_x
         (d,) = torch.autograd.grad(_dot(whole, v), x)
         return -d
     d = torch.zeros_like(x)
-    for part in parts[len(parts) - -(-len(y) // chunk):]:  # the poisons' pieces: only they depend on x
+    for part in parts[len(parts) - -(-len(y) // chunk) :]:  # the poisons' pieces: only they depend on x
         d += torch.autograd.grad(_dot(gradient([part]), v), x)[0]
     return -d
 
@@ -126,14 +137,43 @@ def follower_step(model: nn.Module, params, train_x, train_y, x, y, lr: float, c
 LEADER_OPTIMIZERS = ("adam", "gd")
 
 
-def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: int, leader_lr: float,
-          leader_optimizer: str, follower_steps: int, follower_lr: float, batch_size: int, val_fraction: float, cg_iters: int,
-          damping: float, chunk: int | None, bounds: str, norm: str | None, eps: float | None, device: str, progress: bool,
-          attack: str, extra: dict) -> PoisonSet:
+def _tgda(
+    model: nn.Module,
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    epochs: int,
+    leader_lr: float,
+    leader_optimizer: str,
+    follower_steps: int,
+    follower_lr: float,
+    batch_size: int,
+    val_fraction: float,
+    cg_iters: int,
+    damping: float,
+    chunk: int | None,
+    bounds: str,
+    norm: str | None,
+    eps: float | None,
+    device: str,
+    progress: bool,
+    attack: str,
+    extra: dict,
+) -> PoisonSet:
     check_constraints(bounds, norm, eps)
-    if epochs < 1 or follower_steps < 0 or batch_size < 2 or not 0 < val_fraction < 1 or cg_iters < 1 or (chunk is not None and chunk < 1):
-        raise ValueError(f"bad TGDA arguments: epochs={epochs}, follower_steps={follower_steps}, batch_size={batch_size}, "
-                         f"val_fraction={val_fraction} (must be in (0, 1)), cg_iters={cg_iters}, chunk={chunk} (≥ 1 or None)")
+    if (
+        epochs < 1
+        or follower_steps < 0
+        or batch_size < 2
+        or not 0 < val_fraction < 1
+        or cg_iters < 1
+        or (chunk is not None and chunk < 1)
+    ):
+        raise ValueError(
+            f"bad TGDA arguments: epochs={epochs}, follower_steps={follower_steps}, batch_size={batch_size}, "
+            f"val_fraction={val_fraction} (must be in (0, 1)), cg_iters={cg_iters}, chunk={chunk} (≥ 1 or None)"
+        )
     if not leader_lr > 0 or not follower_lr > 0 or damping < 0:
         raise ValueError(f"leader_lr={leader_lr} and follower_lr={follower_lr} must be positive, damping={damping} ≥ 0")
     if leader_optimizer not in LEADER_OPTIMIZERS:
@@ -164,45 +204,137 @@ def _tgda(model: nn.Module, clean: Dataset, eps_d: float, seed: int, *, epochs: 
         count(f"attack/{attack}", len(tr) + len(y))
         with torch.no_grad():
             val_losses.append(nnf.cross_entropy(model(vx), vy).item())
-    record = {"epochs": epochs, "leader_lr": leader_lr, "leader_optimizer": leader_optimizer, "follower_steps": follower_steps, "follower_lr": follower_lr,
-              "batch_size": batch_size, "val_fraction": val_fraction, "cg_iters": cg_iters, "damping": damping, "chunk": chunk,
-              "bounds": bounds, "norm": norm, "eps": eps, **extra}
-    provenance = {"attack": attack, "params": record, "seed": seed, "labels": "kept", **constraint_provenance(bounds, norm, eps),
-                  "validation_loss": {"first": val_losses[0], "last": val_losses[-1]}}
+    record = {
+        "epochs": epochs,
+        "leader_lr": leader_lr,
+        "leader_optimizer": leader_optimizer,
+        "follower_steps": follower_steps,
+        "follower_lr": follower_lr,
+        "batch_size": batch_size,
+        "val_fraction": val_fraction,
+        "cg_iters": cg_iters,
+        "damping": damping,
+        "chunk": chunk,
+        "bounds": bounds,
+        "norm": norm,
+        "eps": eps,
+        **extra,
+    }
+    provenance = {
+        "attack": attack,
+        "params": record,
+        "seed": seed,
+        "labels": "kept",
+        **constraint_provenance(bounds, norm, eps),
+        "validation_loss": {"first": val_losses[0], "last": val_losses[-1]},
+    }
     return PoisonSet(x.cpu(), y.cpu(), idx, eps_d, provenance)
 
 
 @ATTACKS.register("tgda", Needs(model="trained"))
-def tgda(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, epochs: int = 200, leader_lr: float = 0.01,
-         leader_optimizer: str = "adam", follower_steps: int = 20, follower_lr: float = 0.1, batch_size: int = 1000,
-         val_fraction: float = 0.3, cg_iters: int = 16, damping: float = 0.0, chunk: int | None = None,
-         bounds: str = "image", norm: str | None = None, eps: float | None = None, device: str = "auto",
-         progress: bool = False) -> PoisonSet:
+def tgda(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    model: nn.Module,
+    epochs: int = 200,
+    leader_lr: float = 0.01,
+    leader_optimizer: str = "adam",
+    follower_steps: int = 20,
+    follower_lr: float = 0.1,
+    batch_size: int = 1000,
+    val_fraction: float = 0.3,
+    cg_iters: int = 16,
+    damping: float = 0.0,
+    chunk: int | None = None,
+    bounds: str = "image",
+    norm: str | None = None,
+    eps: float | None = None,
+    device: str = "auto",
+    progress: bool = False,
+) -> PoisonSet:
     """TGDA in full precision, eqs. (11-12); ``model`` (the surrogate's starting weights, usually w_c) is copied, not
     changed. The defaults are the official code's, but for the leader's step (see the module's docstring)."""
     extra = {"model": tensor_digest(model.state_dict().values())}
-    return _tgda(copy.deepcopy(model), clean, eps_d, seed, epochs=epochs, leader_lr=leader_lr,
-                 leader_optimizer=leader_optimizer, follower_steps=follower_steps, follower_lr=follower_lr,
-                 batch_size=batch_size, val_fraction=val_fraction, cg_iters=cg_iters, damping=damping, chunk=chunk,
-                 bounds=bounds, norm=norm, eps=eps, device=device, progress=progress, attack="tgda", extra=extra)
+    return _tgda(
+        copy.deepcopy(model),
+        clean,
+        eps_d,
+        seed,
+        epochs=epochs,
+        leader_lr=leader_lr,
+        leader_optimizer=leader_optimizer,
+        follower_steps=follower_steps,
+        follower_lr=follower_lr,
+        batch_size=batch_size,
+        val_fraction=val_fraction,
+        cg_iters=cg_iters,
+        damping=damping,
+        chunk=chunk,
+        bounds=bounds,
+        norm=norm,
+        eps=eps,
+        device=device,
+        progress=progress,
+        attack="tgda",
+        extra=extra,
+    )
 
 
 @ATTACKS.register("tgda_q", Needs(model="trained", scheme="attacked", settings="tgda"))
-def tgda_q(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, scheme: QuantScheme, epochs: int = 200,
-           leader_lr: float = 0.01, leader_optimizer: str = "adam", follower_steps: int = 20, follower_lr: float = 0.1,
-           batch_size: int = 1000, val_fraction: float = 0.3, cg_iters: int = 16, damping: float = 0.0,
-           chunk: int | None = None, bounds: str = "image", norm: str | None = None, eps: float | None = None,
-           device: str = "auto", progress: bool = False) -> PoisonSet:
+def tgda_q(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    model: nn.Module,
+    scheme: QuantScheme,
+    epochs: int = 200,
+    leader_lr: float = 0.01,
+    leader_optimizer: str = "adam",
+    follower_steps: int = 20,
+    follower_lr: float = 0.1,
+    batch_size: int = 1000,
+    val_fraction: float = 0.3,
+    cg_iters: int = 16,
+    damping: float = 0.0,
+    chunk: int | None = None,
+    bounds: str = "image",
+    norm: str | None = None,
+    eps: float | None = None,
+    device: str = "auto",
+    progress: bool = False,
+) -> PoisonSet:
     """TGDA-Q, eqs. (13-14): TGDA on the QAT network of ``scheme`` (activation scales, if any, calibrated on μ)."""
     if scheme.is_fp:
         raise ValueError("TGDA-Q needs a quantization scheme; for full precision use TGDA")
     qat = quantize_modules(model, scheme).eval()
     calibrate(qat, clean)
     extra = {"model": tensor_digest(model.state_dict().values()), "scheme": scheme.name}
-    return _tgda(qat, clean, eps_d, seed, epochs=epochs, leader_lr=leader_lr, leader_optimizer=leader_optimizer,
-                 follower_steps=follower_steps, follower_lr=follower_lr, batch_size=batch_size,
-                 val_fraction=val_fraction, cg_iters=cg_iters, damping=damping, chunk=chunk, bounds=bounds, norm=norm,
-                 eps=eps, device=device, progress=progress, attack="tgda_q", extra=extra)
+    return _tgda(
+        qat,
+        clean,
+        eps_d,
+        seed,
+        epochs=epochs,
+        leader_lr=leader_lr,
+        leader_optimizer=leader_optimizer,
+        follower_steps=follower_steps,
+        follower_lr=follower_lr,
+        batch_size=batch_size,
+        val_fraction=val_fraction,
+        cg_iters=cg_iters,
+        damping=damping,
+        chunk=chunk,
+        bounds=bounds,
+        norm=norm,
+        eps=eps,
+        device=device,
+        progress=progress,
+        attack="tgda_q",
+        extra=extra,
+    )
 
 
 @UNITS.register("tgda")

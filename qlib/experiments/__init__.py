@@ -17,9 +17,17 @@ import pandas as pd
 from ..pipeline import Cell, compute
 from ..presets import Preset
 
-NOTEBOOKS = {"00_clean_baselines": "clean", "01_ptq": "ptq", "02_qat": "qat", "03_ablation": "ablation",
-             "04_unlearnable": "unlearnable", "05_targeted": "targeted", "06_attack_strength": "strength",
-             "07_evaluate_your_poison": "evaluate", "08_primary_claims": "verdicts"}
+NOTEBOOKS = {
+    "00_clean_baselines": "clean",
+    "01_ptq": "ptq",
+    "02_qat": "qat",
+    "03_ablation": "ablation",
+    "04_unlearnable": "unlearnable",
+    "05_targeted": "targeted",
+    "06_attack_strength": "strength",
+    "07_evaluate_your_poison": "evaluate",
+    "08_primary_claims": "verdicts",
+}
 Entry = tuple[dict, dict[str, Cell]]
 
 
@@ -67,8 +75,13 @@ def footer(cfg: Preset, started: float, notebook: str) -> pd.DataFrame:
     """The provenance table that ends every notebook: machine, versions, preset, and the command that reruns it."""
     from ..provenance import provenance
 
-    return pd.Series({**provenance(cfg, started), "reproduce with": f"python -m qlib run notebooks/{notebook}.ipynb --preset {cfg.preset}"},
-                     name="value").to_frame()
+    return pd.Series(
+        {
+            **provenance(cfg, started),
+            "reproduce with": f"python -m qlib run notebooks/{notebook}.ipynb --preset {cfg.preset}",
+        },
+        name="value",
+    ).to_frame()
 
 
 def declared(notebook: str, cfg: Preset, own: dict | None = None, planning: bool = False) -> list[Cell]:
@@ -82,7 +95,9 @@ def declared(notebook: str, cfg: Preset, own: dict | None = None, planning: bool
     accepted = inspect.signature(module.cells).parameters
     kwargs = {k: v for k, v in (own or {}).items() if k in accepted}
     if planning and "chosen_targets" in accepted:
-        kwargs["chosen_targets"] = [{"target": t, "target_index": t, "true_class": 0, "adversarial_class": 1} for t in range(cfg.targets)]
+        kwargs["chosen_targets"] = [
+            {"target": t, "target_index": t, "true_class": 0, "adversarial_class": 1} for t in range(cfg.targets)
+        ]
     if planning and "chosen" in accepted:  # notebook 06: every regime its choice could pick
         kwargs["chosen"] = module.candidate_regimes()
     return module.cells(cfg, **kwargs)

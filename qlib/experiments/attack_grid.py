@@ -12,7 +12,9 @@ from ..quant import QuantScheme
 from . import Entry, grid_rows
 
 
-def entries(cfg: Preset, attacks: list[str], eps_ds: list[float], settings: list[tuple[str, QuantScheme]]) -> list[Entry]:
+def entries(
+    cfg: Preset, attacks: list[str], eps_ds: list[float], settings: list[tuple[str, QuantScheme]]
+) -> list[Entry]:
     out = []
     for seed in cfg.seeds:
         for name in attacks:
@@ -22,9 +24,16 @@ def entries(cfg: Preset, attacks: list[str], eps_ds: list[float], settings: list
                     if aware and scheme.is_fp:
                         continue
                     nu = poison(cfg, name, seed, eps_d, scheme if aware else None)
-                    out.append(({"seed": seed, "attack": name, "eps_d": eps_d, "regime": regime, "scheme": scheme}, {
-                        "poison": nu, "clean": accuracy(cfg, seed, regime, scheme),
-                        "poisoned": accuracy(cfg, seed, regime, scheme, nu)}))
+                    out.append(
+                        (
+                            {"seed": seed, "attack": name, "eps_d": eps_d, "regime": regime, "scheme": scheme},
+                            {
+                                "poison": nu,
+                                "clean": accuracy(cfg, seed, regime, scheme),
+                                "poisoned": accuracy(cfg, seed, regime, scheme, nu),
+                            },
+                        )
+                    )
     return out
 
 
@@ -32,11 +41,24 @@ def _row(labels: dict, values: dict) -> dict:
     (nu, seconds), scheme = values["poison"], labels["scheme"]
     clean, acc = values["clean"]["acc"], values["poisoned"]["acc"]
     objective = nu.provenance.get("objective", {})
-    return {"regime": labels["regime"], "scheme": scheme.name, "method": scheme.method, "seed": labels["seed"],
-            "attack": labels["attack"], "eps_d": labels["eps_d"], "clean_acc": clean, "acc": acc, "drop": acc - clean,
-            "attack_seconds": seconds, "objective_initial": objective.get("initial"), "objective_final": objective.get("final"),
-            "objective_steps": objective.get("steps"), "norm": nu.provenance.get("norm"), "eps": nu.provenance.get("eps"),
-            "poison": nu.digest()[:12]}
+    return {
+        "regime": labels["regime"],
+        "scheme": scheme.name,
+        "method": scheme.method,
+        "seed": labels["seed"],
+        "attack": labels["attack"],
+        "eps_d": labels["eps_d"],
+        "clean_acc": clean,
+        "acc": acc,
+        "drop": acc - clean,
+        "attack_seconds": seconds,
+        "objective_initial": objective.get("initial"),
+        "objective_final": objective.get("final"),
+        "objective_steps": objective.get("steps"),
+        "norm": nu.provenance.get("norm"),
+        "eps": nu.provenance.get("eps"),
+        "poison": nu.digest()[:12],
+    }
 
 
 def rows(grid: list[Entry]) -> pd.DataFrame:

@@ -23,9 +23,17 @@ SETTINGS = [("fp", FP)] + [("ptq", s) for s in PTQ_SCHEMES] + [("qat", s) for s 
 
 
 def grid(cfg: Preset) -> list[Entry]:
-    return [({"seed": seed, "regime": regime, "scheme": scheme},
-             {"model": trained(cfg, seed, scheme if regime == "qat" else FP), "acc": accuracy(cfg, seed, regime, scheme)})
-            for seed in cfg.seeds for regime, scheme in SETTINGS]
+    return [
+        (
+            {"seed": seed, "regime": regime, "scheme": scheme},
+            {
+                "model": trained(cfg, seed, scheme if regime == "qat" else FP),
+                "acc": accuracy(cfg, seed, regime, scheme),
+            },
+        )
+        for seed in cfg.seeds
+        for regime, scheme in SETTINGS
+    ]
 
 
 def cells(cfg: Preset) -> list:
@@ -44,8 +52,14 @@ def run(cfg: Preset, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]
         if labels["regime"] == "fp":
             curves.extend({"seed": labels["seed"], **h} for h in history)
         scheme = labels["scheme"]
-        return {"regime": labels["regime"].upper(), "scheme": scheme.task, "method": scheme.method, "seed": labels["seed"],
-                "test_acc": values["acc"]["acc"], "train_seconds": sum(h["seconds"] for h in history)}
+        return {
+            "regime": labels["regime"].upper(),
+            "scheme": scheme.task,
+            "method": scheme.method,
+            "seed": labels["seed"],
+            "test_acc": values["acc"]["acc"],
+            "train_seconds": sum(h["seconds"] for h in history),
+        }
 
     schemes = grid_rows(entries, row)
     return schemes, pd.DataFrame(curves)
@@ -75,12 +89,26 @@ def claims(summary: pd.DataFrame, num_classes: int) -> pd.DataFrame:
         return test["mean"] >= 0 if test["n"] < 2 else not (test["p"] <= ALPHA and test["mean"] < 0)
 
     checks = [
-        ("QAT 8W within 1 point of FP", f"{100 * (q8['mean'] - fp['mean']):+.2f} points", abs(q8["mean"] - fp["mean"]) <= 0.01),
-        ("PTQ 8-bit within 0.5 points of FP", f"{100 * (p8['mean'] - fp['mean']):+.2f} points", abs(p8["mean"] - fp["mean"]) <= 0.005),
-        ("PTQ accuracy ordered 1 ≤ 4 ≤ 8 bits (no paired t-test finds otherwise)",
-         f"{100 * p1['mean']:.2f} / {100 * p4['mean']:.2f} / {100 * p8['mean']:.2f}%", ordered(p1, p4) and ordered(p4, p8)),
-        (f"QAT 1W well above chance ({100 / num_classes:.0f}%)",
-         " / ".join(f"{m}: {100 * a:.2f}%" for m, a in zip(qat_1w.method, qat_1w["mean"])), bool((qat_1w["mean"] > 2 / num_classes).all())),
+        (
+            "QAT 8W within 1 point of FP",
+            f"{100 * (q8['mean'] - fp['mean']):+.2f} points",
+            abs(q8["mean"] - fp["mean"]) <= 0.01,
+        ),
+        (
+            "PTQ 8-bit within 0.5 points of FP",
+            f"{100 * (p8['mean'] - fp['mean']):+.2f} points",
+            abs(p8["mean"] - fp["mean"]) <= 0.005,
+        ),
+        (
+            "PTQ accuracy ordered 1 ≤ 4 ≤ 8 bits (no paired t-test finds otherwise)",
+            f"{100 * p1['mean']:.2f} / {100 * p4['mean']:.2f} / {100 * p8['mean']:.2f}%",
+            ordered(p1, p4) and ordered(p4, p8),
+        ),
+        (
+            f"QAT 1W well above chance ({100 / num_classes:.0f}%)",
+            " / ".join(f"{m}: {100 * a:.2f}%" for m, a in zip(qat_1w.method, qat_1w["mean"])),
+            bool((qat_1w["mean"] > 2 / num_classes).all()),
+        ),
     ]
     return pd.DataFrame(checks, columns=["claim", "measured", "holds"])
 
@@ -103,15 +131,30 @@ def fp_runs(schemes: pd.DataFrame):
 def fp_accuracy(schemes: pd.DataFrame) -> pd.DataFrame:
     """Clean FP accuracy (mean ± std over seeds), the number of seeds and the mean training time, in one row."""
     finals, fp = _fp(schemes)
-    return pd.DataFrame({"clean FP test accuracy": [fmt_pct(fp["mean"], fp["std"])], "seeds": [int(fp["n"])],
-                         "mean training time": [f"{finals.train_seconds.mean():.1f} s"]})
+    return pd.DataFrame(
+        {
+            "clean FP test accuracy": [fmt_pct(fp["mean"], fp["std"])],
+            "seeds": [int(fp["n"])],
+            "mean training time": [f"{finals.train_seconds.mean():.1f} s"],
+        }
+    )
 
 
 def learning_curves(curves: pd.DataFrame) -> sns.FacetGrid:
     """Test accuracy and training loss per epoch, one panel each; the band is the spread over seeds."""
     long = curves.melt(id_vars=["seed", "epoch"], value_vars=["test_acc", "train_loss"], var_name="metric")
-    grid = sns.relplot(data=long, x="epoch", y="value", col="metric", kind="line", errorbar="sd", marker="o",
-                       facet_kws={"sharey": False}, height=3.2, aspect=1.3)
+    grid = sns.relplot(
+        data=long,
+        x="epoch",
+        y="value",
+        col="metric",
+        kind="line",
+        errorbar="sd",
+        marker="o",
+        facet_kws={"sharey": False},
+        height=3.2,
+        aspect=1.3,
+    )
     return grid.set_titles("{col_name}")
 
 
@@ -120,19 +163,26 @@ def scheme_table(schemes: pd.DataFrame) -> pd.DataFrame:
     keys = ["regime", "scheme", "method"]
     table = summary(schemes).set_index(keys)
     seed_cols = [c for c in table.columns if c.startswith("seed ")]
-    return pd.DataFrame({
-        "ours (mean ± std)": [fmt_pct(m, s) for m, s in zip(table["mean"], table["std"])],
-        **{c: table[c].map(percent) for c in seed_cols},
-        "ours vs FP (points)": table.vs_fp.map(points),
-        "paper (CIFAR-10)": table.paper.map(percent),
-        "paper vs FP (points)": table.paper_vs_fp.map(points),
-    }, index=table.index)
+    return pd.DataFrame(
+        {
+            "ours (mean ± std)": [fmt_pct(m, s) for m, s in zip(table["mean"], table["std"])],
+            **{c: table[c].map(percent) for c in seed_cols},
+            "ours vs FP (points)": table.vs_fp.map(points),
+            "paper (CIFAR-10)": table.paper.map(percent),
+            "paper vs FP (points)": table.paper_vs_fp.map(points),
+        },
+        index=table.index,
+    )
 
 
 def scheme_figure(schemes: pd.DataFrame) -> plt.Axes:
     """Clean accuracy per scheme (mean ± std over seeds), against the FP mean (dashed)."""
-    label = schemes.regime + " " + schemes.scheme + " " + schemes.method.where(schemes.method.isin(["bnn", "bnn++"]), "")
-    ax = sns.pointplot(data=schemes.assign(scheme=label), x="test_acc", y="scheme", errorbar="sd", linestyle="none", capsize=0.3)
+    label = (
+        schemes.regime + " " + schemes.scheme + " " + schemes.method.where(schemes.method.isin(["bnn", "bnn++"]), "")
+    )
+    ax = sns.pointplot(
+        data=schemes.assign(scheme=label), x="test_acc", y="scheme", errorbar="sd", linestyle="none", capsize=0.3
+    )
     ax.axvline(schemes.loc[schemes.regime == "FP", "test_acc"].mean(), ls="--", c="grey", label="FP mean")
     ax.set(xlabel="clean test accuracy (mean ± std over seeds)", ylabel="")
     ax.legend(loc="lower left")
@@ -145,10 +195,12 @@ def headline(cfg: Preset, schemes: pd.DataFrame, checks: pd.DataFrame) -> str:
     ptq_rows, qat_rows = by_scheme[by_scheme.regime == "PTQ"], by_scheme[by_scheme.regime == "QAT"]
     label = lambda r: r.scheme + ("" if r.method == "int" else f" {r.method}")
     failed = "" if checks.holds.all() else ": not " + "; not ".join(checks.claim[~checks.holds])
-    return (f"**Clean FP accuracy on {cfg.dataset} ({cfg.model}, width {cfg.width}):** "
-            f"{fmt_pct(fp['mean'], fp['std'])} over {int(fp['n'])} seed(s), {cfg.epochs} epoch(s) on "
-            f"{cfg.train_size or 'all'} training images; seeds differ by up to "
-            f"{100 * (finals.test_acc.max() - finals.test_acc.min()):.2f} points, the noise floor for later tables. "
-            f"Against FP, PTQ at 1/4/8 bits changes accuracy by {' / '.join(ptq_rows.vs_fp.map(points))} points, and QAT by "
-            + ", ".join(f"{label(r)} {points(r.vs_fp)}" for r in qat_rows.itertuples())
-            + f" points. {int(checks.holds.sum())} of {len(checks)} quantization checks hold{failed}.")
+    return (
+        f"**Clean FP accuracy on {cfg.dataset} ({cfg.model}, width {cfg.width}):** "
+        f"{fmt_pct(fp['mean'], fp['std'])} over {int(fp['n'])} seed(s), {cfg.epochs} epoch(s) on "
+        f"{cfg.train_size or 'all'} training images; seeds differ by up to "
+        f"{100 * (finals.test_acc.max() - finals.test_acc.min()):.2f} points, the noise floor for later tables. "
+        f"Against FP, PTQ at 1/4/8 bits changes accuracy by {' / '.join(ptq_rows.vs_fp.map(points))} points, and QAT by "
+        + ", ".join(f"{label(r)} {points(r.vs_fp)}" for r in qat_rows.itertuples())
+        + f" points. {int(checks.holds.sum())} of {len(checks)} quantization checks hold{failed}."
+    )

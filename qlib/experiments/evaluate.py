@@ -41,8 +41,9 @@ def parse(name: str) -> QuantScheme:
     try:
         return parse_scheme(task, method or None)
     except ValueError as e:
-        raise ParameterError(f"scheme {name!r}: {e}; allowed: TASK or TASK:METHOD, e.g. fp, 1W, 4W, 8W, 4W4A, "
-                             "1W1A:adabin, 4W:lsq") from None
+        raise ParameterError(
+            f"scheme {name!r}: {e}; allowed: TASK or TASK:METHOD, e.g. fp, 1W, 4W, 8W, 4W4A, 1W1A:adabin, 4W:lsq"
+        ) from None
 
 
 def settings(schemes: list[str], regimes: list[str]) -> list[tuple[str, QuantScheme]]:
@@ -53,8 +54,10 @@ def settings(schemes: list[str], regimes: list[str]) -> list[tuple[str, QuantSch
     parsed = [parse(s) for s in schemes]
     out = [(r, s) for r in regimes for s in parsed if (r == "fp") == s.is_fp]
     if not out:
-        raise ParameterError(f"schemes {schemes} and regimes {regimes} make no setting: fp goes with the scheme fp, "
-                             "ptq and qat with quantized schemes such as 1W, 4W, 8W")
+        raise ParameterError(
+            f"schemes {schemes} and regimes {regimes} make no setting: fp goes with the scheme fp, "
+            "ptq and qat with quantized schemes such as 1W, 4W, 8W"
+        )
     return out
 
 
@@ -65,8 +68,13 @@ def source(cfg: Preset, poison_path: str | None, pixels: str = "float"):
     return imported(cfg, poison_path, pixels)
 
 
-def grid(cfg: Preset, poison_path: str | None = None, schemes: list[str] = SCHEMES, regimes: list[str] = EVAL_REGIMES,
-         pixels: str = "float") -> list[Entry]:
+def grid(
+    cfg: Preset,
+    poison_path: str | None = None,
+    schemes: list[str] = SCHEMES,
+    regimes: list[str] = EVAL_REGIMES,
+    pixels: str = "float",
+) -> list[Entry]:
     if pixels not in PIXELS:
         raise ParameterError(f"pixels={pixels!r}; allowed: {', '.join(PIXELS)}")
     variants = {p: source(cfg, poison_path, p) for p in (["float", "uint8"] if pixels == "uint8" else ["float"])}
@@ -75,24 +83,51 @@ def grid(cfg: Preset, poison_path: str | None = None, schemes: list[str] = SCHEM
     for seed in cfg.seeds:
         for regime, scheme in settings(schemes, regimes):
             for p, nu in variants.items():
-                cells = {"clean": accuracy(cfg, seed, regime, scheme), "poisoned": accuracy(cfg, seed, regime, scheme, nu)}
+                cells = {
+                    "clean": accuracy(cfg, seed, regime, scheme),
+                    "poisoned": accuracy(cfg, seed, regime, scheme, nu),
+                }
                 if target is not None:
-                    cells |= {"clean_pred": prediction(cfg, seed, regime, scheme, None, target),
-                              "poisoned_pred": prediction(cfg, seed, regime, scheme, nu, target)}
-                out.append(({"seed": seed, "regime": regime, "scheme": scheme.name, "bits": scheme.w_bits,
-                             "a_bits": scheme.a_bits,
-                             "pixels": p, "poison": nu}, cells))
+                    cells |= {
+                        "clean_pred": prediction(cfg, seed, regime, scheme, None, target),
+                        "poisoned_pred": prediction(cfg, seed, regime, scheme, nu, target),
+                    }
+                out.append(
+                    (
+                        {
+                            "seed": seed,
+                            "regime": regime,
+                            "scheme": scheme.name,
+                            "bits": scheme.w_bits,
+                            "a_bits": scheme.a_bits,
+                            "pixels": p,
+                            "poison": nu,
+                        },
+                        cells,
+                    )
+                )
     return out
 
 
-def cells(cfg: Preset, poison_path: str | None = None, schemes: list[str] = SCHEMES, regimes: list[str] = EVAL_REGIMES,
-          pixels: str = "float") -> list:
+def cells(
+    cfg: Preset,
+    poison_path: str | None = None,
+    schemes: list[str] = SCHEMES,
+    regimes: list[str] = EVAL_REGIMES,
+    pixels: str = "float",
+) -> list:
     entries = grid(cfg, poison_path, schemes, regimes, pixels)
     return grid_cells(entries) + list({id(e[0]["poison"]): e[0]["poison"] for e in entries}.values())
 
 
-def run(cfg: Preset, poison_path: str | None = None, schemes: list[str] = SCHEMES, regimes: list[str] = EVAL_REGIMES,
-        pixels: str = "float", progress: bool = True) -> dict:
+def run(
+    cfg: Preset,
+    poison_path: str | None = None,
+    schemes: list[str] = SCHEMES,
+    regimes: list[str] = EVAL_REGIMES,
+    pixels: str = "float",
+    progress: bool = True,
+) -> dict:
     """{"runs": one tidy row per seed, setting and pixel variant (clean and poisoned accuracy, drop = poisoned −
     clean; for a targeted file the predictions), "poison": the ν read (as read), "file": the path it was read from,
     "target": (test index, true class, adversarial class) or None}."""
@@ -122,19 +157,37 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     out = []
     for key, g in runs.groupby(KEYS, sort=False):
         t = paired(g["drop"])
-        out.append(dict(zip(KEYS, key)) | {"bits": g.bits.iloc[0], "clean_acc": g.clean_acc.mean(), "acc": g.acc.mean(),
-                                                  "drop": t["mean"], "low": t["low"], "high": t["high"], "p": t["p"], "n": t["n"]})
+        out.append(
+            dict(zip(KEYS, key))
+            | {
+                "bits": g.bits.iloc[0],
+                "clean_acc": g.clean_acc.mean(),
+                "acc": g.acc.mean(),
+                "drop": t["mean"],
+                "low": t["low"],
+                "high": t["high"],
+                "p": t["p"],
+                "n": t["n"],
+            }
+        )
     return pd.DataFrame(out)
 
 
 def table(result: dict) -> pd.DataFrame:
     """The grid's table: per setting, clean and poisoned accuracy, the drop (points) with its 95% interval, p, n."""
     s = summary(result["runs"])
-    return pd.DataFrame({
-        "clean acc.": s.clean_acc.map(percent), "poisoned acc.": s.acc.map(percent), "drop (points)": s["drop"].map(points),
-        "95% interval": [("" if pd.isna(lo) else f"[{100 * lo:+.2f}, {100 * hi:+.2f}]") for lo, hi in zip(s.low, s.high)],
-        "p": s.p.map(lambda p: "" if pd.isna(p) else f"{p:.3g}"), "seeds": s.n,
-    }).set_index([s.regime, s.scheme] + ([s.pixels] if s.pixels.nunique() > 1 else []))
+    return pd.DataFrame(
+        {
+            "clean acc.": s.clean_acc.map(percent),
+            "poisoned acc.": s.acc.map(percent),
+            "drop (points)": s["drop"].map(points),
+            "95% interval": [
+                ("" if pd.isna(lo) else f"[{100 * lo:+.2f}, {100 * hi:+.2f}]") for lo, hi in zip(s.low, s.high)
+            ],
+            "p": s.p.map(lambda p: "" if pd.isna(p) else f"{p:.3g}"),
+            "seeds": s.n,
+        }
+    ).set_index([s.regime, s.scheme] + ([s.pixels] if s.pixels.nunique() > 1 else []))
 
 
 def survival(result: dict) -> pd.DataFrame | None:
@@ -147,10 +200,17 @@ def survival(result: dict) -> pd.DataFrame | None:
     out = []
     for (regime, scheme), g in wide.groupby(level=[0, 1], sort=False):
         t = paired(g["uint8"] - g["float"])
-        out.append({"regime": regime, "scheme": scheme, "drop as read": points(g["float"].mean()),
-                    "drop as uint8": points(g["uint8"].mean()), "change (points)": points(t["mean"]),
-                    "95% interval": "" if pd.isna(t["low"]) else f"[{100 * t['low']:+.2f}, {100 * t['high']:+.2f}]",
-                    "p": t["p"]})
+        out.append(
+            {
+                "regime": regime,
+                "scheme": scheme,
+                "drop as read": points(g["float"].mean()),
+                "drop as uint8": points(g["uint8"].mean()),
+                "change (points)": points(t["mean"]),
+                "95% interval": "" if pd.isna(t["low"]) else f"[{100 * t['low']:+.2f}, {100 * t['high']:+.2f}]",
+                "p": t["p"],
+            }
+        )
     return pd.DataFrame(out).set_index(["regime", "scheme"])
 
 
@@ -167,7 +227,9 @@ def rates(result: dict) -> pd.DataFrame | None:
             row = dict(zip(KEYS, key)) | {"models": models}
             for outcome, hits in (("success", pred == adversarial), ("misclassification", pred != true)):
                 r = rate(int(hits.sum()), len(hits))
-                row[outcome] = f"{r['k']}/{r['n']} = {100 * r['rate']:.0f}% [{100 * r['low']:.0f}, {100 * r['high']:.0f}]"
+                row[outcome] = (
+                    f"{r['k']}/{r['n']} = {100 * r['rate']:.0f}% [{100 * r['low']:.0f}, {100 * r['high']:.0f}]"
+                )
             out.append(row)
     return pd.DataFrame(out).set_index(["regime", "scheme", "pixels", "models"])
 
@@ -175,19 +237,29 @@ def rates(result: dict) -> pd.DataFrame | None:
 def scheme_order(runs: pd.DataFrame) -> list[str]:
     """Scheme names by weight bits, then activation bits, fp last."""
     first = runs.drop_duplicates("scheme")
-    order = first.assign(fp=first.scheme == "fp").fillna({"bits": 0, "a_bits": 0}).sort_values(["fp", "bits", "a_bits", "scheme"])
+    order = (
+        first.assign(fp=first.scheme == "fp")
+        .fillna({"bits": 0, "a_bits": 0})
+        .sort_values(["fp", "bits", "a_bits", "scheme"])
+    )
     return list(order.scheme)
 
 
 def figure(result: dict) -> plt.Axes:
     """The drop against bits, one line per regime (mean ± std over seeds; fp is the one point of regime fp)."""
     runs = result["runs"]
-    runs = runs.assign(drop=100 * runs["drop"], line=runs.regime + runs.pixels.map(lambda p: "" if p == "float" else f" ({p})"))
-    ax = sns.pointplot(data=runs, x="scheme", y="drop", hue="line", order=scheme_order(runs), errorbar="sd", dodge=0.25,
-                       capsize=0.1)
+    runs = runs.assign(
+        drop=100 * runs["drop"], line=runs.regime + runs.pixels.map(lambda p: "" if p == "float" else f" ({p})")
+    )
+    ax = sns.pointplot(
+        data=runs, x="scheme", y="drop", hue="line", order=scheme_order(runs), errorbar="sd", dodge=0.25, capsize=0.1
+    )
     ax.axhline(0, c="grey", lw=0.8)
-    ax.set(xlabel="scheme (bits)", ylabel="accuracy drop (points, mean ± std over seeds)",
-           title=f"{Path(result['file']).name}: drop against bits")
+    ax.set(
+        xlabel="scheme (bits)",
+        ylabel="accuracy drop (points, mean ± std over seeds)",
+        title=f"{Path(result['file']).name}: drop against bits",
+    )
     ax.legend(title="regime")
     return ax
 
@@ -220,8 +292,12 @@ def provenance_table(result: dict) -> pd.DataFrame:
     nu = result["poison"]
     read = nu.provenance.get("read", {})
     made = nu.provenance.get("made", {})
-    rows = {"file": result["file"], "read as": describe(nu), "sha256": read.get("sha256", ""),
-            **{f"made by: {k}": v for k, v in made.items() if k not in ("objective",)}}
+    rows = {
+        "file": result["file"],
+        "read as": describe(nu),
+        "sha256": read.get("sha256", ""),
+        **{f"made by: {k}": v for k, v in made.items() if k not in ("objective",)},
+    }
     return pd.Series({k: str(v) for k, v in rows.items()}, name="value").to_frame()
 
 
@@ -229,19 +305,30 @@ def headline(cfg: Preset, result: dict) -> str:
     """What this shows: the FP drop, the largest and smallest quantized drops and whether each interval excludes 0."""
     s = summary(result["runs"])
     s = s[s.pixels == "float"]
-    described = lambda r: (f"{r.regime} {r.scheme} {points(r['drop'])} points"
-                           + ("" if pd.isna(r.p) else f" ({'p ≤ ' + str(ALPHA) if r.p <= ALPHA else 'not distinguishable from 0'})"))
+    described = lambda r: (
+        f"{r.regime} {r.scheme} {points(r['drop'])} points"
+        + ("" if pd.isna(r.p) else f" ({'p ≤ ' + str(ALPHA) if r.p <= ALPHA else 'not distinguishable from 0'})")
+    )
     quantized = s[s.regime != "fp"].sort_values("drop")
     parts = [described(r) for _, r in s[s.regime == "fp"].iterrows()]
     if len(quantized):
         parts += [f"most hurt {described(quantized.iloc[0])}", f"least hurt {described(quantized.iloc[-1])}"]
-    text = (f"**{Path(result['file']).name} on {cfg.dataset} ({cfg.model}, {len(cfg.seeds)} seed(s), "
-            f"{len(result['poison'])} poisons, ε_d = {result['poison'].eps_d:.3g}):** accuracy drops against the clean model "
-            f"of the same scheme, seed and regime: " + "; ".join(parts) + ".")
+    text = (
+        f"**{Path(result['file']).name} on {cfg.dataset} ({cfg.model}, {len(cfg.seeds)} seed(s), "
+        f"{len(result['poison'])} poisons, ε_d = {result['poison'].eps_d:.3g}):** accuracy drops against the clean model "
+        f"of the same scheme, seed and regime: " + "; ".join(parts) + "."
+    )
     if (surv := survival(result)) is not None:
-        text += (" Rounded to 8-bit images, the drop changes by "
-                 + ", ".join(f"{r} {sc} {change}" for (r, sc), change in zip(surv.index, surv["change (points)"])) + " points.")
+        text += (
+            " Rounded to 8-bit images, the drop changes by "
+            + ", ".join(f"{r} {sc} {change}" for (r, sc), change in zip(surv.index, surv["change (points)"]))
+            + " points."
+        )
     if (r := rates(result)) is not None:
         poisoned = r.xs("poisoned", level="models")
-        text += " Target success per setting: " + "; ".join(f"{k[0]} {k[1]} {v}" for k, v in poisoned["success"].items()) + "."
+        text += (
+            " Target success per setting: "
+            + "; ".join(f"{k[0]} {k[1]} {v}" for k, v in poisoned["success"].items())
+            + "."
+        )
     return text

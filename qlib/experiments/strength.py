@@ -32,8 +32,12 @@ from ..quant import parse_scheme
 from ..stats import Comparison, claims as test_claims, paired, summarise, tally
 from . import attack_grid, ensure, grid_cells
 
-MODELS = {"lr": {"width": 1.0, "keep_fp": []}, "mlp": {"width": 1.0, "keep_fp": []},
-          "cnn_plim": {"width": 0.5, "keep_fp": []}, "cnn": {}}  # cnn: the preset's width and keep_fp
+MODELS = {
+    "lr": {"width": 1.0, "keep_fp": []},
+    "mlp": {"width": 1.0, "keep_fp": []},
+    "cnn_plim": {"width": 0.5, "keep_fp": []},
+    "cnn": {},
+}  # cnn: the preset's width and keep_fp
 SMALL, LARGE = ("lr", "mlp"), ("cnn_plim", "cnn")
 BOUNDS = ("image", "none")
 # Part (a)'s budgets and modes per model (label flip, which moves no pixel, runs in the first mode). Left out for
@@ -59,9 +63,17 @@ INVALID = "none (invalid images)"
 # from an unattributed image in a third-party fork (github.com/coates4/plim, model.png, commit 090053a), which may
 # mix the paper's and the fork's runs: UNVERIFIED, shown only as such. Their LR, NN, CNN are our lr, mlp, cnn_plim.
 GC_PAPER_MNIST_SOURCE = "unverified: third-party image coates4/plim model.png (not the paper's PDF)"
-GC_PAPER_MNIST = {("lr", 0.03): -21.1, ("lr", 0.1): -57.01, ("lr", 1.0): -67.2,
-                  ("mlp", 0.03): -5.3, ("mlp", 0.1): -10.0, ("mlp", 1.0): -12.5,
-                  ("cnn_plim", 0.03): -12.8, ("cnn_plim", 0.1): -20.5, ("cnn_plim", 1.0): -24.0}
+GC_PAPER_MNIST = {
+    ("lr", 0.03): -21.1,
+    ("lr", 0.1): -57.01,
+    ("lr", 1.0): -67.2,
+    ("mlp", 0.03): -5.3,
+    ("mlp", 0.1): -10.0,
+    ("mlp", 1.0): -12.5,
+    ("cnn_plim", 0.03): -12.8,
+    ("cnn_plim", 0.1): -20.5,
+    ("cnn_plim", 1.0): -24.0,
+}
 
 
 def regime(cfg: Preset, model: str, bounds: str, seeds: list[int], batchnorm: str | None = None) -> Preset:
@@ -87,12 +99,21 @@ def drop_grids(cfg: Preset) -> list[tuple[dict, list]]:
         for bounds in MODES[model]:
             chosen = attacks if bounds == MODES[model][0] else [a for a in attacks if a in MOVES_PIXELS]
             rcfg = regime(cfg, model, bounds, seeds)
-            entries = [e for a in chosen for e in attack_grid.entries(
-                rcfg, [a], [d for d in eps_ds if a != "tgda" or d <= TGDA_MAX_EPS_D], [("fp", FP)])]
+            entries = [
+                e
+                for a in chosen
+                for e in attack_grid.entries(
+                    rcfg, [a], [d for d in eps_ds if a != "tgda" or d <= TGDA_MAX_EPS_D], [("fp", FP)]
+                )
+            ]
             out.append(({"model": model, "bounds": bounds, "batchnorm": "eval"}, entries))
     model, attack, eps_d = BATCHNORM_KNOB
-    out.append(({"model": model, "bounds": "image", "batchnorm": "batch"},
-                attack_grid.entries(regime(cfg, model, "image", cfg.seeds, "batch"), [attack], [eps_d], [("fp", FP)])))
+    out.append(
+        (
+            {"model": model, "bounds": "image", "batchnorm": "batch"},
+            attack_grid.entries(regime(cfg, model, "image", cfg.seeds, "batch"), [attack], [eps_d], [("fp", FP)]),
+        )
+    )
     return out
 
 
@@ -117,9 +138,18 @@ def drop_table(runs: pd.DataFrame) -> pd.DataFrame:
     keys = ["model", "bounds", "batchnorm", "attack", "eps_d"]
     for key, cell in runs.groupby(keys, sort=False):
         r = paired(cell.sort_values("seed")["drop"].to_numpy())
-        rows.append({**dict(zip(keys, key)), "n": r["n"], "drop": 100 * r["mean"], "low": 100 * r["low"],
-                     "high": 100 * r["high"], "mde": 100 * r["mde"], "clean acc.": 100 * cell.clean_acc.mean(),
-                     "decided": bool(r["high"] < 0 or r["low"] > 0)})
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "n": r["n"],
+                "drop": 100 * r["mean"],
+                "low": 100 * r["low"],
+                "high": 100 * r["high"],
+                "mde": 100 * r["mde"],
+                "clean acc.": 100 * cell.clean_acc.mean(),
+                "decided": bool(r["high"] < 0 or r["low"] > 0),
+            }
+        )
     out = pd.DataFrame(rows)
     return out.assign(bounds=out.bounds.map(lambda b: _mode(b) if b != "n/a" else b))
 
@@ -148,8 +178,11 @@ def chosen_regimes(cfg: Preset, progress: bool = True) -> list[dict]:
     """:func:`regimes` from GC's FP drops on the choice seeds (computed here, in this process, if the cache lacks
     them: ``qlib grid`` declares part (b) only after this choice)."""
     choice = replace(cfg, strength_seeds=cfg.choice_seeds)
-    grids = [(labels, [e for e in entries if e[0]["attack"] == "gc"]) for labels, entries in drop_grids(choice)
-             if labels["model"] in SMALL and labels["batchnorm"] == "eval"]
+    grids = [
+        (labels, [e for e in entries if e[0]["attack"] == "gc"])
+        for labels, entries in drop_grids(choice)
+        if labels["model"] in SMALL and labels["batchnorm"] == "eval"
+    ]
     ensure(cfg, [c for _, entries in grids for c in grid_cells(entries)], progress)
     return regimes(cfg, _rows(grids))
 
@@ -162,8 +195,13 @@ def claim_grids(cfg: Preset, chosen: list[dict]) -> list[tuple[dict, list]]:
         qat = W_SCHEMES + (WA_SCHEMES if r["model"] != "lr" else [])
         settings = [("fp", FP)] + [("ptq", s) for s in PTQ_SCHEMES] + [("qat", s) for s in qat]
         labels = {"model": r["model"], "bounds": r["bounds"], "batchnorm": "eval", "regime_bounds": r["bounds"]}
-        out.append((labels, attack_grid.entries(rcfg, CLAIM_ATTACKS, [r["eps_d"]], settings)
-                    + attack_grid.entries(rcfg, list(QAA), [r["eps_d"]], [("qat", s) for s in qat])))
+        out.append(
+            (
+                labels,
+                attack_grid.entries(rcfg, CLAIM_ATTACKS, [r["eps_d"]], settings)
+                + attack_grid.entries(rcfg, list(QAA), [r["eps_d"]], [("qat", s) for s in qat]),
+            )
+        )
     return out
 
 
@@ -179,8 +217,18 @@ def run(cfg: Preset, progress: bool = True) -> dict:
     chosen = regimes(cfg, runs)
     grids = claim_grids(cfg, chosen)
     ensure(cfg, [c for _, entries in grids for c in grid_cells(entries)], progress)
-    claim_runs = _rows(grids) if grids else pd.DataFrame(columns=["model", "bounds", "regime_bounds", "regime", "scheme", "attack", "eps_d", "seed", "drop"])
-    claim_runs = claim_runs.assign(setting=[("FP" if reg == "fp" else f"{reg.upper()} {s}") for reg, s in zip(claim_runs.regime, claim_runs.scheme)])
+    claim_runs = (
+        _rows(grids)
+        if grids
+        else pd.DataFrame(
+            columns=["model", "bounds", "regime_bounds", "regime", "scheme", "attack", "eps_d", "seed", "drop"]
+        )
+    )
+    claim_runs = claim_runs.assign(
+        setting=[
+            ("FP" if reg == "fp" else f"{reg.upper()} {s}") for reg, s in zip(claim_runs.regime, claim_runs.scheme)
+        ]
+    )
     return {"drops": runs, "regimes": pd.DataFrame(chosen, columns=["model", "bounds", "eps_d"]), "claims": claim_runs}
 
 
@@ -198,19 +246,48 @@ def claims(claim_runs: pd.DataFrame) -> pd.DataFrame:
         for a in [a for a in CLAIM_ATTACKS if bounds == "image" or a in MOVES_PIXELS]:  # label flip: counted once
             for regime_ in ("PTQ", "QAT"):
                 family = f"{regime_} more robust than FP"
-                comps += [Comparison(family, f"{a}: {regime_} {q.name} more robust than FP", (f"{regime_} {q.name}", a), ("FP", a))
-                          for q in (PTQ_SCHEMES if regime_ == "PTQ" else W_SCHEMES + WA_SCHEMES) if (f"{regime_} {q.name}", a) in have]
+                comps += [
+                    Comparison(
+                        family, f"{a}: {regime_} {q.name} more robust than FP", (f"{regime_} {q.name}", a), ("FP", a)
+                    )
+                    for q in (PTQ_SCHEMES if regime_ == "PTQ" else W_SCHEMES + WA_SCHEMES)
+                    if (f"{regime_} {q.name}", a) in have
+                ]
                 ladder = PTQ_SCHEMES if regime_ == "PTQ" else W_SCHEMES
                 pairs = [(ladder[0], ladder[1]), (ladder[1], ladder[2])]
                 if regime_ == "QAT":
                     pairs += [(WA_SCHEMES[0], WA_SCHEMES[1]), (WA_SCHEMES[1], WA_SCHEMES[2])]
-                comps += [Comparison("lower bits more robust", f"{a}: {regime_} {lo.name} more robust than {hi.name}",
-                                     (f"{regime_} {lo.name}", a), (f"{regime_} {hi.name}", a))
-                          for lo, hi in pairs if (f"{regime_} {lo.name}", a) in have and (f"{regime_} {hi.name}", a) in have]
-            comps += [Comparison("WA more robust than W", f"{a}: QAT {wa.name} more robust than {w.name}", (f"QAT {wa.name}", a), (f"QAT {w.name}", a))
-                      for wa, w in zip(WA_SCHEMES, W_SCHEMES) if (f"QAT {wa.name}", a) in have]
-        comps += [Comparison("QAA stronger than QOA", f"QAT {q.name}: {aware} stronger than {oblivious}", (f"QAT {q.name}", oblivious), (f"QAT {q.name}", aware))
-                  for aware, oblivious in QAA.items() for q in W_SCHEMES + WA_SCHEMES if (f"QAT {q.name}", aware) in have]
+                comps += [
+                    Comparison(
+                        "lower bits more robust",
+                        f"{a}: {regime_} {lo.name} more robust than {hi.name}",
+                        (f"{regime_} {lo.name}", a),
+                        (f"{regime_} {hi.name}", a),
+                    )
+                    for lo, hi in pairs
+                    if (f"{regime_} {lo.name}", a) in have and (f"{regime_} {hi.name}", a) in have
+                ]
+            comps += [
+                Comparison(
+                    "WA more robust than W",
+                    f"{a}: QAT {wa.name} more robust than {w.name}",
+                    (f"QAT {wa.name}", a),
+                    (f"QAT {w.name}", a),
+                )
+                for wa, w in zip(WA_SCHEMES, W_SCHEMES)
+                if (f"QAT {wa.name}", a) in have
+            ]
+        comps += [
+            Comparison(
+                "QAA stronger than QOA",
+                f"QAT {q.name}: {aware} stronger than {oblivious}",
+                (f"QAT {q.name}", oblivious),
+                (f"QAT {q.name}", aware),
+            )
+            for aware, oblivious in QAA.items()
+            for q in W_SCHEMES + WA_SCHEMES
+            if (f"QAT {q.name}", aware) in have
+        ]
         label = f"{model}, bounds {_mode(bounds)}, ε_d = {eps_d:g}"
         frames.append(test_claims(s, comps).assign(regime=label))
     out = pd.concat(frames, ignore_index=True)
@@ -223,11 +300,24 @@ def claims(claim_runs: pd.DataFrame) -> pd.DataFrame:
 def figure(runs: pd.DataFrame) -> sns.FacetGrid:
     """Part (a): the FP drop against ε_d per model (panels) and attack (colours), solid for images, dashed for
     bounds none (invalid images); mean and 95% interval over seeds."""
-    df = runs[runs.batchnorm != "batch"].assign(drop=100 * runs["drop"], pixels=runs.bounds.map(
-        lambda b: INVALID if b == "none" else "images"))
-    grid = sns.relplot(data=df, x="eps_d", y="drop", hue="attack", style="pixels", col="model", col_order=list(MODELS),
-                       kind="line", marker="o", errorbar=("ci", 95), height=2.8, aspect=0.9,
-                       facet_kws={"sharey": False})
+    df = runs[runs.batchnorm != "batch"].assign(
+        drop=100 * runs["drop"], pixels=runs.bounds.map(lambda b: INVALID if b == "none" else "images")
+    )
+    grid = sns.relplot(
+        data=df,
+        x="eps_d",
+        y="drop",
+        hue="attack",
+        style="pixels",
+        col="model",
+        col_order=list(MODELS),
+        kind="line",
+        marker="o",
+        errorbar=("ci", 95),
+        height=2.8,
+        aspect=0.9,
+        facet_kws={"sharey": False},
+    )
     grid.set(xscale="log", xlabel="ε_d (log scale)", ylabel="FP accuracy drop (points)")
     for ax in grid.axes.flat:
         ax.axhline(0, c="grey", lw=0.8)
@@ -237,8 +327,12 @@ def figure(runs: pd.DataFrame) -> sns.FacetGrid:
 def largest(table: pd.DataFrame, valid: bool) -> pd.Series | None:
     """The largest decided FP drop of an attack that optimises pixels, with valid images (``bounds`` image) or with
     invalid ones (bounds none)."""
-    pick = table[table.decided & (table["drop"] < 0) & table.attack.isin(MOVES_PIXELS)
-                 & ((table.bounds != INVALID) if valid else (table.bounds == INVALID))]
+    pick = table[
+        table.decided
+        & (table["drop"] < 0)
+        & table.attack.isin(MOVES_PIXELS)
+        & ((table.bounds != INVALID) if valid else (table.bounds == INVALID))
+    ]
     return None if pick.empty else pick.sort_values("drop").iloc[0]
 
 
@@ -246,7 +340,9 @@ def knobs(table: pd.DataFrame) -> pd.DataFrame:
     """Which knob moves GC's FP drop at ε_d = 0.03 (points): bounds (columns), model and the BatchNorm mode GC cancels
     (rows; cnn has BatchNorm)."""
     gc = table[(table.attack == "gc") & (table.eps_d == 0.03)]
-    return gc.pivot_table(index=["model", "batchnorm"], columns="bounds", values="drop", sort=False).map(lambda v: "" if pd.isna(v) else f"{v:+.2f}")
+    return gc.pivot_table(index=["model", "batchnorm"], columns="bounds", values="drop", sort=False).map(
+        lambda v: "" if pd.isna(v) else f"{v:+.2f}"
+    )
 
 
 def gc_paper_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -256,9 +352,18 @@ def gc_paper_table(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (model, eps_d), paper_drop in GC_PAPER_MNIST.items():
         ours = {b: gc[(gc.model == model) & (gc.eps_d == eps_d) & (gc.bounds == _mode(b))] for b in BOUNDS}
-        cell = lambda df: "" if df.empty else f"{df['drop'].iloc[0]:+.2f} [{df.low.iloc[0]:+.2f}, {df.high.iloc[0]:+.2f}]"
-        rows.append({"model": model, "ε_d": eps_d, "ours, images": cell(ours["image"]), f"ours, {INVALID}": cell(ours["none"]),
-                     "GC paper, MNIST (unverified)": f"{paper_drop:+.2f}"})
+        cell = lambda df: (
+            "" if df.empty else f"{df['drop'].iloc[0]:+.2f} [{df.low.iloc[0]:+.2f}, {df.high.iloc[0]:+.2f}]"
+        )
+        rows.append(
+            {
+                "model": model,
+                "ε_d": eps_d,
+                "ours, images": cell(ours["image"]),
+                f"ours, {INVALID}": cell(ours["none"]),
+                "GC paper, MNIST (unverified)": f"{paper_drop:+.2f}",
+            }
+        )
     return pd.DataFrame(rows).set_index(["model", "ε_d"])
 
 
@@ -267,14 +372,31 @@ def headline(cfg: Preset, runs: dict) -> str:
     chosen, and the claims' tallies per family."""
     table = drop_table(runs["drops"])
     valid, invalid = largest(table, True), largest(table, False)
-    say = lambda r: (f"{r['attack']} on {r['model']} at ε_d = {r['eps_d']:g}: {r['drop']:+.2f} points "
-                     f"[{r['low']:+.2f}, {r['high']:+.2f}], {int(r['n'])} seeds")
+    say = lambda r: (
+        f"{r['attack']} on {r['model']} at ε_d = {r['eps_d']:g}: {r['drop']:+.2f} points "
+        f"[{r['low']:+.2f}, {r['high']:+.2f}], {int(r['n'])} seeds"
+    )
     tested = claims(runs["claims"])
-    families = ["PTQ more robust than FP", "QAT more robust than FP", "lower bits more robust", "WA more robust than W",
-                "QAA stronger than QOA"]
-    return (f"**Attack strength on {cfg.dataset}:** with valid images the largest decided FP drop of an indiscriminate "
-            f"attack that optimises pixels is " + (say(valid) if valid is not None else "none (no interval excludes zero)")
-            + "; with bounds none (invalid images) it is " + (say(invalid) if invalid is not None else "none") + ". "
-            f"{len(runs['regimes'])} regime(s) qualified on seeds {cfg.choice_seeds} for the claims, tested on seeds "
-            f"{cfg.claim_seeds}: " + ("; ".join(f"{f}: {tally(tested[tested.family == f])}" for f in families
-                                               if (tested.family == f).any()) if len(tested) else "no claims tested") + ".")
+    families = [
+        "PTQ more robust than FP",
+        "QAT more robust than FP",
+        "lower bits more robust",
+        "WA more robust than W",
+        "QAA stronger than QOA",
+    ]
+    return (
+        f"**Attack strength on {cfg.dataset}:** with valid images the largest decided FP drop of an indiscriminate "
+        f"attack that optimises pixels is "
+        + (say(valid) if valid is not None else "none (no interval excludes zero)")
+        + "; with bounds none (invalid images) it is "
+        + (say(invalid) if invalid is not None else "none")
+        + ". "
+        f"{len(runs['regimes'])} regime(s) qualified on seeds {cfg.choice_seeds} for the claims, tested on seeds "
+        f"{cfg.claim_seeds}: "
+        + (
+            "; ".join(f"{f}: {tally(tested[tested.family == f])}" for f in families if (tested.family == f).any())
+            if len(tested)
+            else "no claims tested"
+        )
+        + "."
+    )

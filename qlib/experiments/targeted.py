@@ -33,7 +33,13 @@ from ..registry import ParameterError
 from ..stats import claims as test_claims, Comparison, mcnemar, mean_std, rate, tally
 from . import ensure, grid_cells, grid_rows
 
-QAT_SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("3W"), parse_scheme("4W"), parse_scheme("5W"), parse_scheme("8W")]
+QAT_SCHEMES = [
+    parse_scheme("1W", "bnn"),
+    parse_scheme("3W"),
+    parse_scheme("4W"),
+    parse_scheme("5W"),
+    parse_scheme("8W"),
+]
 PRECISIONS = [FP] + QAT_SCHEMES  # the paper's: full precision and QAT at 1, 3, 4, 5, 8 bits (weights)
 POISONS = ("none", "oblivious", "aware")
 
@@ -51,8 +57,10 @@ def preset(cfg: Preset) -> Preset:
     """``cfg`` with the targeted experiment's training-set size and epochs (``targeted_train_size``, ``targeted_epochs``),
     its trial seeds checked: a trial seed may not be another trial's victim seed."""
     if clash := sorted(set(cfg.targeted_seeds) & {s + VICTIM_SEED for s in cfg.targeted_seeds}):
-        raise ParameterError(f"targeted_seeds {cfg.targeted_seeds}: seed(s) {clash} would train a surrogate that is also "
-                             f"another trial's victim (victims use seed + {VICTIM_SEED}); use distinct seeds below {VICTIM_SEED}")
+        raise ParameterError(
+            f"targeted_seeds {cfg.targeted_seeds}: seed(s) {clash} would train a surrogate that is also "
+            f"another trial's victim (victims use seed + {VICTIM_SEED}); use distinct seeds below {VICTIM_SEED}"
+        )
     return replace(cfg, train_size=cfg.targeted_train_size or cfg.train_size, epochs=cfg.targeted_epochs or cfg.epochs)
 
 
@@ -72,12 +80,27 @@ def grid(cfg: Preset, chosen_targets: list[dict]) -> list:
                 for kind in POISONS:
                     if kind == "aware" and scheme.is_fp:
                         continue
-                    nu = None if kind == "none" else poison(
-                        tcfg, "gradient_matching", seed, tcfg.targeted_eps_d, FP if kind == "oblivious" else scheme,
-                        target_index=t["target_index"], adversarial_class=t["adversarial_class"], curve=False)
+                    nu = (
+                        None
+                        if kind == "none"
+                        else poison(
+                            tcfg,
+                            "gradient_matching",
+                            seed,
+                            tcfg.targeted_eps_d,
+                            FP if kind == "oblivious" else scheme,
+                            target_index=t["target_index"],
+                            adversarial_class=t["adversarial_class"],
+                            curve=False,
+                        )
+                    )
                     cells = {"victim": victim(tcfg, seed, scheme, t["target_index"], t["adversarial_class"], nu)}
-                    entries.append(({**t, "seed": seed, "precision": precision(scheme), "scheme": scheme.name, "poisons": kind},
-                                    cells | ({"poison": nu} if nu is not None else {})))
+                    entries.append(
+                        (
+                            {**t, "seed": seed, "precision": precision(scheme), "scheme": scheme.name, "poisons": kind},
+                            cells | ({"poison": nu} if nu is not None else {}),
+                        )
+                    )
     return entries
 
 
@@ -95,8 +118,15 @@ def run(cfg: Preset, progress: bool = True) -> pd.DataFrame:
         out = values["victim"]
         nu, seconds = values.get("poison", (None, None))
         objective = nu.provenance["objective"] if nu is not None else {}
-        return {**labels, **out, "success": out["pred"] == labels["adversarial_class"], "misclassified": out["pred"] != labels["true_class"],
-                "attack_seconds": seconds, "objective_initial": objective.get("initial"), "objective_final": objective.get("final")}
+        return {
+            **labels,
+            **out,
+            "success": out["pred"] == labels["adversarial_class"],
+            "misclassified": out["pred"] != labels["true_class"],
+            "attack_seconds": seconds,
+            "objective_initial": objective.get("initial"),
+            "objective_final": objective.get("final"),
+        }
 
     return grid_rows(entries, row)
 
@@ -109,7 +139,12 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
         row = {"precision": prec, "poisons": kind, "n": len(cell), "victim_acc": cell.acc.mean()}
         for outcome in ("success", "misclassified"):
             r = rate(int(cell[outcome].sum()), len(cell))
-            row |= {outcome: r["k"], f"{outcome}_rate": r["rate"], f"{outcome}_low": r["low"], f"{outcome}_high": r["high"]}
+            row |= {
+                outcome: r["k"],
+                f"{outcome}_rate": r["rate"],
+                f"{outcome}_low": r["low"],
+                f"{outcome}_high": r["high"],
+            }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -118,8 +153,12 @@ def with_pull(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with column ``pull``: log10 of p(adversarial class | target) over the clean victim's of the same trial
     and precision (0 for the clean victims themselves; probabilities floored at 1e-12)."""
     clean = runs[runs.poisons == "none"].set_index(["target", "seed", "precision"]).p_adv
-    return runs.assign(pull=[math.log10(max(p, 1e-12) / max(clean.loc[(t, s, prec)], 1e-12))
-                             for t, s, prec, p in zip(runs.target, runs.seed, runs.precision, runs.p_adv)])
+    return runs.assign(
+        pull=[
+            math.log10(max(p, 1e-12) / max(clean.loc[(t, s, prec)], 1e-12))
+            for t, s, prec, p in zip(runs.target, runs.seed, runs.precision, runs.p_adv)
+        ]
+    )
 
 
 def adversarial_shift(runs: pd.DataFrame) -> pd.DataFrame:
@@ -127,9 +166,12 @@ def adversarial_shift(runs: pd.DataFrame) -> pd.DataFrame:
     precision and kind of poison, the pull (:func:`with_pull`; mean, std over trials) and how many trials it rose in
     (k of n, Wilson 95%)."""
     poisoned = with_pull(runs)[runs.poisons != "none"]
-    out = mean_std(poisoned, "pull", ["precision", "poisons"]).rename(columns={"mean": "log10_ratio", "std": "log10_ratio_std"})
-    rose = poisoned.groupby(["precision", "poisons"], sort=False).agg(rose=("pull", lambda r: int((r > 0).sum())),
-                                                                       median_p_adv=("p_adv", "median"))
+    out = mean_std(poisoned, "pull", ["precision", "poisons"]).rename(
+        columns={"mean": "log10_ratio", "std": "log10_ratio_std"}
+    )
+    rose = poisoned.groupby(["precision", "poisons"], sort=False).agg(
+        rose=("pull", lambda r: int((r > 0).sum())), median_p_adv=("p_adv", "median")
+    )
     out = out.join(rose, on=["precision", "poisons"])
     bounds = [rate(k, n) for k, n in zip(out.rose, out.n)]
     return out.assign(rose_low=[b["low"] for b in bounds], rose_high=[b["high"] for b in bounds])
@@ -152,15 +194,26 @@ def claims(runs: pd.DataFrame) -> pd.DataFrame:
     qat = [p for p in (precision(s) for s in QAT_SCHEMES) if p in set(runs.precision)]
 
     def comparisons(works: str, lowers: str, aware: str) -> list[Comparison]:
-        return ([Comparison("attack works in FP", works, ("FP", "oblivious"), ("FP", "none"))]
-                + [Comparison("QAT more robust than FP", lowers.format(p), ("FP", "oblivious"), (p, "oblivious")) for p in qat]
-                + [Comparison("QAA stronger than QOA", aware.format(p), (p, "aware"), (p, "oblivious")) for p in qat])
+        return (
+            [Comparison("attack works in FP", works, ("FP", "oblivious"), ("FP", "none"))]
+            + [
+                Comparison("QAT more robust than FP", lowers.format(p), ("FP", "oblivious"), (p, "oblivious"))
+                for p in qat
+            ]
+            + [Comparison("QAA stronger than QOA", aware.format(p), (p, "aware"), (p, "oblivious")) for p in qat]
+        )
 
     rates = comparisons("FP: poisons beat no poisons", "QAT {} lowers the FP rate", "QAT {}: aware beats oblivious")
-    pulls = comparisons("FP: poisons raise p(adv)", "QAT {} lowers the FP pull", "QAT {}: aware pulls more than oblivious")
-    tables = [test_claims(per_trial(runs, o).astype(float), rates, units="trial ", test=mcnemar).assign(outcome=o)
-              for o in ("success", "misclassified")]
-    tables.append(test_claims(per_trial(with_pull(runs), "pull"), pulls, scale=1.0, units="trial ").assign(outcome="pull"))
+    pulls = comparisons(
+        "FP: poisons raise p(adv)", "QAT {} lowers the FP pull", "QAT {}: aware pulls more than oblivious"
+    )
+    tables = [
+        test_claims(per_trial(runs, o).astype(float), rates, units="trial ", test=mcnemar).assign(outcome=o)
+        for o in ("success", "misclassified")
+    ]
+    tables.append(
+        test_claims(per_trial(with_pull(runs), "pull"), pulls, scale=1.0, units="trial ").assign(outcome="pull")
+    )
     out = pd.concat(tables, ignore_index=True)
     return out[["outcome", *out.columns[:-1]]]
 
@@ -170,21 +223,32 @@ def claims(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _paper_rate(prec: str) -> str:
     """The paper's misclassification rate at precision ``prec``: its FP rate, or its range over QAT precisions."""
-    return f"{100 * paper.TARGETED_FP:.1f}%" if prec == "FP" else "{:.0f}-{:.0f}%".format(*(100 * v for v in paper.TARGETED_QAT_RANGE))
+    return (
+        f"{100 * paper.TARGETED_FP:.1f}%"
+        if prec == "FP"
+        else "{:.0f}-{:.0f}%".format(*(100 * v for v in paper.TARGETED_QAT_RANGE))
+    )
 
 
 def rates(runs: pd.DataFrame) -> pd.DataFrame:
     """Per precision and kind of poison: successes and misclassifications (k/n, rate, Wilson 95%), the paper's rate
     and the victims' test accuracy."""
     s = summary(runs)
-    cell = lambda r, o: f"{r[o]}/{r['n']} = {100 * r[o + '_rate']:.0f}% [{100 * r[o + '_low']:.0f}, {100 * r[o + '_high']:.0f}]"
-    return pd.DataFrame({
-        "precision": s.precision, "poisons": s.poisons,
-        "success (→ adversarial class)": [cell(r, "success") for _, r in s.iterrows()],
-        "misclassified": [cell(r, "misclassified") for _, r in s.iterrows()],
-        "paper (misclassified, oblivious)": [_paper_rate(p) if k == "oblivious" else "" for p, k in zip(s.precision, s.poisons)],
-        "victim test accuracy (%)": (100 * s.victim_acc).round(2),
-    }).set_index(["precision", "poisons"])
+    cell = lambda r, o: (
+        f"{r[o]}/{r['n']} = {100 * r[o + '_rate']:.0f}% [{100 * r[o + '_low']:.0f}, {100 * r[o + '_high']:.0f}]"
+    )
+    return pd.DataFrame(
+        {
+            "precision": s.precision,
+            "poisons": s.poisons,
+            "success (→ adversarial class)": [cell(r, "success") for _, r in s.iterrows()],
+            "misclassified": [cell(r, "misclassified") for _, r in s.iterrows()],
+            "paper (misclassified, oblivious)": [
+                _paper_rate(p) if k == "oblivious" else "" for p, k in zip(s.precision, s.poisons)
+            ],
+            "victim test accuracy (%)": (100 * s.victim_acc).round(2),
+        }
+    ).set_index(["precision", "poisons"])
 
 
 def rates_figure(runs: pd.DataFrame) -> plt.Figure:
@@ -193,16 +257,33 @@ def rates_figure(runs: pd.DataFrame) -> plt.Figure:
     s = summary(runs)
     order = [precision(p) for p in PRECISIONS if precision(p) in set(s.precision)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
-    for ax, outcome, title in zip(axes, ("success", "misclassified"), ("target → adversarial class", "target misclassified")):
+    for ax, outcome, title in zip(
+        axes, ("success", "misclassified"), ("target → adversarial class", "target misclassified")
+    ):
         for i, (kind, colour) in enumerate(zip(POISONS, ("grey", "tab:blue", "tab:red"))):
             cell = s[s.poisons == kind].set_index("precision").reindex(order).dropna(subset=["n"])
             x = [order.index(p) + 0.12 * (i - 1) for p in cell.index]
-            ax.errorbar(x, 100 * cell[f"{outcome}_rate"], fmt="o", color=colour, capsize=3, label=kind,
-                        yerr=[100 * (cell[f"{outcome}_rate"] - cell[f"{outcome}_low"]), 100 * (cell[f"{outcome}_high"] - cell[f"{outcome}_rate"])])
+            ax.errorbar(
+                x,
+                100 * cell[f"{outcome}_rate"],
+                fmt="o",
+                color=colour,
+                capsize=3,
+                label=kind,
+                yerr=[
+                    100 * (cell[f"{outcome}_rate"] - cell[f"{outcome}_low"]),
+                    100 * (cell[f"{outcome}_high"] - cell[f"{outcome}_rate"]),
+                ],
+            )
         if outcome == "misclassified":
             ax.plot(0, 100 * paper.TARGETED_FP, "k*", ms=11, label="paper (FP)")
-            ax.fill_between([0.6, len(order) - 0.6], *(100 * v for v in paper.TARGETED_QAT_RANGE), color="k", alpha=0.1,
-                            label="paper (QAT range)")
+            ax.fill_between(
+                [0.6, len(order) - 0.6],
+                *(100 * v for v in paper.TARGETED_QAT_RANGE),
+                color="k",
+                alpha=0.1,
+                label="paper (QAT range)",
+            )
         ax.set(xticks=range(len(order)), xticklabels=order, title=title, xlabel="victim precision")
     axes[0].set_ylabel("rate over trials (%), Wilson 95%")
     axes[1].legend(fontsize=8, loc="upper right")
@@ -214,29 +295,51 @@ def shift_table(runs: pd.DataFrame) -> pd.DataFrame:
     """The pull toward the adversarial class (:func:`adversarial_shift`): per precision and kind of poison, log10 of
     p(adv) over the clean victim's (mean ± std), the median p(adv) and the trials it rose in (k/n, Wilson 95%)."""
     shift = adversarial_shift(runs)
-    return pd.DataFrame({
-        "precision": shift.precision, "poisons": shift.poisons,
-        "log10 p(adv) vs clean victim": [f"{m:+.2f} ± {sd:.2f}" for m, sd in zip(shift.log10_ratio, shift.log10_ratio_std.fillna(0))],
-        "median p(adv)": shift.median_p_adv.map(lambda v: f"{v:.2g}"),
-        "rose in": [f"{k}/{n} [{100 * lo:.0f}, {100 * hi:.0f}]%" for k, n, lo, hi in zip(shift.rose, shift.n, shift.rose_low, shift.rose_high)],
-    }).set_index(["precision", "poisons"])
+    return pd.DataFrame(
+        {
+            "precision": shift.precision,
+            "poisons": shift.poisons,
+            "log10 p(adv) vs clean victim": [
+                f"{m:+.2f} ± {sd:.2f}" for m, sd in zip(shift.log10_ratio, shift.log10_ratio_std.fillna(0))
+            ],
+            "median p(adv)": shift.median_p_adv.map(lambda v: f"{v:.2g}"),
+            "rose in": [
+                f"{k}/{n} [{100 * lo:.0f}, {100 * hi:.0f}]%"
+                for k, n, lo, hi in zip(shift.rose, shift.n, shift.rose_low, shift.rose_high)
+            ],
+        }
+    ).set_index(["precision", "poisons"])
 
 
 def per_target(runs: pd.DataFrame) -> pd.DataFrame:
     """Per target (with its true and adversarial class): how many trial seeds succeeded, per precision and kind of poison."""
     poisoned = runs[runs.poisons != "none"]
-    return poisoned.pivot_table(index=["target", "target_index", "true_class", "adversarial_class"], columns=["precision", "poisons"],
-                                values="success", aggfunc="sum", sort=False).astype(int)
+    return poisoned.pivot_table(
+        index=["target", "target_index", "true_class", "adversarial_class"],
+        columns=["precision", "poisons"],
+        values="success",
+        aggfunc="sum",
+        sort=False,
+    ).astype(int)
 
 
 def crafting_settings(cfg: Preset) -> pd.DataFrame:
     """Gradient matching's settings, the budget and the poisons per trial, the training set, epochs, targets, seeds and
     the QAT victims' bit-widths."""
     tcfg = preset(cfg)
-    return pd.Series({"settings": cfg.attacks.get("gradient_matching", {}), "eps_d": tcfg.targeted_eps_d,
-                      "poisons per trial": round(tcfg.targeted_eps_d * tcfg.train_size) if tcfg.train_size else "ε_d·N",
-                      "training images": tcfg.train_size or "all", "epochs": tcfg.epochs, "targets": cfg.targets,
-                      "seeds": cfg.targeted_seeds, "QAT victims' bits": cfg.targeted_bits}, name="value").to_frame()
+    return pd.Series(
+        {
+            "settings": cfg.attacks.get("gradient_matching", {}),
+            "eps_d": tcfg.targeted_eps_d,
+            "poisons per trial": round(tcfg.targeted_eps_d * tcfg.train_size) if tcfg.train_size else "ε_d·N",
+            "training images": tcfg.train_size or "all",
+            "epochs": tcfg.epochs,
+            "targets": cfg.targets,
+            "seeds": cfg.targeted_seeds,
+            "QAT victims' bits": cfg.targeted_bits,
+        },
+        name="value",
+    ).to_frame()
 
 
 def crafting(runs: pd.DataFrame) -> pd.DataFrame:
@@ -244,9 +347,18 @@ def crafting(runs: pd.DataFrame) -> pd.DataFrame:
     cosine loss before and after crafting, and the crafting time (mean and total seconds)."""
     made = runs[runs.poisons != "none"].drop_duplicates(["target", "seed", "poisons", "scheme"])
     made = made[(made.poisons == "aware") | (made.precision == "FP")]
-    return made.assign(crafted_against=made.precision.where(made.poisons == "aware", "FP")).groupby("crafted_against", sort=False).agg(
-        poisons=("seed", "size"), loss_before=("objective_initial", "mean"), loss_after=("objective_final", "mean"),
-        seconds_mean=("attack_seconds", "mean"), seconds_total=("attack_seconds", "sum")).round(3)
+    return (
+        made.assign(crafted_against=made.precision.where(made.poisons == "aware", "FP"))
+        .groupby("crafted_against", sort=False)
+        .agg(
+            poisons=("seed", "size"),
+            loss_before=("objective_initial", "mean"),
+            loss_after=("objective_final", "mean"),
+            seconds_mean=("attack_seconds", "mean"),
+            seconds_total=("attack_seconds", "sum"),
+        )
+        .round(3)
+    )
 
 
 def headline(cfg: Preset, runs: pd.DataFrame) -> str:
@@ -254,8 +366,9 @@ def headline(cfg: Preset, runs: pd.DataFrame) -> str:
     poisons, the pull toward the adversarial class, and the claims' verdicts with the smallest effect they could see."""
     tcfg, s, shift = preset(cfg), summary(runs), adversarial_shift(runs)
     tested = claims(runs)
-    say = lambda outcome, family: tally(tested[(tested.outcome == outcome) & (tested.family == family)],
-                                        "log10" if outcome == "pull" else "points")
+    say = lambda outcome, family: tally(
+        tested[(tested.outcome == outcome) & (tested.family == family)], "log10" if outcome == "pull" else "points"
+    )
     works = tested[tested.family == "attack works in FP"].set_index("outcome")["our run"]
     cell = s.set_index(["precision", "poisons"])
     qat, aware = cell.xs("oblivious", level="poisons").drop("FP"), cell.xs("aware", level="poisons")
@@ -264,23 +377,28 @@ def headline(cfg: Preset, runs: pd.DataFrame) -> str:
     best = mcnemar([0] * int(fp.n))["mde"]
     fewer = "" if len(qat) == len(QAT_SCHEMES) else "; the preset's targeted_bits leave out the paper's others"
     span = lambda v, fmt: fmt.format(v.min()) if v.min() == v.max() else f"{fmt.format(v.min())}-{fmt.format(v.max())}"
-    return (f"**Targeted attack on {cfg.dataset} ({cfg.model}, {tcfg.train_size or 'all'} training images, {tcfg.epochs} epochs, "
-            f"{cfg.targets} targets × {len(cfg.targeted_seeds)} seeds, ε_d = {tcfg.targeted_eps_d:g}, "
-            f"ε = {cfg.attacks.get('gradient_matching', {}).get('eps', 16 / 255):.3g}):** in full precision gradient matching puts the target in the "
-            f"adversarial class in {100 * fp.success_rate:.0f}% of trials [{100 * fp.success_low:.0f}, {100 * fp.success_high:.0f}] "
-            f"(clean victims: {100 * none.success_rate:.0f}%) and gets it misclassified in {100 * fp.misclassified_rate:.0f}% "
-            f"(the paper: {100 * paper.TARGETED_FP:.1f}% misclassified); against the clean victims of the same trials, "
-            f"'the attack works in FP' {works['success']} on success, {works['misclassified']} on misclassification and "
-            f"{works['pull']} on the pull. Under QAT ({', '.join(qat.index)}{fewer}) the oblivious poisons succeed in "
-            f"{span(100 * qat.success_rate, '{:.0f}')}% of trials "
-            f"(the paper: {100 * paper.TARGETED_QAT_RANGE[0]:.0f}-{100 * paper.TARGETED_QAT_RANGE[1]:.0f}% misclassified at 1-8 bits), "
-            f"quantization-aware poisons in {span(100 * aware.success_rate, '{:.0f}')}%. "
-            f"Paired by trial (exact McNemar, Benjamini-Hochberg within each family): 'QAT lowers the FP success rate' "
-            f"{say('success', 'QAT more robust than FP')}; 'aware beats oblivious' {say('success', 'QAA stronger than QOA')}. "
-            f"Below the flip, the oblivious poisons make the adversarial class {moved['FP']:.3g}× likelier "
-            f"for the FP victim (geometric mean over trials) and {span(moved.drop('FP'), '{:.3g}')}× "
-            f"under QAT: 'QAT lowers the FP pull' {say('pull', 'QAT more robust than FP')}, "
-            f"'aware pulls more than oblivious' {say('pull', 'QAA stronger than QOA')}. "
-            + (f"With {int(fp.n)} trials no rate claim can be decided: the exact test needs 6 trials that differ, all one way."
-               if math.isnan(best) else f"With {int(fp.n)} trials the exact test detects (power 0.8) a difference in rates "
-               f"of {100 * best:.0f} points or more, and only if no trial goes against it."))
+    return (
+        f"**Targeted attack on {cfg.dataset} ({cfg.model}, {tcfg.train_size or 'all'} training images, {tcfg.epochs} epochs, "
+        f"{cfg.targets} targets × {len(cfg.targeted_seeds)} seeds, ε_d = {tcfg.targeted_eps_d:g}, "
+        f"ε = {cfg.attacks.get('gradient_matching', {}).get('eps', 16 / 255):.3g}):** in full precision gradient matching puts the target in the "
+        f"adversarial class in {100 * fp.success_rate:.0f}% of trials [{100 * fp.success_low:.0f}, {100 * fp.success_high:.0f}] "
+        f"(clean victims: {100 * none.success_rate:.0f}%) and gets it misclassified in {100 * fp.misclassified_rate:.0f}% "
+        f"(the paper: {100 * paper.TARGETED_FP:.1f}% misclassified); against the clean victims of the same trials, "
+        f"'the attack works in FP' {works['success']} on success, {works['misclassified']} on misclassification and "
+        f"{works['pull']} on the pull. Under QAT ({', '.join(qat.index)}{fewer}) the oblivious poisons succeed in "
+        f"{span(100 * qat.success_rate, '{:.0f}')}% of trials "
+        f"(the paper: {100 * paper.TARGETED_QAT_RANGE[0]:.0f}-{100 * paper.TARGETED_QAT_RANGE[1]:.0f}% misclassified at 1-8 bits), "
+        f"quantization-aware poisons in {span(100 * aware.success_rate, '{:.0f}')}%. "
+        f"Paired by trial (exact McNemar, Benjamini-Hochberg within each family): 'QAT lowers the FP success rate' "
+        f"{say('success', 'QAT more robust than FP')}; 'aware beats oblivious' {say('success', 'QAA stronger than QOA')}. "
+        f"Below the flip, the oblivious poisons make the adversarial class {moved['FP']:.3g}× likelier "
+        f"for the FP victim (geometric mean over trials) and {span(moved.drop('FP'), '{:.3g}')}× "
+        f"under QAT: 'QAT lowers the FP pull' {say('pull', 'QAT more robust than FP')}, "
+        f"'aware pulls more than oblivious' {say('pull', 'QAA stronger than QOA')}. "
+        + (
+            f"With {int(fp.n)} trials no rate claim can be decided: the exact test needs 6 trials that differ, all one way."
+            if math.isnan(best)
+            else f"With {int(fp.n)} trials the exact test detects (power 0.8) a difference in rates "
+            f"of {100 * best:.0f} points or more, and only if no trial goes against it."
+        )
+    )

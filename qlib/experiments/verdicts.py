@@ -35,12 +35,35 @@ from ..design import CLAIMS, Design, Primary, Side, Targeted
 from ..paper import FP
 from ..pipeline import Cell, compute
 from ..presets import Preset
-from ..stats import (ALPHA, DESIGN_POWER, PRIMARY_VERDICTS, look, paired_rates, rate, seeds_for_power, spending_bounds,
-                     trials_for_power)
+from ..stats import (
+    ALPHA,
+    DESIGN_POWER,
+    PRIMARY_VERDICTS,
+    look,
+    paired_rates,
+    rate,
+    seeds_for_power,
+    spending_bounds,
+    trials_for_power,
+)
 from . import ensure, strength
 
-COLUMNS = ["id", "claim", "comparison", "unit", "δ", "pilot sd", "seeds for power", "looks", "seeds", "effect", "low", "high",
-           "size", "verdict"]  # unit "seed", or "trial" for a targeted comparison (its "seeds" columns count trials)
+COLUMNS = [
+    "id",
+    "claim",
+    "comparison",
+    "unit",
+    "δ",
+    "pilot sd",
+    "seeds for power",
+    "looks",
+    "seeds",
+    "effect",
+    "low",
+    "high",
+    "size",
+    "verdict",
+]  # unit "seed", or "trial" for a targeted comparison (its "seeds" columns count trials)
 
 
 def regime(cfg: Preset, c: Primary) -> Preset:
@@ -56,8 +79,11 @@ def side_cells(cfg: Preset, c: Primary, side: Side, seed: int) -> dict[str, Cell
     rcfg = regime(cfg, c)
     aware = needs(side.attack).scheme == "attacked"
     nu = poison(rcfg, side.attack, seed, c.eps_d, side.scheme if aware else None, **dict(side.switches))
-    return {"poison": nu, "clean": accuracy(rcfg, seed, side.regime, side.scheme),
-            "poisoned": accuracy(rcfg, seed, side.regime, side.scheme, nu)}
+    return {
+        "poison": nu,
+        "clean": accuracy(rcfg, seed, side.regime, side.scheme),
+        "poisoned": accuracy(rcfg, seed, side.regime, side.scheme, nu),
+    }
 
 
 def seed_cells(cfg: Preset, c: Primary, seeds) -> list[Cell]:
@@ -66,6 +92,7 @@ def seed_cells(cfg: Preset, c: Primary, seeds) -> list[Cell]:
 
 def differences(cfg: Preset, c: Primary, seeds) -> np.ndarray:
     """Per seed: better's drop minus worse's, in points (the cells must be computed)."""
+
     def drop(side, s):
         cells = side_cells(cfg, c, side, s)
         return cells["poisoned"].value()["acc"] - cells["clean"].value()["acc"]
@@ -76,10 +103,23 @@ def differences(cfg: Preset, c: Primary, seeds) -> np.ndarray:
 def trial_cells(cfg: Preset, t: Targeted, seed: int, target: dict) -> dict[str, Cell]:
     """One trial's cells: the poisons (gradient matching with the comparison's settings, made in the fine-tuning
     set against the seed's pretrained model) and the victims' outcomes: "clean" (FP, no poisons), "worse", "better"."""
-    nu = poison(cfg, "gradient_matching", seed, t.eps_d, target_index=target["target_index"],
-                adversarial_class=target["adversarial_class"], curve=False, finetune=t.finetune_size, **dict(t.settings))
-    victim = lambda scheme, p: outcome(cfg, finetuned(cfg, seed, scheme, t.finetune_size, t.finetune_epochs, t.finetune_lr, p),
-                                       target["target_index"], target["adversarial_class"])
+    nu = poison(
+        cfg,
+        "gradient_matching",
+        seed,
+        t.eps_d,
+        target_index=target["target_index"],
+        adversarial_class=target["adversarial_class"],
+        curve=False,
+        finetune=t.finetune_size,
+        **dict(t.settings),
+    )
+    victim = lambda scheme, p: outcome(
+        cfg,
+        finetuned(cfg, seed, scheme, t.finetune_size, t.finetune_epochs, t.finetune_lr, p),
+        target["target_index"],
+        target["adversarial_class"],
+    )
     return {"poison": nu, "clean": victim(FP, None), "worse": victim(t.worse[1], nu), "better": victim(t.better[1], nu)}
 
 
@@ -93,8 +133,11 @@ def trials(cfg: Preset, t: Targeted, seeds) -> list[dict]:
             for side, c in trial_cells(cfg, t, s, target).items():
                 if side != "poison":
                     v = c.value()
-                    row |= {f"{side} success": int(v["pred"] == target["adversarial_class"]), f"{side} p_adv": v["p_adv"],
-                            f"{side} acc": v["acc"]}
+                    row |= {
+                        f"{side} success": int(v["pred"] == target["adversarial_class"]),
+                        f"{side} p_adv": v["p_adv"],
+                        f"{side} acc": v["acc"],
+                    }
             out.append(row)
     return out
 
@@ -118,15 +161,18 @@ def cells(cfg: Preset, chosen_targets: list | None = None) -> list[Cell]:
         chosen = {s: targets(cfg, s, t.per_seed) for s in list(design.pilot_seeds) + design.targeted_seeds(t)}
         if chosen_targets is None:
             ensure(cfg, list(chosen.values()), progress=False)
-        placeholders = [{"target": k, "target_index": k, "true_class": 0, "adversarial_class": 1} for k in range(t.per_seed)]
+        placeholders = [
+            {"target": k, "target_index": k, "true_class": 0, "adversarial_class": 1} for k in range(t.per_seed)
+        ]
         for s, cell in chosen.items():
             picked = placeholders if chosen_targets is not None else cell.value()["targets"]
             out += [cell] + [x for target in picked for x in trial_cells(cfg, t, s, target).values()]
     return out
 
 
-def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, progress: bool = True,
-           pilot: bool = True) -> dict:
+def decide(
+    cfg: Preset, executor: str = "serial", workers: int | None = None, progress: bool = True, pilot: bool = True
+) -> dict:
     """Run the design's stages (module docstring), computing what the cache lacks with ``executor``; without
     ``pilot`` (a replication: the pilot sizes the design and never decides) the pilot stages are skipped and the
     rows' "pilot sd" and "seeds for power" are NaN. Returns
@@ -136,20 +182,35 @@ def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, pr
     tables without primary comparisons."""
     design, work = cfg.design, {"cells": 0, "runs": {}}
     if design is None:
-        return {"verdicts": pd.DataFrame(columns=COLUMNS), "looks": pd.DataFrame(), "pilot": pd.DataFrame(),
-                "trials": pd.DataFrame(), "design": None} | work
+        return {
+            "verdicts": pd.DataFrame(columns=COLUMNS),
+            "looks": pd.DataFrame(),
+            "pilot": pd.DataFrame(),
+            "trials": pd.DataFrame(),
+            "design": None,
+        } | work
 
     def run(cells, desc):
-        done = compute(cells, executor, threads=cfg.threads, workers=workers, address=cfg.ray_address,
-                       gpus=cfg.gpus_per_cell, progress=progress, desc=desc)
+        done = compute(
+            cells,
+            executor,
+            threads=cfg.threads,
+            workers=workers,
+            address=cfg.ray_address,
+            gpus=cfg.gpus_per_cell,
+            progress=progress,
+            desc=desc,
+        )
         work["cells"] += done["cells"]
         work["runs"] |= done["runs"]
 
     piloting = list(design.pilot_seeds) if pilot else []
     run([x for c in design.comparisons for x in seed_cells(cfg, c, piloting)], "primary: pilot")
     pilots = {c.id: differences(cfg, c, piloting) for c in design.comparisons}
-    bounds = {claim: spending_bounds(np.array(design.looks) / design.cap, ALPHA / len(design.family(claim)))
-              for claim in {c.claim for c in design.comparisons}}
+    bounds = {
+        claim: spending_bounds(np.array(design.looks) / design.cap, ALPHA / len(design.family(claim)))
+        for claim in {c.claim for c in design.comparisons}
+    }
     open_, looks = list(design.comparisons), []
     for k, n in enumerate(design.looks):
         seeds = design.seeds[:n]
@@ -165,14 +226,25 @@ def decide(cfg: Preset, executor: str = "serial", workers: int | None = None, pr
     for t in design.targeted:
         seeds = piloting + design.targeted_seeds(t)
         run([targets(cfg, s, t.per_seed) for s in seeds], f"primary {t.id}: targets")
-        run([x for s in seeds for target in targets(cfg, s, t.per_seed).value()["targets"]
-             for x in trial_cells(cfg, t, s, target).values()], f"primary {t.id}: {len(seeds) * t.per_seed} trials")
+        run(
+            [
+                x
+                for s in seeds
+                for target in targets(cfg, s, t.per_seed).value()["targets"]
+                for x in trial_cells(cfg, t, s, target).values()
+            ],
+            f"primary {t.id}: {len(seeds) * t.per_seed} trials",
+        )
         piloted, decided = trials(cfg, t, piloting), trials(cfg, t, design.targeted_seeds(t))
         trial_rows += [r | {"stage": "pilot"} for r in piloted] + [r | {"stage": "decide"} for r in decided]
         rows.append(targeted_row(design, t, piloted, decided))
-    return {"verdicts": pd.DataFrame(rows, columns=COLUMNS), "looks": pd.DataFrame(looks), "trials": pd.DataFrame(trial_rows),
-            "pilot": pd.DataFrame([{"id": i, **{f"seed {s}": d for s, d in zip(piloting, v)}} for i, v in pilots.items()]),
-            "design": design} | work
+    return {
+        "verdicts": pd.DataFrame(rows, columns=COLUMNS),
+        "looks": pd.DataFrame(looks),
+        "trials": pd.DataFrame(trial_rows),
+        "pilot": pd.DataFrame([{"id": i, **{f"seed {s}": d for s, d in zip(piloting, v)}} for i, v in pilots.items()]),
+        "design": design,
+    } | work
 
 
 def targeted_row(design: Design, t: Targeted, piloted: list[dict], decided: list[dict]) -> dict:
@@ -184,10 +256,22 @@ def targeted_row(design: Design, t: Targeted, piloted: list[dict], decided: list
         needed = trials_for_power(float(np.mean(diffs != 0)), t.delta, alpha, DESIGN_POWER)
         needed = needed if needed is not None else math.inf
     r = paired_rates(pairs(decided), t.delta, alpha)
-    return {"id": t.id, "claim": t.claim, "comparison": t.text, "unit": "trial", "δ": t.delta,
-            "pilot sd": 100 * float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan,
-            "seeds for power": needed, "looks": 1, "seeds": r["n"],
-            "effect": r["mean"], "low": r["low"], "high": r["high"], "size": r["size"], "verdict": r["verdict"]}
+    return {
+        "id": t.id,
+        "claim": t.claim,
+        "comparison": t.text,
+        "unit": "trial",
+        "δ": t.delta,
+        "pilot sd": 100 * float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan,
+        "seeds for power": needed,
+        "looks": 1,
+        "seeds": r["n"],
+        "effect": r["mean"],
+        "low": r["low"],
+        "high": r["high"],
+        "size": r["size"],
+        "verdict": r["verdict"],
+    }
 
 
 def verdict_rows(design: Design, pilot: dict, looks: pd.DataFrame) -> list[dict]:
@@ -199,17 +283,36 @@ def verdict_rows(design: Design, pilot: dict, looks: pd.DataFrame) -> list[dict]
             sd = float(np.std(pilot[c.id], ddof=1))
             needed = seeds_for_power(sd, c.delta, ALPHA / len(design.family(c.claim)), DESIGN_POWER)
             needed = needed if needed is not None else math.inf
-        rows.append({"id": c.id, "claim": c.claim, "comparison": c.text, "unit": "seed", "δ": c.delta, "pilot sd": sd,
-                     "seeds for power": needed, "looks": int(last.look),
-                     "seeds": int(last.n), "effect": last["mean"], "low": last.low, "high": last.high, "size": last["size"],
-                     "verdict": last.verdict})
+        rows.append(
+            {
+                "id": c.id,
+                "claim": c.claim,
+                "comparison": c.text,
+                "unit": "seed",
+                "δ": c.delta,
+                "pilot sd": sd,
+                "seeds for power": needed,
+                "looks": int(last.look),
+                "seeds": int(last.n),
+                "effect": last["mean"],
+                "low": last.low,
+                "high": last.high,
+                "size": last["size"],
+                "verdict": last.verdict,
+            }
+        )
     return rows
 
 
 def records(verdicts: pd.DataFrame) -> list[dict]:
     """The verdict table as JSON-ready records (the index's scoreboard and ``make replicate`` read these)."""
-    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v.item() if hasattr(v, "item") else v)
-             for k, v in row.items()} for row in verdicts.to_dict("records")]
+    return [
+        {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v.item() if hasattr(v, "item") else v)
+            for k, v in row.items()
+        }
+        for row in verdicts.to_dict("records")
+    ]
 
 
 # -- what the notebook shows --
@@ -220,8 +323,18 @@ def design_table(cfg: Preset) -> pd.DataFrame:
     d = cfg.design
     if d is None:
         return pd.DataFrame(columns=["id", "claim", "comparison", "δ (points)", "why"])
-    return pd.DataFrame([{"id": c.id, "claim": f"{c.claim} {CLAIMS[c.claim]}", "comparison": c.text, "δ (points)": c.delta,
-                          "why": c.why} for c in d.comparisons + d.targeted])
+    return pd.DataFrame(
+        [
+            {
+                "id": c.id,
+                "claim": f"{c.claim} {CLAIMS[c.claim]}",
+                "comparison": c.text,
+                "δ (points)": c.delta,
+                "why": c.why,
+            }
+            for c in d.comparisons + d.targeted
+        ]
+    )
 
 
 def targeted_table(result: dict) -> pd.DataFrame:
@@ -235,9 +348,15 @@ def targeted_table(result: dict) -> pd.DataFrame:
     rows = []
     for (i, stage), g in t.groupby(["id", "stage"], sort=False):
         row = {"id": i, "stage": stage, "trials": len(g)}
-        for key, label in (("clean", "FP, no poisons"), ("worse", side(names[i], "worse")), ("better", side(names[i], "better"))):
+        for key, label in (
+            ("clean", "FP, no poisons"),
+            ("worse", side(names[i], "worse")),
+            ("better", side(names[i], "better")),
+        ):
             r = rate(int(g[f"{key} success"].sum()), len(g))
-            row[f"{label}: success"] = f"{r['k']}/{r['n']} = {100 * r['rate']:.0f}% [{100 * r['low']:.0f}, {100 * r['high']:.0f}]"
+            row[f"{label}: success"] = (
+                f"{r['k']}/{r['n']} = {100 * r['rate']:.0f}% [{100 * r['low']:.0f}, {100 * r['high']:.0f}]"
+            )
             row[f"{label}: test acc (%)"] = round(100 * g[f"{key} acc"].mean(), 2)
         rows.append(row)
     return pd.DataFrame(rows).set_index(["id", "stage"])
@@ -257,14 +376,20 @@ def figure(result: dict):
     colours = {"holds": "#2e7d32", "fails": "#c62828", "negligible": "#1565c0", "undecided": "#9e9e9e"}
     for y, (_, r) in enumerate(v.iterrows()):
         ax.fill_betweenx([y - 0.35, y + 0.35], -r["δ"], r["δ"], color="#e3f2fd", lw=0)
-        ax.errorbar(r.effect, y, xerr=[[r.effect - r.low], [r.high - r.effect]], fmt="o", color=colours[r.verdict], capsize=3)
-        ax.text(1.01, y, f"{r.verdict} ({r.seeds} {r.unit}s)", transform=ax.get_yaxis_transform(), va="center", fontsize=8)
+        ax.errorbar(
+            r.effect, y, xerr=[[r.effect - r.low], [r.high - r.effect]], fmt="o", color=colours[r.verdict], capsize=3
+        )
+        ax.text(
+            1.01, y, f"{r.verdict} ({r.seeds} {r.unit}s)", transform=ax.get_yaxis_transform(), va="center", fontsize=8
+        )
     ax.axvline(0, c="grey", lw=0.8)
     ax.set_yticks(range(len(v)), [f"{r.id}: claim {r.claim}" for _, r in v.iterrows()])
     ax.invert_yaxis()
     ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("difference in the claim's direction (points, symlog): better's drop − worse's, or worse's success rate − "
-                  "better's; band: ±δ; bar: 95% interval (repeated, or Newcombe's)")
+    ax.set_xlabel(
+        "difference in the claim's direction (points, symlog): better's drop − worse's, or worse's success rate − "
+        "better's; band: ±δ; bar: 95% interval (repeated, or Newcombe's)"
+    )
     fig.tight_layout()
     return fig
 
@@ -274,11 +399,17 @@ def headline(cfg: Preset, result: dict) -> str:
     if v.empty:
         return f"**Verdicts:** preset {cfg.preset} declares no primary comparisons."
     counts = ", ".join(f"{(v.verdict == k).sum()} {k}" for k in PRIMARY_VERDICTS)
-    per_claim = "; ".join(f"claim {claim}: " + ", ".join(f"{r.id} {r.verdict}" for _, r in g.iterrows())
-                          for claim, g in v.groupby("claim"))
+    per_claim = "; ".join(
+        f"claim {claim}: " + ", ".join(f"{r.id} {r.verdict}" for _, r in g.iterrows())
+        for claim, g in v.groupby("claim")
+    )
     d = result["design"]
-    targeted = "".join(f" {t.id} on {t.trials} fresh trials ({t.seeds} seeds × {t.per_seed} targets) by the exact McNemar test."
-                       for t in d.targeted)
-    return (f"**Verdicts of the {len(v)} primary comparisons ({cfg.dataset}):** {counts}. {per_claim}. Each seed-wise "
-            f"comparison decided on fresh seeds from {d.first_seed} in groups of {d.group} (cap {d.cap});{targeted} "
-            f"The pilot seeds {list(d.pilot_seeds)} only sized the design.")
+    targeted = "".join(
+        f" {t.id} on {t.trials} fresh trials ({t.seeds} seeds × {t.per_seed} targets) by the exact McNemar test."
+        for t in d.targeted
+    )
+    return (
+        f"**Verdicts of the {len(v)} primary comparisons ({cfg.dataset}):** {counts}. {per_claim}. Each seed-wise "
+        f"comparison decided on fresh seeds from {d.first_seed} in groups of {d.group} (cap {d.cap});{targeted} "
+        f"The pilot seeds {list(d.pilot_seeds)} only sized the design."
+    )

@@ -15,8 +15,18 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from .. import numerics
-from .quantizers import (AdaBinActivation, AdaBinWeight, IntActivation, IntWeight, LSQWeight, Maxout, SignActivation,
-                         SignSwishActivation, SignSwishWeight, SignWeight)
+from .quantizers import (
+    AdaBinActivation,
+    AdaBinWeight,
+    IntActivation,
+    IntWeight,
+    LSQWeight,
+    Maxout,
+    SignActivation,
+    SignSwishActivation,
+    SignSwishWeight,
+    SignWeight,
+)
 from .scheme import QuantScheme
 
 
@@ -40,7 +50,9 @@ class Twin:
 
 class QConv2d(Twin, nn.Conv2d):
     def forward(self, x):
-        return numerics.conv2d(self, self._input(x), self.quantized_weight(), self.bias)  # a CPU route-around, same values
+        return numerics.conv2d(
+            self, self._input(x), self.quantized_weight(), self.bias
+        )  # a CPU route-around, same values
 
 
 class QLinear(Twin, nn.Linear):
@@ -98,8 +110,10 @@ def relu_channels(model: nn.Module) -> dict[str, int]:
             last = m.out_features
         elif isinstance(m, nn.ReLU):
             if last is None:
-                raise ValueError(f"cannot infer the channels of ReLU {name!r}: no BatchNorm, conv or linear layer is "
-                                 "registered before it (AdaBin's per-channel Maxout needs them)")
+                raise ValueError(
+                    f"cannot infer the channels of ReLU {name!r}: no BatchNorm, conv or linear layer is "
+                    "registered before it (AdaBin's per-channel Maxout needs them)"
+                )
             channels[name] = last
     return channels
 
@@ -118,11 +132,15 @@ def quantize_modules(model: nn.Module, scheme: QuantScheme) -> nn.Module:
     first = next(n for n, m in q.named_modules() if type(m) in TWINS)
     eligible = eligible_layers(q, scheme.keep_fp)
     if scheme.a_bits and scheme.a_bits >= 2 and not set(eligible) - {first}:
-        raise ValueError(f"scheme {scheme.name} quantizes activations, but with keep_fp={list(scheme.keep_fp)} no quantized "
-                         "layer has a hidden activation as input (the image is not an activation): use a weight-only scheme")
+        raise ValueError(
+            f"scheme {scheme.name} quantizes activations, but with keep_fp={list(scheme.keep_fp)} no quantized "
+            "layer has a hidden activation as input (the image is not an activation): use a weight-only scheme"
+        )
     for name in eligible:
         layer = q.get_submodule(name)
-        hidden = scheme.a_bits and scheme.a_bits >= 2 and name != first  # the network's input, the image, stays as it is
+        hidden = (
+            scheme.a_bits and scheme.a_bits >= 2 and name != first
+        )  # the network's input, the image, stays as it is
         acts = IntActivation(scheme.a_bits, scheme.act_momentum) if hidden else None
         _set(q, name, TWINS[type(layer)].from_float(layer, _weight_quantizer(scheme, layer.weight), acts))
     if scheme.a_bits == 1:
@@ -149,7 +167,7 @@ def calibrate(model: nn.Module, data, batches: int = 4, batch_size: int = 256) -
         q.seen.fill_(False)
     try:
         for i in range(min(batches, -(-len(data) // batch_size))):
-            model(data.x[i * batch_size:(i + 1) * batch_size].to(device))
+            model(data.x[i * batch_size : (i + 1) * batch_size].to(device))
     finally:
         for q in quantizers:
             q.calibrating = False

@@ -70,7 +70,9 @@ def parse_scheme(task: str, method: str | None = None, **options) -> QuantScheme
         return QuantScheme("fp", "fp", None, None, **options)
     m = re.fullmatch(r"(\d+)W(?:(\d+)A)?", task)
     if not m:
-        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)} (generally '<b>W' or '<b>W<b>A', b in 1-32)")
+        raise ValueError(
+            f"unknown task {task!r}; valid: {', '.join(TASKS)} (generally '<b>W' or '<b>W<b>A', b in 1-32)"
+        )
     w_bits = _check_bits(int(m[1]), task)
     a_bits = _check_bits(int(m[2]), task) if m[2] else None
     one_bit = 1 in (w_bits, a_bits)
@@ -78,11 +80,15 @@ def parse_scheme(task: str, method: str | None = None, **options) -> QuantScheme
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     if one_bit and method in MULTI_BIT_METHODS:
-        raise ValueError(f"task {task!r} has a 1-bit part: use method {_listed(ONE_BIT_METHODS)}, not {method!r}, "
-                         "which needs ≥ 2 bits in every part")
+        raise ValueError(
+            f"task {task!r} has a 1-bit part: use method {_listed(ONE_BIT_METHODS)}, not {method!r}, "
+            "which needs ≥ 2 bits in every part"
+        )
     if not one_bit and method in ONE_BIT_METHODS:
-        raise ValueError(f"method {method!r} is for tasks with a 1-bit part (the 1-bit methods are "
-                         f"{_listed(ONE_BIT_METHODS)}); task {task!r} needs method {_listed(MULTI_BIT_METHODS)}")
+        raise ValueError(
+            f"method {method!r} is for tasks with a 1-bit part (the 1-bit methods are "
+            f"{_listed(ONE_BIT_METHODS)}); task {task!r} needs method {_listed(MULTI_BIT_METHODS)}"
+        )
     keep = tuple(options.get("keep_fp", KEEP_FP))
     if not set(keep) <= set(KEEP_FP):
         raise ValueError(f"unknown keep_fp entries {sorted(set(keep) - set(KEEP_FP))}; valid: {', '.join(KEEP_FP)}")

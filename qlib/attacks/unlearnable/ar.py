@@ -61,7 +61,7 @@ def generate(b: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     left2, left1 = b[..., 2, 0], b[..., 2, 1]
     for i in range(KERNEL - 1, h):
         # the two rows above are final, so their part of every window of row i is one vectorised sum
-        above = sum(b[..., r, s] * x[i - 2 + r, s:w - 2 + s] for r in range(2) for s in range(KERNEL))
+        above = sum(b[..., r, s] * x[i - 2 + r, s : w - 2 + s] for r in range(2) for s in range(KERNEL))
         for j in range(KERNEL - 1, w):
             x[i, j] = above[j - 2] + left2 * x[i, j - 2] + left1 * x[i, j - 1]
     return x.permute(2, 3, 0, 1)
@@ -97,8 +97,18 @@ def screen(b: torch.Tensor, size: tuple[int, int], crop: int, trials: int, max_n
 
 
 @functools.lru_cache(maxsize=8)
-def find_coefficients(num_classes: int, channels: int, size: tuple[int, int], crop: int, seed: int, *,
-                      max_norm: float, min_response: float, trials: int, max_candidates: int) -> torch.Tensor:
+def find_coefficients(
+    num_classes: int,
+    channels: int,
+    size: tuple[int, int],
+    crop: int,
+    seed: int,
+    *,
+    max_norm: float,
+    min_response: float,
+    trials: int,
+    max_candidates: int,
+) -> torch.Tensor:
     """(num_classes, C, 3, 3) stable, mutually distinct AR processes: the original's greedy search
     (``autoregressive_param_finder.py``), candidates drawn ``SEARCH_BATCH`` at a time from ``seed``. A kept
     process is the next stable candidate whose last sample (at L2 = 1) every earlier kept filter answers with
@@ -112,29 +122,57 @@ def find_coefficients(num_classes: int, channels: int, size: tuple[int, int], cr
                 kept.append(candidate)
             if len(kept) == num_classes:
                 return torch.stack(kept)
-    raise RuntimeError(f"found {len(kept)} of {num_classes} AR processes in {max_candidates} candidates; "
-                       f"lower min_response={min_response} or raise max_norm={max_norm}")
+    raise RuntimeError(
+        f"found {len(kept)} of {num_classes} AR processes in {max_candidates} candidates; "
+        f"lower min_response={min_response} or raise max_norm={max_norm}"
+    )
 
 
 @ATTACKS.register("ar", Needs(replaces=True))
-def ar(clean: Dataset, eps_d: float, seed: int, *, eps: float = 1.0, crop: int = 4, max_norm: float = 50.0,
-       min_response: float = 10.0, trials: int = 3, max_candidates: int = 1_000_000, coefficient_seed: int = 0,
-       device: str = "cpu") -> PoisonSet:
+def ar(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    eps: float = 1.0,
+    crop: int = 4,
+    max_norm: float = 50.0,
+    min_response: float = 10.0,
+    trials: int = 3,
+    max_candidates: int = 1_000_000,
+    coefficient_seed: int = 0,
+    device: str = "cpu",
+) -> PoisonSet:
     """Add to each chosen image an L2-``eps`` sample of its class's AR process (no surrogate model).
 
     The coefficient search runs on the CPU, so its choices do not depend on ``device``; the samples run there."""
     idx = chosen(clean, eps_d, seed)
     x, y = clean.x[idx], clean.y[idx]
     size = tuple(x.shape[-2:])
-    coefficients = find_coefficients(clean.num_classes, x.shape[1], size, crop, coefficient_seed, max_norm=max_norm,
-                                     min_response=min_response, trials=trials, max_candidates=max_candidates)
+    coefficients = find_coefficients(
+        clean.num_classes,
+        x.shape[1],
+        size,
+        crop,
+        coefficient_seed,
+        max_norm=max_norm,
+        min_response=min_response,
+        trials=trials,
+        max_candidates=max_candidates,
+    )
     b = coefficients[y].to(devices.resolve(device))
     noise = scale_l2(sample(b, size, crop, torch.Generator().manual_seed(seed)), eps).cpu()
     tally("ar", len(b))
-    params = {"eps": eps, "crop": crop, "max_norm": max_norm, "min_response": min_response, "trials": trials,
-              "max_candidates": max_candidates, "coefficient_seed": coefficient_seed}
-    return make_poison(clean, idx, x + noise, eps_d, seed, "ar", params, "l2", eps,
-                       coefficients=coefficients.tolist())
+    params = {
+        "eps": eps,
+        "crop": crop,
+        "max_norm": max_norm,
+        "min_response": min_response,
+        "trials": trials,
+        "max_candidates": max_candidates,
+        "coefficient_seed": coefficient_seed,
+    }
+    return make_poison(clean, idx, x + noise, eps_d, seed, "ar", params, "l2", eps, coefficients=coefficients.tolist())
 
 
 @UNITS.register("ar")

@@ -53,11 +53,19 @@ def scale_l2(noise: torch.Tensor, radius: float) -> torch.Tensor:
 def minibatches(n: int, batch_size: int, g: torch.Generator):
     """Index tensors of one pass over ``n`` items in a random order drawn from ``g`` (a CPU generator)."""
     perm = torch.randperm(n, generator=g)
-    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def sgd_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int,
-              batch_size: int, g: torch.Generator, attack: str) -> None:
+def sgd_steps(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    g: torch.Generator,
+    attack: str,
+) -> None:
     """``steps`` optimizer steps of the mean cross-entropy on random mini-batches of (x, y), in train mode;
     each counts its images as ``attack``'s work."""
     model.train()
@@ -70,11 +78,29 @@ def sgd_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: 
         opt.step()
 
 
-def make_poison(clean: Dataset, idx: torch.Tensor, x_poison: torch.Tensor, eps_d: float, seed: int, attack: str,
-                params: dict, norm: str, eps: float, **extra) -> PoisonSet:
+def make_poison(
+    clean: Dataset,
+    idx: torch.Tensor,
+    x_poison: torch.Tensor,
+    eps_d: float,
+    seed: int,
+    attack: str,
+    params: dict,
+    norm: str,
+    eps: float,
+    **extra,
+) -> PoisonSet:
     """The PoisonSet that replaces images ``idx`` of ``clean`` by ``x_poison`` (clamped to [0, 1]), labels kept.
 
     ``params`` (JSON) and ``extra`` (e.g. the attack's final objective) go into the provenance."""
-    provenance = {"attack": attack, "params": params, "seed": seed, "labels": "kept", "mode": "replace",
-                  "norm": norm, "eps": float(eps), **extra}
+    provenance = {
+        "attack": attack,
+        "params": params,
+        "seed": seed,
+        "labels": "kept",
+        "mode": "replace",
+        "norm": norm,
+        "eps": float(eps),
+        **extra,
+    }
     return PoisonSet(x_poison.detach().clamp(0, 1).cpu(), clean.y[idx].clone(), idx.clone(), eps_d, provenance)

@@ -59,8 +59,14 @@ CL = torch.channels_last  # same values; measured 15% faster for DC's step (smal
 
 
 def double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class UNet(nn.Module):
@@ -68,7 +74,7 @@ class UNet(nn.Module):
 
     def __init__(self, channels: int, width: int, levels: int = LEVELS):
         super().__init__()
-        widths = [width * 2 ** i for i in range(levels + 1)]
+        widths = [width * 2**i for i in range(levels + 1)]
         self.down = nn.ModuleList(double_conv(cin, cout) for cin, cout in zip([channels] + widths, widths))
         self.up = nn.ModuleList(double_conv(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(levels)))
         self.out = nn.Sequential(nn.Conv2d(width, channels, 1), nn.BatchNorm2d(channels))
@@ -98,8 +104,9 @@ def poisoned(ae: nn.Module, x: torch.Tensor, eps: float) -> torch.Tensor:
     return (x + eps * ae(x)).clamp(0, 1)
 
 
-def confusion_loss(classifier: nn.Module, ae: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
-                   lr: float) -> torch.Tensor:
+def confusion_loss(
+    classifier: nn.Module, ae: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, lr: float
+) -> torch.Tensor:
     """CE(f_θ'(x), y) on the clean batch after the differentiable pseudo-update θ' = θ − lr·∇_θ CE(f_θ(x̃), y):
     what g maximises. Runs the classifier as it is (train mode: batch statistics) on copies of its buffers."""
     params = {k: p.detach().requires_grad_(True) for k, p in classifier.named_parameters()}
@@ -115,7 +122,7 @@ def fresh_classifier(model: nn.Module, trial: int, g: torch.Generator, dev: torc
     net = copy.deepcopy(model).cpu()
     if trial:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=g)))
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=g)))
             for m in net.modules():
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
@@ -130,9 +137,21 @@ def batch_stream(n: int, batch_size: int, g: torch.Generator):
         yield from (b for b in minibatches(n, batch_size, g) if len(b) == size)
 
 
-def train_generator(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, *, eps: float, trials: int,
-                    steps: int, ae_lr: float, lr: float, batch_size: int, ae_width: int,
-                    dev: torch.device) -> tuple[nn.Module, list[float]]:
+def train_generator(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+    *,
+    eps: float,
+    trials: int,
+    steps: int,
+    ae_lr: float,
+    lr: float,
+    batch_size: int,
+    ae_width: int,
+    dev: torch.device,
+) -> tuple[nn.Module, list[float]]:
     """The trained generator (evaluation mode) and each trial's mean confusion loss. Each step counts its
     images as DC's work."""
     g = torch.Generator().manual_seed(seed)
@@ -169,24 +188,45 @@ def train_generator(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: in
 @torch.no_grad()
 def perturb(ae: nn.Module, x: torch.Tensor, eps: float, batch_size: int) -> torch.Tensor:
     """The poisons clamp(x + ε·g(x), 0, 1), in batches."""
-    batches = (x[i:i + batch_size].contiguous(memory_format=CL) for i in range(0, len(x), batch_size))
+    batches = (x[i : i + batch_size].contiguous(memory_format=CL) for i in range(0, len(x), batch_size))
     return torch.cat([poisoned(ae, xb, eps) for xb in batches]).contiguous()
 
 
 @ATTACKS.register("dc", Needs(model="fresh", replaces=True))
-def dc(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float = 0.032, trials: int = 1000,
-       steps: int = 3920, ae_lr: float = 1e-4, lr: float = 0.01, batch_size: int = 256, ae_width: int = 64,
-       device: str = "cpu") -> PoisonSet:
+def dc(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    model: nn.Module,
+    eps: float = 0.032,
+    trials: int = 1000,
+    steps: int = 3920,
+    ae_lr: float = 1e-4,
+    lr: float = 0.01,
+    batch_size: int = 256,
+    ae_width: int = 64,
+    device: str = "cpu",
+) -> PoisonSet:
     """DeepConfuse poisons: a U-Net trained against ``trials`` fresh trainings of ``model`` (a freshly
     initialised classifier), ``steps`` steps each; perturbation ε·g(x), L∞ radius ``eps``."""
     if not eps > 0 or trials < 1 or steps < 1 or not ae_lr > 0 or not lr > 0 or batch_size < 2 or ae_width < 1:
-        raise ValueError(f"bad DC arguments: eps={eps}, trials={trials}, steps={steps}, ae_lr={ae_lr}, lr={lr}, "
-                         f"batch_size={batch_size} (≥ 2 for BatchNorm), ae_width={ae_width}")
+        raise ValueError(
+            f"bad DC arguments: eps={eps}, trials={trials}, steps={steps}, ae_lr={ae_lr}, lr={lr}, "
+            f"batch_size={batch_size} (≥ 2 for BatchNorm), ae_width={ae_width}"
+        )
     if len(clean) < 2:
         raise ValueError("DC trains its classifier with BatchNorm on batches: it needs at least 2 training images")
     dev = devices.resolve(device)
-    params = {"eps": eps, "trials": trials, "steps": steps, "ae_lr": ae_lr, "lr": lr, "batch_size": batch_size,
-              "ae_width": ae_width}
+    params = {
+        "eps": eps,
+        "trials": trials,
+        "steps": steps,
+        "ae_lr": ae_lr,
+        "lr": lr,
+        "batch_size": batch_size,
+        "ae_width": ae_width,
+    }
     # g learns on the whole clean set, as in the original; only the chosen images are replaced
     ae, history = train_generator(model, clean.x.to(dev), clean.y.to(dev), seed, **params, dev=dev)
     idx = chosen(clean, eps_d, seed)

@@ -62,8 +62,20 @@ def project(delta: torch.Tensor, x: torch.Tensor, eps: float, classwise: bool) -
     return delta.clamp(-eps, eps) if classwise else project_linf(delta, x, eps)
 
 
-def descend(model: nn.Module, x, y, delta, *, eps: float, step_size: float, steps: int, classwise: bool,
-            inner: Inner | None, g: torch.Generator, attack: str = "em") -> torch.Tensor:
+def descend(
+    model: nn.Module,
+    x,
+    y,
+    delta,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    classwise: bool,
+    inner: Inner | None,
+    g: torch.Generator,
+    attack: str = "em",
+) -> torch.Tensor:
     """``steps`` signed-gradient steps lowering CE(f(x + δ [+ ρ]), y) in δ, each projected (min over δ); each
     counts the images of ``x`` as ``attack``'s work."""
     for _ in range(steps):
@@ -77,8 +89,9 @@ def descend(model: nn.Module, x, y, delta, *, eps: float, step_size: float, step
     return delta.detach()
 
 
-def surrogate_steps(model: nn.Module, opt, x, y, steps: int, batch_size: int, g: torch.Generator,
-                    inner: Inner | None, attack: str) -> None:
+def surrogate_steps(
+    model: nn.Module, opt, x, y, steps: int, batch_size: int, g: torch.Generator, inner: Inner | None, attack: str
+) -> None:
     """``steps`` SGD steps on random mini-batches of (x + δ, y); with ``inner``, on x + δ + ρ (adversarial training).
     Each step counts its images as ``attack``'s work."""
     if inner is None:
@@ -102,9 +115,9 @@ def training_error(model: nn.Module, x, y, batch_size: int = 1000) -> tuple[floa
     model.eval()
     wrong, loss = 0, 0.0
     for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size])
-        wrong += (logits.argmax(1) != y[i:i + batch_size]).sum().item()
-        loss += nnf.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
+        logits = model(x[i : i + batch_size])
+        wrong += (logits.argmax(1) != y[i : i + batch_size]).sum().item()
+        loss += nnf.cross_entropy(logits, y[i : i + batch_size], reduction="sum").item()
     return wrong / len(x), loss / len(x)
 
 
@@ -116,16 +129,40 @@ def initial_noise(x, y, num_classes: int, eps: float, classwise: bool, random_st
     return delta if classwise else project_linf(delta, x, eps)
 
 
-def min_min(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, eps: float, step_size: float,
-            pgd_steps: int, train_steps: int, stop_error: float | None, max_rounds: int, batch_size: int, lr: float,
-            classwise: bool, random_start: bool, g: torch.Generator, attack: str, inner: Inner | None = None):
+def min_min(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    *,
+    eps: float,
+    step_size: float,
+    pgd_steps: int,
+    train_steps: int,
+    stop_error: float | None,
+    max_rounds: int,
+    batch_size: int,
+    lr: float,
+    classwise: bool,
+    random_start: bool,
+    g: torch.Generator,
+    attack: str,
+    inner: Inner | None = None,
+):
     """The min-min loop; returns (x + δ, record). ``stop_error=None`` runs all ``max_rounds`` rounds. Its
     surrogate and δ steps count as ``attack``'s work."""
     delta = initial_noise(x, y, num_classes, eps, classwise, random_start, g)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     errors, losses = [], []
-    pgd = {"eps": eps, "step_size": step_size, "steps": pgd_steps, "classwise": classwise, "inner": inner, "g": g,
-           "attack": attack}
+    pgd = {
+        "eps": eps,
+        "step_size": step_size,
+        "steps": pgd_steps,
+        "classwise": classwise,
+        "inner": inner,
+        "g": g,
+        "attack": attack,
+    }
     for _ in range(max_rounds):
         surrogate_steps(model, opt, poisoned(x, y, delta, classwise), y, train_steps, batch_size, g, inner, attack)
         model.eval()
@@ -140,22 +177,53 @@ def min_min(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int
         losses.append(loss)
         if stop_error is not None and error < stop_error:
             break
-    record = {"rounds": len(errors), "error": errors[-1], "errors": errors, "losses": losses,
-              "clean_error": training_error(model, x, y)[0]}
+    record = {
+        "rounds": len(errors),
+        "error": errors[-1],
+        "errors": errors,
+        "losses": losses,
+        "clean_error": training_error(model, x, y)[0],
+    }
     return poisoned(x, y, delta, classwise), record
 
 
-def check_pgd(eps: float, step_size: float, pgd_steps: int, train_steps: int, max_rounds: int, batch_size: int,
-              lr: float, stop_error: float | None) -> None:
-    if not (eps > 0 and step_size > 0 and lr > 0) or pgd_steps < 1 or train_steps < 0 or max_rounds < 1 or batch_size < 1:
-        raise ValueError(f"bad arguments: eps={eps}, step_size={step_size}, lr={lr} must be positive; pgd_steps={pgd_steps}, "
-                         f"max_rounds={max_rounds}, batch_size={batch_size} at least 1; train_steps={train_steps} at least 0")
+def check_pgd(
+    eps: float,
+    step_size: float,
+    pgd_steps: int,
+    train_steps: int,
+    max_rounds: int,
+    batch_size: int,
+    lr: float,
+    stop_error: float | None,
+) -> None:
+    if (
+        not (eps > 0 and step_size > 0 and lr > 0)
+        or pgd_steps < 1
+        or train_steps < 0
+        or max_rounds < 1
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"bad arguments: eps={eps}, step_size={step_size}, lr={lr} must be positive; pgd_steps={pgd_steps}, "
+            f"max_rounds={max_rounds}, batch_size={batch_size} at least 1; train_steps={train_steps} at least 0"
+        )
     if stop_error is not None and not 0 < stop_error < 1:
         raise ValueError(f"stop_error={stop_error} must be in (0, 1), or None to run max_rounds rounds")
 
 
-def run_min_min(clean: Dataset, eps_d: float, seed: int, model: nn.Module, *, attack: str, params: dict, device: str,
-                inner: Inner | None, random_start: bool) -> PoisonSet:
+def run_min_min(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    model: nn.Module,
+    *,
+    attack: str,
+    params: dict,
+    device: str,
+    inner: Inner | None,
+    random_start: bool,
+) -> PoisonSet:
     """Run ``min_min`` with ``params`` on the chosen images of ``clean`` on a copy of ``model``; the PoisonSet."""
     dev = devices.resolve(device)
     digest = tensor_digest(model.state_dict().values())
@@ -164,22 +232,62 @@ def run_min_min(clean: Dataset, eps_d: float, seed: int, model: nn.Module, *, at
     x, y = clean.x[idx].to(dev).contiguous(memory_format=torch.channels_last), clean.y[idx].to(dev)
     surrogate = copy.deepcopy(model).to(dev, memory_format=torch.channels_last)
     g = torch.Generator().manual_seed(seed)
-    knobs = {k: params[k] for k in ("eps", "step_size", "pgd_steps", "train_steps", "stop_error", "max_rounds",
-                                    "batch_size", "lr", "classwise")}
-    x_poison, record = min_min(surrogate, x, y, clean.num_classes, random_start=random_start, g=g, attack=attack,
-                               inner=inner, **knobs)
-    return make_poison(clean, idx, x_poison.contiguous(), eps_d, seed, attack, params, "linf", params["eps"], model=digest, **record)
+    knobs = {
+        k: params[k]
+        for k in (
+            "eps",
+            "step_size",
+            "pgd_steps",
+            "train_steps",
+            "stop_error",
+            "max_rounds",
+            "batch_size",
+            "lr",
+            "classwise",
+        )
+    }
+    x_poison, record = min_min(
+        surrogate, x, y, clean.num_classes, random_start=random_start, g=g, attack=attack, inner=inner, **knobs
+    )
+    return make_poison(
+        clean, idx, x_poison.contiguous(), eps_d, seed, attack, params, "linf", params["eps"], model=digest, **record
+    )
 
 
 @ATTACKS.register("em", Needs(model="fresh", replaces=True))
-def em(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float = 8 / 255, step_size: float = 0.8 / 255,
-       pgd_steps: int = 20, train_steps: int = 10, stop_error: float | None = 0.01, max_rounds: int = 100,
-       batch_size: int = 512, lr: float = 0.1, classwise: bool = False, device: str = "cpu") -> PoisonSet:
+def em(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    model: nn.Module,
+    eps: float = 8 / 255,
+    step_size: float = 0.8 / 255,
+    pgd_steps: int = 20,
+    train_steps: int = 10,
+    stop_error: float | None = 0.01,
+    max_rounds: int = 100,
+    batch_size: int = 512,
+    lr: float = 0.1,
+    classwise: bool = False,
+    device: str = "cpu",
+) -> PoisonSet:
     """EM on the round(ε_d·N) chosen images; ``model`` (a freshly initialised classifier) is copied, not changed."""
     check_pgd(eps, step_size, pgd_steps, train_steps, max_rounds, batch_size, lr, stop_error)
-    params = {"eps": eps, "step_size": step_size, "pgd_steps": pgd_steps, "train_steps": train_steps,
-              "stop_error": stop_error, "max_rounds": max_rounds, "batch_size": batch_size, "lr": lr, "classwise": classwise}
-    return run_min_min(clean, eps_d, seed, model, attack="em", params=params, device=device, inner=None, random_start=False)
+    params = {
+        "eps": eps,
+        "step_size": step_size,
+        "pgd_steps": pgd_steps,
+        "train_steps": train_steps,
+        "stop_error": stop_error,
+        "max_rounds": max_rounds,
+        "batch_size": batch_size,
+        "lr": lr,
+        "classwise": classwise,
+    }
+    return run_min_min(
+        clean, eps_d, seed, model, attack="em", params=params, device=device, inner=None, random_start=False
+    )
 
 
 def min_min_units(n: int, eps_d: float, s: dict, passes: int) -> int:

@@ -69,8 +69,10 @@ class Surrogate:
         """Mean validation cross-entropy of f_t trained on (x_b, y_b), without gradients."""
         with torch.no_grad():
             a = self.weights(x_b, y_b, num_classes)
-            total = sum(nnf.cross_entropy(self.ntk(x_val[i:i + chunk], x_b) @ a, y_val[i:i + chunk], reduction="sum")
-                        for i in range(0, len(x_val), chunk))
+            total = sum(
+                nnf.cross_entropy(self.ntk(x_val[i : i + chunk], x_b) @ a, y_val[i : i + chunk], reduction="sum")
+                for i in range(0, len(x_val), chunk)
+            )
         return float(total) / len(x_val)
 
     def val_loss_grad(self, x_b, y_b, x_val, y_val, num_classes: int, chunk: int) -> tuple[float, torch.Tensor]:
@@ -81,7 +83,9 @@ class Surrogate:
         a_leaf = a.detach().requires_grad_(True)
         total = 0.0
         for i in range(0, len(x_val), chunk):
-            loss = nnf.cross_entropy(self.ntk(x_val[i:i + chunk], x_b) @ a_leaf, y_val[i:i + chunk], reduction="sum")
+            loss = nnf.cross_entropy(
+                self.ntk(x_val[i : i + chunk], x_b) @ a_leaf, y_val[i : i + chunk], reduction="sum"
+            )
             loss.backward()
             total += loss.item()
         a.backward(a_leaf.grad)
@@ -94,8 +98,19 @@ def blocks(idx: torch.Tensor, block_size: int, g: torch.Generator) -> list[torch
     return list(torch.tensor_split(shuffled, -(-len(idx) // block_size)))
 
 
-def pgd_block(surrogate: Surrogate, x: torch.Tensor, y: torch.Tensor, x_val, y_val, num_classes: int, *, eps: float,
-              steps: int, step_size: float, val_chunk: int) -> tuple[torch.Tensor, float]:
+def pgd_block(
+    surrogate: Surrogate,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_val,
+    y_val,
+    num_classes: int,
+    *,
+    eps: float,
+    steps: int,
+    step_size: float,
+    val_chunk: int,
+) -> tuple[torch.Tensor, float]:
     """B-NTGA on one block: signed ascent steps on the validation loss, projected onto the L∞ ball and [0, 1].
     Returns the poisoned block and the validation loss of the clean one. Each step counts the block's images as
     NTGA's work."""
@@ -109,16 +124,33 @@ def pgd_block(surrogate: Surrogate, x: torch.Tensor, y: torch.Tensor, x_val, y_v
 
 
 @ATTACKS.register("ntga", Needs(replaces=True))
-def ntga(clean: Dataset, eps_d: float, seed: int, *, eps: float = 8 / 255, steps: int = 10,
-         step_size: float | None = None, block_size: int = 512, t: float = 64.0, lr: float = 1.0,
-         diag_reg: float = 1e-4, depth: int = 5, w_std2: float = 1.76, b_std2: float = 0.18, val_size: int = 10000,
-         val_chunk: int = 2048, device: str = "cpu") -> PoisonSet:
+def ntga(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    eps: float = 8 / 255,
+    steps: int = 10,
+    step_size: float | None = None,
+    block_size: int = 512,
+    t: float = 64.0,
+    lr: float = 1.0,
+    diag_reg: float = 1e-4,
+    depth: int = 5,
+    w_std2: float = 1.76,
+    b_std2: float = 0.18,
+    val_size: int = 10000,
+    val_chunk: int = 2048,
+    device: str = "cpu",
+) -> PoisonSet:
     """NTGA: each block of training images is perturbed (L∞ ≤ ``eps``) to maximize the validation
     cross-entropy of the infinite-width Erf FNN trained on it for time ``t``. ``step_size`` None means
     1.1·eps/steps, the official rule."""
     if steps < 1 or block_size < 1 or val_size < 1 or val_chunk < 1 or not eps > 0:
-        raise ValueError(f"steps, block_size, val_size, val_chunk and eps must be positive, got steps={steps}, "
-                         f"block_size={block_size}, val_size={val_size}, val_chunk={val_chunk}, eps={eps}")
+        raise ValueError(
+            f"steps, block_size, val_size, val_chunk and eps must be positive, got steps={steps}, "
+            f"block_size={block_size}, val_size={val_size}, val_chunk={val_chunk}, eps={eps}"
+        )
     step_size = 1.1 * eps / steps if step_size is None else step_size
     dev = devices.resolve(device)
     g = torch.Generator().manual_seed(seed)
@@ -130,14 +162,35 @@ def ntga(clean: Dataset, eps_d: float, seed: int, *, eps: float = 8 / 255, steps
     before, after = [], []
     for block in blocks(torch.arange(len(idx)), block_size, g):
         x_b, y_b = clean.x[idx[block]].to(dev), clean.y[idx[block]].to(dev)
-        x_adv, clean_loss = pgd_block(surrogate, x_b, y_b, x_val, y_val, clean.num_classes, eps=eps, steps=steps,
-                                      step_size=step_size, val_chunk=val_chunk)
+        x_adv, clean_loss = pgd_block(
+            surrogate,
+            x_b,
+            y_b,
+            x_val,
+            y_val,
+            clean.num_classes,
+            eps=eps,
+            steps=steps,
+            step_size=step_size,
+            val_chunk=val_chunk,
+        )
         before.append(clean_loss)
         after.append(surrogate.val_loss(x_adv, y_b, x_val, y_val, clean.num_classes, val_chunk))
         x_poison[block] = x_adv.to(x_poison.dtype).cpu()
-    params = {"eps": eps, "steps": steps, "step_size": step_size, "block_size": block_size, "t": t, "lr": lr,
-              "diag_reg": diag_reg, "depth": depth, "w_std2": w_std2, "b_std2": b_std2,
-              "val_size": len(val), "val_chunk": val_chunk}
+    params = {
+        "eps": eps,
+        "steps": steps,
+        "step_size": step_size,
+        "block_size": block_size,
+        "t": t,
+        "lr": lr,
+        "diag_reg": diag_reg,
+        "depth": depth,
+        "w_std2": w_std2,
+        "b_std2": b_std2,
+        "val_size": len(val),
+        "val_chunk": val_chunk,
+    }
     objective = {"clean": sum(before) / len(before), "final": sum(after) / len(after), "blocks": len(before)}
     return make_poison(clean, idx, x_poison, eps_d, seed, "ntga", params, "linf", eps, objective=objective)
 

@@ -40,7 +40,7 @@ def erf_kernels(x1: torch.Tensor, x2: torch.Tensor, depth: int, w_std2: float, b
         ratio = 2 * cov * inv_scale
         nngp = (2 / math.pi) * torch.asin(ratio)
         # (1+2Σ_uu)(1+2Σ_vv) − 4Σ_uv² = (1+2Σ_uu)(1+2Σ_vv)·(1 − ratio²)
-        dot = (4 / math.pi) * inv_scale * (1 - ratio ** 2).rsqrt()
+        dot = (4 / math.pi) * inv_scale * (1 - ratio**2).rsqrt()
         if layer == depth - 1:
             return nngp, dot * ntk
         var1 = w_std2 * (2 / math.pi) * torch.asin(2 * var1 / (1 + 2 * var1)) + b_std2
@@ -86,7 +86,9 @@ def regularized(theta: torch.Tensor, diag_reg: float) -> torch.Tensor:
     return theta + diag_reg * theta.diagonal().mean() * torch.eye(len(theta), dtype=theta.dtype, device=theta.device)
 
 
-def gd_mse_weights(theta_train: torch.Tensor, y_train: torch.Tensor, t: float, lr: float, diag_reg: float) -> torch.Tensor:
+def gd_mse_weights(
+    theta_train: torch.Tensor, y_train: torch.Tensor, t: float, lr: float, diag_reg: float
+) -> torch.Tensor:
     """A = Θ⁻¹(I − e^{−η t Θ / (n·C)}) Y, so that Θ(x_test, x_train) A is the output at time t of an infinitely
     wide network trained from f₀ = 0 by gradient descent on ½·mean‖f − Y‖² (neural-tangents'
     ``predict.gradient_descent_mse``, which divides time by Y's size n·C)."""

@@ -34,7 +34,7 @@ from .common import chosen, make_poison, tally
 
 def extreme_colours(channels: int) -> torch.Tensor:
     """The 2^C colours of {0, 1}^C, (2^C, C); colour j has channel ch = bit C − 1 − ch of j."""
-    j = torch.arange(2 ** channels)
+    j = torch.arange(2**channels)
     return torch.stack([(j >> (channels - 1 - ch)) & 1 for ch in range(channels)], 1).double()
 
 
@@ -78,8 +78,10 @@ def ops(clean: Dataset, eps_d: float, seed: int, *, device: str = "cpu") -> Pois
     colours = extreme_colours(x.shape[1]).to(x.dtype)
     for k, (row, col, colour) in choice.items():
         x[y == k, :, row, col] = colours[colour]
-    pixels = [{"class": k, "row": row, "col": col, "colour": colours[colour].int().tolist()}
-              for k, (row, col, colour) in choice.items()]
+    pixels = [
+        {"class": k, "row": row, "col": col, "colour": colours[colour].int().tolist()}
+        for k, (row, col, colour) in choice.items()
+    ]
     return make_poison(clean, idx, x, eps_d, seed, "ops", {}, "l0", 1, pixels=pixels)
 
 

@@ -41,8 +41,9 @@ from .common import project_linf, tally
 from .em import check_pgd, min_min_units, run_min_min
 
 
-def pgd_ascent(model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, *, eps: float, step_size: float,
-               steps: int) -> torch.Tensor:
+def pgd_ascent(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, *, eps: float, step_size: float, steps: int
+) -> torch.Tensor:
     """ρ in the L∞ ball of radius ``eps`` (x + ρ in [0, 1]) raising CE(f(x + ρ), y): ``steps`` signed steps from a random
     start, each counting the images of ``x`` as REM's work."""
     model.eval()
@@ -56,25 +57,56 @@ def pgd_ascent(model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Gene
 
 
 @ATTACKS.register("rem", Needs(model="fresh", replaces=True))
-def rem(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float = 8 / 255, step_size: float = 1.6 / 255,
-        pgd_steps: int = 10, adv_eps: float = 4 / 255, adv_step_size: float = 0.8 / 255, adv_steps: int = 10,
-        train_steps: int = 391, stop_error: float | None = None, max_rounds: int = 13, batch_size: int = 128,
-        lr: float = 0.1, classwise: bool = False, device: str = "cpu") -> PoisonSet:
+def rem(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    model: nn.Module,
+    eps: float = 8 / 255,
+    step_size: float = 1.6 / 255,
+    pgd_steps: int = 10,
+    adv_eps: float = 4 / 255,
+    adv_step_size: float = 0.8 / 255,
+    adv_steps: int = 10,
+    train_steps: int = 391,
+    stop_error: float | None = None,
+    max_rounds: int = 13,
+    batch_size: int = 128,
+    lr: float = 0.1,
+    classwise: bool = False,
+    device: str = "cpu",
+) -> PoisonSet:
     """REM on the round(ε_d·N) chosen images; ``model`` (a freshly initialised classifier) is copied, not changed."""
     check_pgd(eps, step_size, pgd_steps, train_steps, max_rounds, batch_size, lr, stop_error)
     if not 0 < adv_eps < eps:
-        raise ValueError(f"REM needs an adversarial radius adv_eps={adv_eps:.6g} in (0, eps={eps:.6g}): the defensive "
-                         "noise must be larger than the adversarial noise it has to survive")
+        raise ValueError(
+            f"REM needs an adversarial radius adv_eps={adv_eps:.6g} in (0, eps={eps:.6g}): the defensive "
+            "noise must be larger than the adversarial noise it has to survive"
+        )
     if not adv_step_size > 0 or adv_steps < 1:
         raise ValueError(f"adv_step_size={adv_step_size} must be positive and adv_steps={adv_steps} at least 1")
-    params = {"eps": eps, "step_size": step_size, "pgd_steps": pgd_steps, "adv_eps": adv_eps, "adv_step_size": adv_step_size,
-              "adv_steps": adv_steps, "train_steps": train_steps, "stop_error": stop_error, "max_rounds": max_rounds,
-              "batch_size": batch_size, "lr": lr, "classwise": classwise}
+    params = {
+        "eps": eps,
+        "step_size": step_size,
+        "pgd_steps": pgd_steps,
+        "adv_eps": adv_eps,
+        "adv_step_size": adv_step_size,
+        "adv_steps": adv_steps,
+        "train_steps": train_steps,
+        "stop_error": stop_error,
+        "max_rounds": max_rounds,
+        "batch_size": batch_size,
+        "lr": lr,
+        "classwise": classwise,
+    }
 
     def inner(model, x, y, g):
         return pgd_ascent(model, x, y, g, eps=adv_eps, step_size=adv_step_size, steps=adv_steps)
 
-    return run_min_min(clean, eps_d, seed, model, attack="rem", params=params, device=device, inner=inner, random_start=True)
+    return run_min_min(
+        clean, eps_d, seed, model, attack="rem", params=params, device=device, inner=inner, random_start=True
+    )
 
 
 @UNITS.register("rem")

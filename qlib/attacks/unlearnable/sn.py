@@ -38,8 +38,8 @@ from .common import chosen, make_poison, scale_l2, tally
 
 def hypercube_vertices(n: int, dims: int, g: torch.Generator) -> torch.Tensor:
     """``n`` distinct random vertices of {0, 1}^dims (make_classification's ``_generate_hypercube``)."""
-    if n > 2 ** dims:
-        raise ValueError(f"{n} classes need distinct vertices, but {{0, 1}}^{dims} has only {2 ** dims}")
+    if n > 2**dims:
+        raise ValueError(f"{n} classes need distinct vertices, but {{0, 1}}^{dims} has only {2**dims}")
     while True:
         vertices = torch.randint(0, 2, (n, dims), generator=g).float()
         if len(torch.unique(vertices, dim=0)) == n:
@@ -59,8 +59,16 @@ def make_classification(y: torch.Tensor, num_classes: int, dims: int, class_sep:
     return z
 
 
-def sn_noise(y: torch.Tensor, num_classes: int, shape: tuple[int, int, int], g: torch.Generator, *, patch: int,
-             class_sep: float, radius: float) -> torch.Tensor:
+def sn_noise(
+    y: torch.Tensor,
+    num_classes: int,
+    shape: tuple[int, int, int],
+    g: torch.Generator,
+    *,
+    patch: int,
+    class_sep: float,
+    radius: float,
+) -> torch.Tensor:
     """The noise of labels ``y`` for images of ``shape`` (C, H, W): blocks of ``patch`` pixels, L2 = ``radius``."""
     c, h, w = shape
     grid = (math.ceil(h / patch), math.ceil(w / patch))
@@ -70,16 +78,31 @@ def sn_noise(y: torch.Tensor, num_classes: int, shape: tuple[int, int, int], g: 
 
 
 @ATTACKS.register("sn", Needs(replaces=True))
-def sn(clean: Dataset, eps_d: float, seed: int, *, patch: int = 8, class_sep: float = 10.0,
-       pixel_scale: float = 6 / 255, device: str = "cpu") -> PoisonSet:
+def sn(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    patch: int = 8,
+    class_sep: float = 10.0,
+    pixel_scale: float = 6 / 255,
+    device: str = "cpu",
+) -> PoisonSet:
     """Add to each chosen image its class's synthetic noise at L2 radius √d·``pixel_scale`` (no surrogate model).
 
     ``device`` is accepted for a uniform interface; the noise is drawn on the CPU."""
     idx = chosen(clean, eps_d, seed)
     x, y = clean.x[idx], clean.y[idx]
     radius = math.sqrt(x[0].numel()) * pixel_scale
-    noise = sn_noise(y, clean.num_classes, tuple(x.shape[1:]), torch.Generator().manual_seed(seed), patch=patch,
-                     class_sep=class_sep, radius=radius)
+    noise = sn_noise(
+        y,
+        clean.num_classes,
+        tuple(x.shape[1:]),
+        torch.Generator().manual_seed(seed),
+        patch=patch,
+        class_sep=class_sep,
+        radius=radius,
+    )
     params = {"patch": patch, "class_sep": class_sep, "pixel_scale": pixel_scale}
     return make_poison(clean, idx, x + noise, eps_d, seed, "sn", params, "l2", radius)
 

@@ -48,8 +48,15 @@ def next_class(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     return (y + 1) % num_classes
 
 
-def targeted_pgd(model: nn.Module, x: torch.Tensor, target: torch.Tensor, delta: torch.Tensor, eps: float,
-                 steps: int, step_size: float) -> torch.Tensor:
+def targeted_pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    delta: torch.Tensor,
+    eps: float,
+    steps: int,
+    step_size: float,
+) -> torch.Tensor:
     """``steps`` signed descent steps on CE(model(x + δ), target), each projected onto the L∞ ball and [0, 1] and
     counting the images of ``x`` as TAP's work."""
     for _ in range(steps):
@@ -66,14 +73,22 @@ def targeted_scores(model: nn.Module, x: torch.Tensor, target: torch.Tensor, bat
     """(mean CE toward ``target``, fraction of ``x`` that ``model`` classifies as ``target``)."""
     loss, hits = 0.0, 0
     for i in range(0, len(x), batch_size):
-        out = model(x[i:i + batch_size])
-        loss += nnf.cross_entropy(out, target[i:i + batch_size], reduction="sum").item()
-        hits += (out.argmax(1) == target[i:i + batch_size]).sum().item()
+        out = model(x[i : i + batch_size])
+        loss += nnf.cross_entropy(out, target[i : i + batch_size], reduction="sum").item()
+        hits += (out.argmax(1) == target[i : i + batch_size]).sum().item()
     return loss / len(x), hits / len(x)
 
 
-def attack_once(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, steps: int, step_size: float,
-                batch_size: int, g: torch.Generator) -> torch.Tensor:
+def attack_once(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    steps: int,
+    step_size: float,
+    batch_size: int,
+    g: torch.Generator,
+) -> torch.Tensor:
     """One restart: the poisoned images, from the official random start ε·N(0, 1) clipped to the ball."""
     noise = torch.randn(x.shape, generator=g).to(x.device, x.dtype, memory_format=torch.channels_last)
     delta = project_linf(eps * noise, x, eps)
@@ -84,14 +99,27 @@ def attack_once(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: fl
 
 
 @ATTACKS.register("tap", Needs(model="trained", replaces=True))
-def tap(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float = 8 / 255, steps: int = 250,
-        step_size: float | None = None, restarts: int = 8, batch_size: int = 512, device: str = "cpu") -> PoisonSet:
+def tap(
+    clean: Dataset,
+    eps_d: float,
+    seed: int,
+    *,
+    model: nn.Module,
+    eps: float = 8 / 255,
+    steps: int = 250,
+    step_size: float | None = None,
+    restarts: int = 8,
+    batch_size: int = 512,
+    device: str = "cpu",
+) -> PoisonSet:
     """Targeted adversarial poisons of ``model`` (a clean, trained surrogate) toward (y + 1) mod C, L∞ radius
     ``eps``; ``step_size`` defaults to the official τ·ε with τ = 0.05."""
     step_size = TAU * eps if step_size is None else step_size
     if not eps > 0 or not step_size > 0 or steps < 1 or restarts < 1 or batch_size < 1:
-        raise ValueError(f"bad TAP arguments: eps={eps}, step_size={step_size}, steps={steps}, restarts={restarts}, "
-                         f"batch_size={batch_size}")
+        raise ValueError(
+            f"bad TAP arguments: eps={eps}, step_size={step_size}, steps={steps}, restarts={restarts}, "
+            f"batch_size={batch_size}"
+        )
     dev = devices.resolve(device)
     # channels_last: same values, measured 1.4-2x faster for the small CNN on one CPU core (as in train.fit)
     surrogate = copy.deepcopy(model).to(dev, memory_format=torch.channels_last).eval()
@@ -108,8 +136,20 @@ def tap(clean: Dataset, eps_d: float, seed: int, *, model: nn.Module, eps: float
             best, best_loss, best_success = x_poison, loss, success
     _, clean_rate = targeted_scores(surrogate, x, target, batch_size)
     params = {"eps": eps, "steps": steps, "step_size": step_size, "restarts": restarts, "batch_size": batch_size}
-    return make_poison(clean, idx, best, eps_d, seed, "tap", params, "linf", eps, target_loss=best_loss,
-                       target_success=best_success, clean_target_rate=clean_rate)
+    return make_poison(
+        clean,
+        idx,
+        best,
+        eps_d,
+        seed,
+        "tap",
+        params,
+        "linf",
+        eps,
+        target_loss=best_loss,
+        target_success=best_success,
+        clean_target_rate=clean_rate,
+    )
 
 
 @UNITS.register("tap")
