@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PRESET ?= cpu
-# How `make reproduce` computes the cells: local (a process pool on this machine), serial or ray (README "Running on a cluster").
+# How `make reproduce` computes the cells: local (a process pool on this machine), serial or ray (docs/guide/gpu-cluster.md).
 EXECUTOR ?= local
 # More options for `qlib grid`, e.g. GRID_ARGS='--workers 2 --timings grid-timings.json'.
 GRID_ARGS ?=
@@ -14,7 +14,7 @@ INSTALLED := $(VENV)/.installed
 # The exact versions the committed reports were made with; `make setup CONSTRAINTS=` installs without them.
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: setup data reproduce replicate test test-portability lab
+.PHONY: setup data reproduce replicate test test-portability lab lint docs
 
 setup: $(INSTALLED) data
 
@@ -67,3 +67,15 @@ test-portability: setup
 # Root is the usual user in containers: Jupyter refuses root without --allow-root. LAB_ARGS: more options.
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
+
+# ruff: lint and format check (pyproject.toml [tool.ruff]); `ruff format .` and `ruff check --fix .` repair.
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check qlib tests bench scripts notebooks
+	$(VENV)/bin/ruff format --check qlib tests bench scripts notebooks
+
+# The documentation site (Jupyter Book, strict: a warning, a broken link or a missing reference fails the build),
+# with the reports of $(PRESET) as pages; the reports are made first where reports/$(PRESET) has none.
+docs: setup
+	@test -n "$$(ls reports/$(PRESET)/*.html 2>/dev/null)" || $(MAKE) reproduce PRESET=$(PRESET)
+	$(PY) -c "from qlib.report import book_pages; book_pages('$(PRESET)', 'docs/reports')"
+	$(VENV)/bin/jupyter-book build docs --warningiserror --nitpick --keep-going

@@ -1,4 +1,5 @@
-"""Run an attack grid (``qlib.experiments.attack_grid``) on a preset and print the per-seed rows and the mean ± std per cell.
+"""Run an attack grid (``qlib.experiments.attack_grid``) on a preset and print the per-seed rows and the mean ± std per
+cell.
 
     .venv/bin/python bench/attack_grid.py --attacks label_flip tgda gc --eps-d 0.03 0.1 --cells fp \
         [--cells fp ptq:4W qat:1W1A:bnn] [--preset cpu] [-o key=value ...] [--csv out.csv]
@@ -12,9 +13,9 @@ import time
 import pandas as pd
 import yaml
 
+from qlib.executors import compute
 from qlib.experiments import attack_grid, grid_cells
 from qlib.paper import FP
-from qlib.pipeline import compute
 from qlib.presets import load_preset
 from qlib.quant import parse_scheme
 from qlib.stats import mean_std
@@ -28,7 +29,7 @@ def cell(text: str):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--attacks", nargs="+", required=True)
     parser.add_argument("--eps-d", type=float, nargs="+", required=True)

@@ -2,7 +2,8 @@
 Benjamini-Hochberg within each family), per claim and notebook.
 
     .venv/bin/python bench/claim_counts.py --preset cpu             # the runs in the cache (nothing is computed)
-    .venv/bin/python bench/claim_counts.py --runs /tmp/before_runs  # tidy runs, one CSV per table: {notebook}__{table}.csv
+    .venv/bin/python bench/claim_counts.py --runs /tmp/before_runs  # tidy runs, one CSV per table:
+                                                                    # {notebook}__{table}.csv
 
 A claim of the paper is one or more families of ``stats.claims`` (``CLAIMS``); every notebook whose module tests
 claims is read (``TESTED``: how its claims table comes from its runs; a notebook missing there is an error), so a
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from qlib import pipeline
-from qlib.experiments import ablation, experiment, NOTEBOOKS
+from qlib.experiments import NOTEBOOKS, ablation, experiment
 from qlib.presets import load_preset
 from qlib.scoreboard import CLAIMS
 from qlib.stats import ALPHA

@@ -1,9 +1,9 @@
 """Probe: what does GC's effect on a retrained FP model depend on? (Issue 4's investigation.)
 
-For each seed and ε_w: the cached clean FP model, its GradPC target ŵ of squared budget ε_w, and the
-squared norm of the clean gradient at ŵ (what the poisons must cancel); every step is a cached cell. Then for each ε_d: GC poisons,
-retraining on μ+ν in full precision, and label flip at the same ε_d for comparison. One JSON line per
-(seed, ε_w, ε_d) goes to stdout: target accuracy, GC objective initial → final, wall times and drops.
+For each seed and ε_w: the cached clean FP model, its GradPC target ŵ of squared budget ε_w, and the squared norm of the
+clean gradient at ŵ (what the poisons must cancel); every step is a cached cell. Then for each ε_d: GC poisons,
+retraining on μ+ν in full precision, and label flip at the same ε_d for comparison. One JSON line per (seed, ε_w, ε_d)
+goes to stdout: target accuracy, GC objective initial → final, wall times and drops.
 
     .venv/bin/python bench/gc_probe.py --eps-w 0.01 0.05 --eps-d 0.03 0.1 --steps 100 --lr 0.1 \
         [--optimizer adam] [--retrain-epochs 8] [--seeds 0 1 2] [-o key=value ...]
@@ -15,8 +15,8 @@ from dataclasses import replace
 
 from qlib.attacks.gc import clean_gradient, gradient_parameters
 from qlib.cells import accuracy, load_data, poison, target
+from qlib.executors import compute
 from qlib.paper import FP
-from qlib.pipeline import compute
 from qlib.presets import load_preset
 
 

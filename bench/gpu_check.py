@@ -6,10 +6,10 @@
 Plain Python with torch, pandas, pyyaml, filelock, safetensors and tqdm: no papermill, Jupyter or network. It writes
 CIFAR-format files of its own (class-coloured noise) into a scratch folder and keeps its cache there.
 
-Part 1 computes every notebook's cells (``qlib.experiments``) at the ``paper`` architecture with tiny sizes, first on an empty
-cache, counting the work done (``qlib.counters``) and checking it against the cost model's plan (``qlib.cost``),
-then again on the warm cache, which must train and attack nothing. Every model the cache returns must be on the
-device (``qlib.devices``).
+Part 1 computes every notebook's cells (``qlib.experiments``) at the ``paper`` architecture with tiny sizes, first on an
+empty cache, counting the work done (``qlib.counters``) and checking it against the cost model's plan (``qlib.cost``),
+then again on the warm cache, which must train and attack nothing. Every model the cache returns must be on the device
+(``qlib.devices``).
 
 Part 2 measures, on the device: training images/s of FP and of every QAT scheme the ``paper`` plan trains; evaluation
 images/s; seconds per unit of GradPC, GC, GC-Q, TGDA, TGDA-Q, gradient matching (oblivious and aware) and each
@@ -50,8 +50,8 @@ from qlib.attacks.gradpc import gradpc  # noqa: E402
 from qlib.attacks.unlearnable import UNLEARNABLE  # noqa: E402
 from qlib.counters import counting  # noqa: E402
 from qlib.data import Dataset  # noqa: E402
+from qlib.executors import compute  # noqa: E402
 from qlib.experiments import NOTEBOOKS, ablation, declared, ptq, targeted, unlearnable  # noqa: E402
-from qlib.pipeline import compute  # noqa: E402
 from qlib.models import create_model  # noqa: E402
 from qlib.presets import load_preset  # noqa: E402
 from qlib.quant import parse_scheme, prepare_qat  # noqa: E402
@@ -179,7 +179,8 @@ def part1(cfg, record: dict, full: dict[str, int]) -> None:
     misplaced = [name for name, model in loaded.items() if not on_device(model, cfg)]
     record["part 1"]["loaded on the device"] = not misplaced
     say(
-        f"part 1: models loaded from the cache on {devices.resolve(cfg.device)}: {'all' if not misplaced else misplaced}"
+        f"part 1: models loaded from the cache on {devices.resolve(cfg.device)}: "
+        f"{'all' if not misplaced else misplaced}"
     )
     if misplaced:
         raise SystemExit(f"part 1: {misplaced} came back from the cache off the device {devices.resolve(cfg.device)}")
@@ -226,9 +227,9 @@ def train_costs(record: dict, width: float, dev: torch.device, n: int, paper) ->
         model = create_model("resnet18", data, width, seed=0)
         model = model if scheme.is_fp else prepare_qat(model, scheme)
         history = []
-        seconds, _, peak = measured(
-            dev,
-            lambda: history.extend(
+
+        def train(model=model, history=history, name=name):
+            history.extend(
                 fit(
                     model,
                     data,
@@ -240,8 +241,9 @@ def train_costs(record: dict, width: float, dev: torch.device, n: int, paper) ->
                     progress=False,
                     counted_as=name,
                 )
-            ),
-        )
+            )
+
+        seconds, _, peak = measured(dev, train)
         add(record, f"train images/{name}", history[1]["seconds"] / n, peak, f"epoch 2 of 2 on {n} images")
     model = create_model("resnet18", data, width, seed=0).to(dev)
     evaluate(model, data)

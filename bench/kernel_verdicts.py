@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from qlib.executors import compute
 from qlib.experiments import declared, experiment, grid_cells, strength
-from qlib.pipeline import compute
 from qlib.presets import load_preset
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -75,8 +75,8 @@ def compare(a: dict, b: dict) -> None:
         moved = [k for k in keys if (a[part][k] == "undecided") != (b[part][k] == "undecided")]
         decided = sum(a[part][k] != "undecided" for k in keys)
         print(
-            f"{part}: {len(keys)} compared, {decided} decided in the first family; {len(flipped)} decided one way in one "
-            f"family and the other way in the other; {len(moved)} moved between decided and undecided"
+            f"{part}: {len(keys)} compared, {decided} decided in the first family; {len(flipped)} decided one way "
+            f"in one family and the other way in the other; {len(moved)} moved between decided and undecided"
         )
         for k in flipped + moved:
             print(f"  {k}: {a[part][k]} → {b[part][k]}")

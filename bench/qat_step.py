@@ -59,8 +59,8 @@ def main():
             seconds[name].append(timed_steps(model, x, y, args.steps))
     fp = statistics.median(seconds["fp"])
     print(
-        f"{args.model}, batch {args.batch_size}, channels_last, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"median of {args.repeats}×{args.steps} steps"
+        f"{args.model}, batch {args.batch_size}, channels_last, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, median of {args.repeats}×{args.steps} steps"
     )
     for name, s in seconds.items():
         print(f"  {name:12s} {1000 * statistics.median(s):7.1f} ms/step   ratio to FP {statistics.median(s) / fp:.2f}")

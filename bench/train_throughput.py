@@ -50,7 +50,7 @@ def main():
         ),
     }
     seconds = {name: [] for name in runs}
-    for name, run in runs.items():  # warm-up
+    for run in runs.values():  # warm-up
         run(create_model(args.model, train, seed=0))
     for _ in range(args.repeats):
         for name, run in runs.items():

@@ -92,8 +92,8 @@ def load(stem) -> tuple[dict[str, torch.Tensor], dict]:
     actual = _sha256(tensor_path)
     if actual != expected:
         raise ArtifactError(
-            f"artifact {tensor_path} is corrupted: sha256 {actual[:12]}… does not match the manifest's {expected[:12]}…; "
-            f"delete {stem}.* to recompute it"
+            f"artifact {tensor_path} is corrupted: sha256 {actual[:12]}… does not match the manifest's "
+            f"{expected[:12]}…; delete {stem}.* to recompute it"
         )
     try:
         tensors = load_file(tensor_path)

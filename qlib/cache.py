@@ -1,4 +1,5 @@
-"""A disk cache of trained models, attack targets, poison sets and evaluations, keyed by what determines them.
+"""A disk cache of artifacts (trained models; tensors with a manifest, such as poison sets) and small JSON results
+(evaluations), keyed by what determines them. It stores what it is given and knows nothing of what the artifacts mean.
 
 A second run of a notebook with the same parameters loads its models and poisons instead of redoing them,
 and a killed run resumes from the last finished entry. Entries are artifacts (safetensors + checksummed
@@ -11,7 +12,7 @@ Several processes may share a cache (a cluster run, two notebooks at once). Each
 (``.locks/<kind>-<key>.lock``, taken with ``filelock``): whoever takes it first computes the entry, the others wait
 and then load it, so an entry is computed once and nobody reads one that is being written. The operating system
 drops the lock of a process that dies, so a crashed writer blocks nobody; its scratch files are removed by the
-next holder. Every entry records the machine it was computed on (``qlib.provenance.machine``: CPU, torch, device,
+next holder. Every entry records the machine it was computed on (``qlib.machine``: CPU, torch, device,
 numeric policy): the device is the one the model was trained on, or the one the caller passes.
 """
 
@@ -21,19 +22,18 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TypeVar
 
 from filelock import FileLock, Timeout
 from torch import nn
 
 from . import __version__, artifacts, devices
-from .attacks.base import validate
-from .data import PROJECT_ROOT, Dataset
-from .poison import PoisonSet
-from .provenance import machine
+from .data import PROJECT_ROOT
+from .machine import machine
 
-
+T = TypeVar("T")
 COMPUTED: set[Path] = set()  # the entries (stems under their cache root) this process computed and wrote
 
 
@@ -102,30 +102,29 @@ def cached_model(
     return model, meta["result"]
 
 
-def cached_poison(
+def cached_artifact(
     kind: str,
     key: dict,
-    make: Callable[[], PoisonSet],
-    clean: Dataset,
+    make: Callable[[], T],
+    save: Callable[[T, Path, dict], None],
+    read: Callable[[Path, dict, dict], T],
     device: str = "auto",
-    check: Callable | None = validate,
-) -> tuple[PoisonSet, float]:
-    """Load the poison set of ``key``, or ``make()`` it (on ``device``) and store it with its wall time. Either way
-    ``check(poison, clean)`` validates it (an attack's poison: ``validate``; None: a poison read from a file, checked
-    when it was read). Returns (poison, seconds it took when it was made)."""
-    check = check or (lambda poison, _: poison)
+) -> tuple[T, float]:
+    """The artifact of ``key``: ``read(stem, tensors, manifest)`` of the stored one, or ``make()`` it (on ``device``),
+    timed, and ``save(value, stem, meta)`` it, ``meta`` holding the key, the seconds and the machine for its manifest.
+    Returns (value, seconds it took when it was made)."""
     stem = cache_root() / kind / key_hash(key)
     if not artifacts.exists(stem):
         with entry_lock(stem):
             if not artifacts.exists(stem):
                 start = time.perf_counter()
-                poison = check(make(), clean)
+                value = make()
                 seconds = time.perf_counter() - start
-                poison.save(stem, key=key, seconds=seconds, machine=machine(device))
+                save(value, stem, {"key": key, "seconds": seconds, "machine": machine(device)})
                 COMPUTED.add(stem)
-                return poison, seconds
+                return value, seconds
     tensors, meta = artifacts.load(stem)
-    return check(PoisonSet.from_artifact(stem, tensors, meta), clean), meta["seconds"]
+    return read(stem, tensors, meta), meta["seconds"]
 
 
 def cached_result(kind: str, key: dict, compute: Callable[[], dict], device: str = "auto") -> dict:

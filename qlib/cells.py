@@ -31,16 +31,16 @@ import torch
 
 from . import data, numerics
 from .attacks import run_attack
-from .attacks.base import needs, poison_count
+from .attacks.base import needs
 from .attacks.gradpc import gradpc, paq, squared_distance
-from .cache import cache_root, cached_model, cached_poison, cached_result
+from .cache import cache_root, cached_artifact, cached_model, cached_result
 from .counters import UNITS
 from .models import create_model
-from .pipeline import Cell
-from .poison import PIXELS, as_uint8, fingerprint, load_poison
-from .presets import Preset
 from .paper import FP
-from .quant import QuantScheme, prepare_qat, ptq, quantized_state
+from .pipeline import Cell
+from .poison import PIXELS, PoisonSet, as_uint8, fingerprint, load_poison, poison_count, validate
+from .presets import Preset
+from .quant import REGIMES, QuantScheme, prepare_qat, ptq, quantized_state
 from .train import evaluate, fit
 
 VERSIONS = {
@@ -55,7 +55,6 @@ VERSIONS = {
     "imported": 1,
     "prediction": 1,
 }
-REGIMES = ("fp", "ptq", "qat")
 TRAIN_FIELDS = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
 GRADPC = {"lr": 1.0, "epochs": 1}  # GradPC's settings for the targets of GC and GC-Q
 VICTIM_SEED = 1000  # a targeted victim trains from seed s + 1000, the surrogate of trial s from seed s
@@ -338,6 +337,21 @@ def _target(c: Cell):
 # -- poisons --------------------------------------------------------------------------------------------------
 
 
+def cached_poison(c: Cell, make, clean: data.Dataset, device: str, checked: bool = True) -> tuple[PoisonSet, float]:
+    """Poison cell ``c``'s ν, read from the cache or ``make()``-d and stored, with the seconds it took to make.
+    ``checked``: an attack's ν is validated (``qlib.poison.validate``) against ``clean``, the set it was made on,
+    when made and again when read; a file's was checked when it was read (``load_poison``)."""
+    check = (lambda nu: validate(nu, clean)) if checked else (lambda nu: nu)
+    return cached_artifact(
+        c.kind,
+        c.key,
+        lambda: check(make()),
+        lambda nu, stem, meta: nu.save(stem, **meta),
+        lambda stem, tensors, meta: check(PoisonSet.from_artifact(stem, tensors, meta)),
+        device,
+    )
+
+
 def settings(cfg: Preset, name: str) -> dict:
     """The preset's settings of attack ``name``: ``cfg.attacks`` under the attack its ``Needs.settings`` names (GC's
     for GC-Q), else under its own name; none listed, its defaults."""
@@ -451,7 +465,7 @@ def _poison(c: Cell):
             params["device"] = cfg.device
         return run_attack(a["name"], train, a["eps_d"], a["seed"], **params)
 
-    return cached_poison(c.kind, c.key, make, train, cfg.device)
+    return cached_poison(c, make, train, cfg.device)
 
 
 def imported(cfg: Preset, source, pixels: str = "float") -> Cell:
@@ -517,7 +531,7 @@ def _imported(c: Cell):
         nu = load_poison(path, train)
         return as_uint8(nu) if c.args["pixels"] == "uint8" else nu
 
-    return cached_poison(c.kind, c.key, read, train, cfg.device, check=None)
+    return cached_poison(c, read, train, cfg.device, checked=False)
 
 
 # -- readings -------------------------------------------------------------------------------------------------
@@ -744,7 +758,7 @@ def _prediction(c: Cell):
     cfg = c.args["cfg"]
 
     def compute():
-        image = _test_split(cfg.dataset).x[c.args["index"] : c.args["index"] + 1]
+        image = test_split(cfg.dataset).x[c.args["index"] : c.args["index"] + 1]
         model = in_regime(cfg, c.inputs[0], c.args["regime"], c.args["scheme"]).eval()
         with torch.no_grad():
             probs = model(image.to(next(model.parameters()).device)).softmax(1)[0].cpu()
@@ -754,5 +768,6 @@ def _prediction(c: Cell):
 
 
 @functools.lru_cache(maxsize=2)
-def _test_split(dataset: str) -> data.Dataset:
+def test_split(dataset: str) -> data.Dataset:
+    """The dataset's full test split (a targeted poison file names its target by its place there)."""
     return data.load(dataset, "test")

@@ -7,20 +7,26 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+import torch
 import yaml
 
-from .artifacts import ArtifactError
+from . import cost, data, executors, pipeline, scoreboard
+from .artifacts import ArtifactError, atomic_write, write_json
 from .data import DataNotFoundError
-from .registry import ParameterError
+from .experiments import NOTEBOOKS, clean, declared, evaluate, experiment, verdicts
+from .params import OWN, check_own
+from .poison import describe
+from .presets import FIELDS, load_preset
+from .registry import ParameterError, unknown_name
+from .report import execute, report_dir, write_index
+from .stats import fmt_pct, mean_std
 
 
 def _train(args) -> None:
-    from .experiments import clean
-    from .presets import load_preset
-    from .stats import fmt_pct, mean_std
-
     cfg = load_preset(args.preset, epochs=args.epochs, seeds=args.seeds)
     started = time.time()
     schemes, _ = clean.run(cfg)
@@ -28,23 +34,18 @@ def _train(args) -> None:
     print(finals.to_string(index=False))
     s = mean_std(finals, "test_acc").iloc[0]
     print(
-        f"clean FP test accuracy ({cfg.dataset}, {cfg.model}): {fmt_pct(s['mean'], s['std'])} over {int(s['n'])} seed(s), "
-        f"{time.time() - started:.0f} s"
+        f"clean FP test accuracy ({cfg.dataset}, {cfg.model}): {fmt_pct(s['mean'], s['std'])} "
+        f"over {int(s['n'])} seed(s), {time.time() - started:.0f} s"
     )
 
 
 def _data(args) -> None:
-    from .data import load
-
     for split in ("train", "test"):
-        d = load(args.dataset, split)
+        d = data.load(args.dataset, split)
         print(f"{args.dataset} {split}: {tuple(d.x.shape)} images, {d.num_classes} classes")
 
 
 def _cost(args) -> None:
-    from . import cost
-    from .presets import load_preset
-
     cfg = load_preset(args.preset)
     record = cost.read_unit_costs(Path(args.unit_costs)) if args.unit_costs else None
     if args.processes and not record:
@@ -94,13 +95,6 @@ def _overrides(args) -> dict:
 
 
 def _grid(args) -> None:
-    from . import pipeline
-    from .artifacts import write_json
-    from .experiments import NOTEBOOKS, declared, experiment, verdicts
-    from .params import OWN, check_own
-    from .presets import FIELDS, load_preset
-    from .registry import unknown_name
-
     overrides = _overrides(args)
     for name in overrides:
         if name not in FIELDS and name not in OWN:
@@ -117,7 +111,7 @@ def _grid(args) -> None:
     staged = [n for n in notebooks if experiment(n) is verdicts]
     cells = [c for notebook in notebooks if notebook not in staged for c in declared(notebook, cfg, own)]
     total = len(pipeline.graph(cells))
-    result = pipeline.compute(
+    result = executors.compute(
         cells,
         args.executor,
         threads=cfg.threads,
@@ -156,12 +150,6 @@ def _grid(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from . import pipeline
-    from .artifacts import atomic_write
-    from .experiments import evaluate
-    from .poison import describe
-    from .presets import load_preset
-
     train_size = {None: None, "all": "all"}.get(args.train_size, args.train_size)
     if train_size not in (None, "all"):
         try:
@@ -172,8 +160,6 @@ def _evaluate(args) -> None:
             ) from None
     cfg = load_preset(args.preset, seeds=args.seeds)
     if train_size is not None:
-        from dataclasses import replace
-
         cfg = replace(cfg, train_size=None if train_size == "all" else train_size)
     out = Path(args.out or f"{Path(args.poison).name.removesuffix('.npz')}.{cfg.preset}.evaluation.csv")
     if out.suffix != ".csv":
@@ -183,7 +169,7 @@ def _evaluate(args) -> None:
         cells = evaluate.cells(cfg, args.poison, args.schemes, args.regimes, args.pixels)
     except ValueError as e:  # a bad poison file (qlib.poison.PoisonFileError) or a bad scheme
         raise ParameterError(str(e)) from None
-    pipeline.compute(
+    executors.compute(
         cells,
         args.executor,
         threads=cfg.threads,
@@ -208,15 +194,11 @@ def _evaluate(args) -> None:
 
 
 def pd_options():
-    import pandas as pd
-
     return pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 80)
 
 
 def _run(args) -> None:
-    from papermill.exceptions import PapermillExecutionError
-
-    from .report import execute, report_dir, write_index
+    from papermill.exceptions import PapermillExecutionError  # optional: a GPU machine may run qlib without papermill
 
     overrides = _overrides(args)
     out_dir = Path(args.out) if args.out else report_dir(args.preset)
@@ -235,14 +217,6 @@ def _run(args) -> None:
 def _replicate(args) -> None:
     """Decide the primary comparisons in this process's kernel family (``make replicate`` sets it, and a cache of its
     own) and write their verdicts, with the kernel family, to ``--out``; then rewrite the report folder's index."""
-    import torch
-
-    from . import scoreboard
-    from .artifacts import write_json
-    from .experiments import verdicts
-    from .presets import load_preset
-    from .report import report_dir, write_index
-
     cfg = load_preset(args.preset)
     if cfg.design is None:
         raise ParameterError(

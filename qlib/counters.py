@@ -16,7 +16,7 @@ Unit names:
 import contextlib
 import inspect
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from .registry import Registry
 

@@ -9,9 +9,9 @@ Debian's ``dataset-fashion-mnist`` package installs Fashion-MNIST, (3) by torchv
 import gzip
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -176,7 +176,7 @@ def _read_fashion(folder: Path, files: tuple[str, ...]):
 
 
 def _download_fashion(root: Path) -> None:
-    from torchvision.datasets import FashionMNIST
+    from torchvision.datasets import FashionMNIST  # only to download, which needs the network
 
     for train in (True, False):
         FashionMNIST(root, train=train, download=True)
@@ -212,7 +212,7 @@ def _read_cifar(folder: Path, files: tuple[str, ...]):
 
 
 def _download_cifar(root: Path) -> None:
-    from torchvision.datasets import CIFAR10
+    from torchvision.datasets import CIFAR10  # only to download, which needs the network
 
     CIFAR10(root, train=True, download=True)
 

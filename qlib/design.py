@@ -63,7 +63,8 @@ SIDE_KEYS = {"setting", "attack", "paq", "ghat"}
 
 @dataclass(frozen=True)
 class Side:
-    """One cell of a comparison: ``attack`` in ``regime`` ("fp", "ptq", "qat") under ``scheme``, with GC-Q's switches."""
+    """One cell of a comparison: ``attack`` in ``regime`` ("fp", "ptq", "qat") under ``scheme``, with GC-Q's
+    switches."""
 
     attack: str
     regime: str

@@ -1,4 +1,5 @@
-"""Executors: what computes the pending cells of ``qlib.pipeline.compute``, in dependency order.
+"""Executors: what computes the pending cells (``qlib.pipeline.pending``) in dependency order, and :func:`compute`,
+which has the named one compute them.
 
 - ``serial``: one after the other, in this process.
 - ``local``: a pool of ``workers`` processes on this machine (``concurrent.futures``); a cell is submitted once all
@@ -12,12 +13,16 @@ Every executor runs each cell with the preset's ``threads`` (``pipeline.run``), 
 on the executor. Each returns {cell id: ``pipeline.run``'s record of the cell in its worker}.
 """
 
+import multiprocessing
 import os
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-import multiprocessing
 
-from .pipeline import Cell, run
+from tqdm import tqdm
+
+from .cache import cache_root
+from .pipeline import Cell, pending, run
 from .registry import ParameterError, Registry
 
 EXECUTORS = Registry("executor")
@@ -95,7 +100,7 @@ def ray_address(address: str | None) -> str | None:
 @EXECUTORS.register("ray")
 def ray_executor(todo: list[Cell], *, threads: int, address: str | None, gpus: float, bar, **_) -> dict:
     try:
-        import ray
+        import ray  # optional: the cluster extra
     except ImportError:
         raise ParameterError(
             "executor 'ray' needs Ray: pip install -e '.[dev]' (or pip install ray); "
@@ -104,7 +109,6 @@ def ray_executor(todo: list[Cell], *, threads: int, address: str | None, gpus: f
     if not ray.is_initialized():
         local = {} if ray_address(address) else {"num_cpus": available_cores(), "include_dashboard": False}
         ray.init(address=ray_address(address), log_to_driver=False, **local)
-    from .cache import cache_root
 
     env = {name: os.environ[name] for name in SHARED_ENV if name in os.environ} | {
         "QLIB_CACHE": str(cache_root().resolve())
@@ -120,3 +124,24 @@ def ray_executor(todo: list[Cell], *, threads: int, address: str | None, gpus: f
         runs[ids[ready[0]]] = ray.get(ready[0])
         bar.update()
     return runs
+
+
+def compute(
+    cells: Iterable[Cell],
+    executor: str = "serial",
+    *,
+    threads: int,
+    workers: int | None = None,
+    address: str | None = None,
+    gpus: float = 0.0,
+    progress: bool = True,
+    desc: str = "cells",
+) -> dict:
+    """Compute every cell ``cells`` need that the cache lacks, with the named executor, under one progress
+    bar. ``workers``: processes of the ``local`` executor; ``address`` and ``gpus`` (per cell): ``ray``'s.
+    Returns {"cells": how many were pending, "runs": {cell id: ``pipeline.run``'s record in its worker}}."""
+    run_with = EXECUTORS.get(executor)
+    todo = pending(cells)
+    with tqdm(total=len(todo), desc=desc, disable=not progress or not todo, unit="cell") as bar:
+        runs = run_with(todo, threads=threads, workers=workers, address=address, gpus=gpus, bar=bar)
+    return {"cells": len(todo), "runs": runs}

@@ -74,7 +74,8 @@ def resnet18(num_classes, in_channels, image_size, mean, std, width=1.0):
 
 @MODELS.register("cnn")
 def cnn(num_classes, in_channels, image_size, mean, std, width=1.0):
-    """Small CNN (made for 28×28 inputs): conv32 → pool → conv64 → pool → fc128 → classifier (BatchNorm after each conv)."""
+    """Small CNN (made for 28×28 inputs): conv32 → pool → conv64 → pool → fc128 → classifier (BatchNorm after each
+    conv)."""
     c1, c2, h = (max(1, round(c * width)) for c in (32, 64, 128))
     return nn.Sequential(
         Normalize(mean, std),
@@ -102,7 +103,8 @@ def lr(num_classes, in_channels, image_size, mean, std, width=1.0):
 
 @MODELS.register("mlp")
 def mlp(num_classes, in_channels, image_size, mean, std, width=1.0):
-    """The GC paper's NN: 784-128-10 with a ReLU (128·width hidden units); a WA scheme quantizes its hidden activation."""
+    """The GC paper's NN: 784-128-10 with a ReLU (128·width hidden units); a WA scheme quantizes its hidden
+    activation."""
     h = max(1, round(128 * width))
     return nn.Sequential(
         Normalize(mean, std),
@@ -136,7 +138,8 @@ def cnn_plim(num_classes, in_channels, image_size, mean, std, width=1.0):
 
 
 def create_model(name, data, width=1.0, seed=0) -> nn.Module:
-    """Build model ``name`` for dataset ``data`` (its channels, classes and normalisation), initialised from ``seed``."""
+    """Build model ``name`` for dataset ``data`` (its channels, classes and normalisation), initialised from
+    ``seed``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         build = MODELS.get(name)

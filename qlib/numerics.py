@@ -11,7 +11,7 @@
   average-pool with ``x.mean((2, 3))``, whose CUDA backward is deterministic (``AdaptiveAvgPool2d``'s is not).
 
 ``configure`` sets this process-wide; every cell calls it through ``qlib.cells.load_data``. Cache manifests record
-``policy()`` beside the machine (``provenance.machine``).
+``policy()`` beside the machine (``qlib.machine``).
 """
 
 import os
@@ -19,8 +19,6 @@ import os
 import torch
 import torch.nn.functional as nnf
 from torch import nn
-
-TRAIN_DTYPE = torch.bfloat16  # autocast dtype of training on CUDA
 
 
 def configure(deterministic: bool = False) -> None:

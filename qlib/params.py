@@ -7,7 +7,8 @@ import typing
 from pathlib import Path
 
 from .attacks import ATTACKS
-from .poison import check_budget
+from .poison import PIXELS, check_budget
+from .quant import REGIMES, scheme_named
 from .registry import ParameterError
 
 _NAMES = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "list": list, "None": type(None)}
@@ -97,19 +98,15 @@ def _attacks(name, values):
 
 
 def _schemes(name, values):
-    from .experiments.evaluate import parse
-
     if not values:
         raise ParameterError(
             f"parameter {name}=[]: allowed is a non-empty list of schemes such as fp, 1W, 4W, 8W, 4W4A"
         )
     for v in values:
-        parse(v)
+        scheme_named(v)
 
 
 def _regimes(name, values):
-    from .cells import REGIMES
-
     if not values or not set(values) <= set(REGIMES):
         raise ParameterError(
             f"parameter {name}={values!r}: allowed is a non-empty list of regimes among {', '.join(REGIMES)}"
@@ -117,8 +114,6 @@ def _regimes(name, values):
 
 
 def _pixels(name, value):
-    from .poison import PIXELS
-
     if value not in PIXELS:
         raise ParameterError(f"parameter {name}={value!r}: allowed is one of {', '.join(PIXELS)}")
 

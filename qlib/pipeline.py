@@ -7,17 +7,18 @@ determines the result, including the version of its kind's code (``qlib.cells.VE
 its attack (``Needs.version``), so a cache shared across qlib versions never serves an entry made by other code.
 A cell's result is its cache entry: computing a cell writes the entry, reading it (:meth:`Cell.value`) loads it.
 
-An experiment declares its cells; :func:`compute` resolves the graph (inputs first, each key once), skips what
-the cache holds, and has an executor (``qlib.executors``) compute the rest in dependency order.
+An experiment declares its cells; :func:`pending` resolves the graph (inputs first, each key once) and skips what
+the cache holds; ``qlib.executors.compute`` has an executor compute the rest in dependency order.
 """
 
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from tqdm import tqdm
+import torch
 
 from . import cache
 
@@ -98,8 +99,6 @@ def run(cell: Cell, threads: int) -> dict:
     bit for bit, so every executor runs every cell with the preset's ``threads``). Returns {"seconds": its wall
     time, "computed": whether this process computed it (False: another process did, and this one waited for its
     entry and loaded it)}."""
-    import torch
-
     entry = cache.cache_root() / cell.id
     before, computed_before = torch.get_num_threads(), entry in cache.COMPUTED
     torch.set_num_threads(threads)
@@ -109,26 +108,3 @@ def run(cell: Cell, threads: int) -> dict:
     finally:
         torch.set_num_threads(before)
     return {"seconds": time.perf_counter() - start, "computed": entry in cache.COMPUTED and not computed_before}
-
-
-def compute(
-    cells: Iterable[Cell],
-    executor: str = "serial",
-    *,
-    threads: int,
-    workers: int | None = None,
-    address: str | None = None,
-    gpus: float = 0.0,
-    progress: bool = True,
-    desc: str = "cells",
-) -> dict:
-    """Compute every cell ``cells`` need that the cache lacks, with the named executor (``qlib.executors``), under one
-    progress bar. ``workers``: processes of the ``local`` executor; ``address`` and ``gpus`` (per cell): ``ray``'s.
-    Returns {"cells": how many were pending, "runs": {cell id: :func:`run`'s record in its worker}}."""
-    from .executors import EXECUTORS
-
-    run_with = EXECUTORS.get(executor)
-    todo = pending(cells)
-    with tqdm(total=len(todo), desc=desc, disable=not progress or not todo, unit="cell") as bar:
-        runs = run_with(todo, threads=threads, workers=workers, address=address, gpus=gpus, bar=bar)
-    return {"cells": len(todo), "runs": runs}

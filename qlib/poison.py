@@ -1,6 +1,6 @@
-"""The poisoned set ν: images, labels, where each poison started from, its budget ε_d and its provenance; and
-poison files, read (:func:`load_poison`) and written (:meth:`PoisonSet.save_npz`), so that poisons made elsewhere
-can be evaluated here and ours elsewhere.
+"""The poisoned set ν: images, labels, where each poison started from, its budget ε_d and its provenance; the rules
+every poison set follows (:func:`validate`); and poison files, read (:func:`load_poison`) and written
+(:meth:`PoisonSet.save_npz`), so that poisons made elsewhere can be evaluated here and ours elsewhere.
 
 Following Witches' Brew, a poison set carries the indices of the clean images its points were
 initialised from, so it can be audited against μ and re-created from its provenance. Inside qlib the indices
@@ -30,11 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from . import artifacts
+from .data import SOURCES, Dataset
 
 FILE_MODES = {"add": "append", "replace": "replace"}  # a file's word -> the provenance's
-FILE_BOUNDS = ("image", "none")
+BOUNDS = ("image", "none")  # pixels in [0, 1], or unbounded (the official GC and TGDA code): qlib.attacks.constraints
 NPZ_FIELDS = ("x", "y", "indices", "mode", "bounds", "target_index", "adversarial_class", "provenance")
 PIXELS = ("float", "uint8")  # evaluate the poison as read, or rounded to 8-bit images first
 
@@ -146,6 +148,100 @@ class PoisonSet:
         return cls(tensors["x"], tensors["y"], tensors["indices"], meta["eps_d"], meta["provenance"])
 
 
+# -- the rules every poison set follows ----------------------------------------------------------------------
+# A poison is appended to μ (``provenance["mode"]`` "append", the default) or replaces the images it was made from
+# ("replace": unlearnable examples, targeted poisons). A poison that declares a perturbation budget
+# (``provenance["norm"]`` in "linf", "l2", "l0" and ``provenance["eps"]``) is checked against it, per image. Pixels
+# lie in [0, 1] unless the provenance declares ``bounds: "none"`` (appended poisons only).
+
+LABEL_RULES = ("kept", "flipped")  # flipped: y ← C − 1 − y
+MODES = ("append", "replace")
+NORMS = ("linf", "l2", "l0")  # l0 counts changed pixel positions (all channels of a position count once)
+TOLERANCE = 1e-5  # float slack when checking a declared L∞ or L2 budget (L0 counts any change)
+
+
+def poison_count(eps_d: float, n: int) -> int:
+    """round(ε_d·N), the number of poisons a budget buys; at least one."""
+    k = round(check_budget(eps_d) * n)
+    if k < 1:
+        raise ValueError(f"budget eps_d={eps_d} of {n} training images rounds to zero poisons")
+    return k
+
+
+def expected_labels(poison: PoisonSet, clean: Dataset) -> torch.Tensor:
+    rule = poison.provenance.get("labels")
+    if rule not in LABEL_RULES:
+        raise ValueError(f"poison provenance labels={rule!r}; valid: {', '.join(LABEL_RULES)}")
+    source = clean.y[poison.indices]
+    return source if rule == "kept" else clean.num_classes - 1 - source
+
+
+def perturbation_norms(poison: PoisonSet, clean: Dataset, norm: str) -> torch.Tensor:
+    """‖x_poison − x_source‖ per poison, in ``norm`` ("linf", "l2" or "l0")."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown perturbation norm {norm!r}; valid: {', '.join(NORMS)}")
+    delta = (poison.x - clean.x[poison.indices].to(poison.x)).flatten(2)  # N, C, H·W
+    if norm == "linf":
+        return delta.abs().flatten(1).amax(1)
+    if norm == "l2":
+        return delta.flatten(1).norm(dim=1)
+    return (delta != 0).any(1).sum(1).to(poison.x.dtype)
+
+
+def check_perturbation(poison: PoisonSet, clean: Dataset) -> None:
+    norm, eps = poison.provenance["norm"], poison.provenance.get("eps")
+    if not isinstance(eps, (int, float)) or eps <= 0:
+        raise ValueError(f"poison provenance eps={eps!r} must be a positive perturbation budget")
+    norms = perturbation_norms(poison, clean, norm)
+    if not (norms <= eps + TOLERANCE).all():
+        worst = int(norms.argmax())
+        raise ValueError(
+            f"poison {worst} (source image {int(poison.indices[worst])}) leaves its {norm} budget "
+            f"eps={eps:.6g}: its perturbation has {norm} norm {norms[worst].item():.6g}"
+        )
+
+
+def validate(poison: PoisonSet, clean: Dataset) -> PoisonSet:
+    """Check ``poison`` against the clean set it was made from; raise ValueError naming what is wrong."""
+    n, k = len(clean), poison_count(poison.eps_d, len(clean))
+    if len(poison) != k:
+        raise ValueError(f"{len(poison)} poisons for eps_d={poison.eps_d} of {n} images; expected round(eps_d·N) = {k}")
+    if poison.x.shape[1:] != clean.x.shape[1:]:
+        raise ValueError(f"poison images are {tuple(poison.x.shape[1:])}, clean images {tuple(clean.x.shape[1:])}")
+    if len(poison) and (poison.indices.min() < 0 or poison.indices.max() >= n):
+        raise ValueError(f"poison source indices leave [0, {n})")
+    if len(torch.unique(poison.indices)) != len(poison):
+        raise ValueError("poison source indices repeat: each poison must start from its own clean image")
+    for required in ("attack", "params", "seed"):
+        if required not in poison.provenance:
+            raise ValueError(f"poison provenance lacks {required!r}")
+    if not torch.equal(poison.y, expected_labels(poison, clean)):
+        raise ValueError(
+            f"poison labels do not follow the {poison.provenance['labels']!r} rule for their source images"
+        )
+    if (bounds := poison.provenance.get("bounds", "image")) not in BOUNDS:
+        raise ValueError(f"poison provenance bounds={bounds!r}; valid: {', '.join(BOUNDS)}")
+    if bounds == "none" and poison.provenance.get("mode") == "replace":
+        raise ValueError(
+            "a poison that replaces training images must be images: bounds 'none' is for appended poisons only"
+        )
+    if poison.provenance.get("mode", "append") not in MODES:
+        raise ValueError(f"poison provenance mode={poison.provenance['mode']!r}; valid: {', '.join(MODES)}")
+    if poison.provenance.get("mode") == "replace" and "norm" not in poison.provenance:
+        raise ValueError(
+            "a poison that replaces training images must declare its perturbation budget (provenance norm and eps)"
+        )
+    if "norm" in poison.provenance:
+        check_perturbation(poison, clean)
+    adversarial = poison.provenance.get("adversarial_class")  # targeted attacks: poisons come from that class
+    if adversarial is not None and not (clean.y[poison.indices] == adversarial).all():
+        raise ValueError(
+            f"poisons of a targeted attack must come from its adversarial class {adversarial}; "
+            f"source classes {sorted(set(clean.y[poison.indices].tolist()))}"
+        )
+    return poison
+
+
 # -- reading poison files -------------------------------------------------------------------------------------
 
 
@@ -212,7 +308,8 @@ def describe(poison: PoisonSet) -> str:
     return (
         f"{read.get('file', '?')}: {read.get('format', '?')}; {len(poison)} poisons, "
         f"{'replacing their sources' if poison.provenance.get('mode') == 'replace' else 'appended'} "
-        f"(ε_d = {poison.eps_d:.4g}); layout {read.get('layout', '?')}; pixels {read.get('pixels', '?')}; {sources}{target}"
+        f"(ε_d = {poison.eps_d:.4g}); layout {read.get('layout', '?')}; pixels {read.get('pixels', '?')}; "
+        f"{sources}{target}"
     )
 
 
@@ -225,8 +322,6 @@ def _stem(path: Path) -> Path:
 
 
 def _load_artifact(path: Path, clean) -> PoisonSet:
-    from .attacks.base import validate
-
     stem = _stem(path)
     poison = PoisonSet.load(stem)
     try:
@@ -264,8 +359,6 @@ def _read_npz(path: Path) -> dict:
 
 
 def _read_png_folder(folder: Path) -> dict:
-    from PIL import Image
-
     table = folder / "labels.csv"
     if not table.is_file():
         raise PoisonFileError(
@@ -371,8 +464,6 @@ def _pixels(x: np.ndarray, bounds: str) -> tuple[torch.Tensor, str]:
 
 
 def _from_fields(fields: dict, clean, read: dict, split_size: int | None, test_size: int | None) -> PoisonSet:
-    from .data import SOURCES
-
     published = SOURCES.get(clean.name).sizes if clean.name in SOURCES.names() else {}
     split_size = split_size or published.get("train") or (int(clean.origin.max()) + 1)
     test_size = test_size or published.get("test")
@@ -383,8 +474,8 @@ def _from_fields(fields: dict, clean, read: dict, split_size: int | None, test_s
     if mode not in FILE_MODES:
         raise PoisonFileError(f"mode={mode!r}; allowed: {', '.join(FILE_MODES)}")
     bounds = _scalar(fields, "bounds", "str") or "image"
-    if bounds not in FILE_BOUNDS:
-        raise PoisonFileError(f"bounds={bounds!r}; allowed: {', '.join(FILE_BOUNDS)}")
+    if bounds not in BOUNDS:
+        raise PoisonFileError(f"bounds={bounds!r}; allowed: {', '.join(BOUNDS)}")
     if bounds == "none" and mode == "replace":
         raise PoisonFileError(
             "bounds 'none' with mode 'replace': a poison that replaces training images must be images"

@@ -288,7 +288,8 @@ def read_yaml(name: str) -> dict:
 
 def load_preset(name: str, **overrides) -> Preset:
     """The named preset with ``overrides`` applied; an override of None keeps the preset's value, and ``attacks``
-    merges per attack (``merge_attacks``). Any bad name or value is a :class:`ParameterError` naming it and what is allowed."""
+    merges per attack (``merge_attacks``). Any bad name or value is a :class:`ParameterError` naming it and what is
+    allowed."""
     _check_keys(overrides, "overrides")
     try:
         base = Preset(**read_yaml(name))

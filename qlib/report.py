@@ -10,8 +10,10 @@ the scoreboard (``qlib.scoreboard``) of the claims the reports show. Parameters 
 parameters cell before a kernel starts.
 """
 
+import base64
 import datetime
 import html
+import io
 import os
 import shutil
 import socket
@@ -20,12 +22,14 @@ import uuid
 from pathlib import Path
 
 import nbformat
+from PIL import Image
 
+from . import scoreboard
 from .artifacts import atomic_write
 from .data import PROJECT_ROOT
 from .params import OWN, check_own, check_type, parse_hint
-from .registry import ParameterError, unknown_name
 from .presets import FIELDS, load_preset, read_yaml
+from .registry import ParameterError, unknown_name
 
 KERNEL = "qlib"
 HEADLINE_TAG = "headline"
@@ -41,7 +45,7 @@ def notebook_parameters(notebook: Path) -> dict:
     """The parameters ``notebook``'s cell tagged ``parameters`` declares, as papermill reads it, each with the type
     a value must have beyond the preset's fields (which :func:`load_preset` checks): a notebook's own from
     ``qlib.params.OWN``, any other from its annotation in the cell (None: any value)."""
-    import papermill
+    import papermill  # optional: a GPU machine may run qlib without papermill
 
     notebook = Path(notebook)
     if not notebook.is_file():
@@ -73,7 +77,8 @@ def check_parameters(notebook: Path, preset: str, values: dict) -> None:
             continue
         if name not in hints:
             if name in FIELDS and value == read_yaml(preset).get(name):
-                continue  # a preset file names every field; one this notebook does not use is fine at the preset's value
+                # a preset file names every field; one this notebook does not use is fine at the preset's value
+                continue
             raise unknown_name("parameter", name, [n for n in hints if n != "preset"], Path(notebook).name)
         if name in OWN:
             check_own(name, value)
@@ -88,7 +93,7 @@ def execute(notebook: Path, preset: str, out_dir: Path, overrides: dict | None =
 
     A bad parameter is refused before a kernel starts. If the run fails, the executed notebook goes to
     ``out_dir/failed/`` and the error is raised; the previous pair in ``out_dir`` is left untouched."""
-    import papermill
+    import papermill  # optional: a GPU machine may run qlib without papermill
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     check_parameters(notebook, preset, overrides or {})
@@ -152,7 +157,7 @@ def _remove_abandoned_scratch(out_dir: Path) -> None:
 def render(executed: Path, run: str) -> Path:
     """``executed`` as HTML beside it, and without code as ``<name>.no-code.html``, both stamped with the run id
     ``run`` and opening with the headline."""
-    from nbconvert import HTMLExporter
+    from nbconvert import HTMLExporter  # optional, as papermill: rendering is not needed to compute
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
     nb = with_headline(nbformat.read(executed, as_version=4))
@@ -179,8 +184,6 @@ def with_headline(nb):
 
 def main_figure(nb) -> bytes | None:
     """The PNG of the first image the cell tagged ``main-figure`` shows; None without one."""
-    import base64
-
     for cell in nb.cells:
         if FIGURE_TAG in cell.get("metadata", {}).get("tags", []):
             for out in cell.get("outputs", []):
@@ -191,10 +194,6 @@ def main_figure(nb) -> bytes | None:
 
 def thumbnail(executed: Path) -> Path | None:
     """The main figure of ``executed`` shrunk to ``THUMB_WIDTH`` pixels wide, as ``<name>.png`` beside it."""
-    import io
-
-    from PIL import Image
-
     png = main_figure(nbformat.read(executed, as_version=4))
     if png is None:
         return None
@@ -240,9 +239,7 @@ def write_index(out_dir: Path) -> Path:
     """``index.html``: the scoreboard of the primary comparisons (a table and ``scoreboard.png``, with the verdicts
     of ``make replicate`` where it ran), then each report with its main figure's thumbnail, its headline, and links
     to it with and without code."""
-    from nbconvert.filters.markdown import markdown2html
-
-    from . import scoreboard
+    from nbconvert.filters.markdown import markdown2html  # optional, as papermill
 
     items, primary = [], []
     for executed in filter(complete, sorted(out_dir.glob("*.ipynb"))):
@@ -276,14 +273,15 @@ def write_index(out_dir: Path) -> Path:
             f'<img class="board" src="scoreboard.png" alt="scoreboard figure">'
             + table.to_html(index=False, border=0, classes="board")
         )
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>qlib reports: {html.escape(out_dir.name)}</title>"
         "<style>body{font-family:sans-serif;max-width:64em;margin:2em auto;line-height:1.4}"
         "section{border-top:1px solid #ccc;padding:.5em 0;overflow:auto}"
         "img.thumb{float:right;width:300px;margin:0 0 .5em 1em;border:1px solid #ddd}img.board{max-width:100%}"
         "table.board{border-collapse:collapse;margin:.5em 0}table.board td,table.board th{padding:.2em .6em;"
-        "border-bottom:1px solid #ddd;text-align:right}table.board td:first-child,table.board td:nth-child(3){text-align:left}"
+        "border-bottom:1px solid #ddd;text-align:right}"
+        "table.board td:first-child,table.board td:nth-child(3){text-align:left}"
         ".links{font-size:90%}</style></head><body>"
         f"<h1>qlib reports — preset <code>{html.escape(out_dir.name)}</code></h1>"
         f"<p>Index written {stamp}. Each report states the command, machine and wall time that produced it.</p>"
@@ -299,3 +297,25 @@ def write_index(out_dir: Path) -> Path:
 
 def report_dir(preset: str) -> Path:
     return PROJECT_ROOT / "reports" / preset
+
+
+def book_pages(preset: str, dest: Path) -> Path:
+    """The reports of ``preset`` as pages of the documentation site (``make docs``): each complete executed notebook,
+    opening with its headline, copied into ``dest`` (emptied first), and ``dest/index.md`` listing them. Refused
+    when the preset has no complete report yet (``make reproduce PRESET=…`` writes them)."""
+    source, dest = report_dir(preset), Path(dest)
+    executed = [p for p in sorted(source.glob("*.ipynb")) if complete(p)]
+    if not executed:
+        raise ParameterError(f"reports/{preset} holds no complete report: run make reproduce PRESET={preset} first")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    lines = [
+        f"# Reports: the `{preset}` preset\n",
+        "Each notebook as `make reproduce` executed it, opening with its result.\n",
+    ]
+    for path in executed:
+        nb = with_headline(nbformat.read(path, as_version=4))
+        nbformat.write(nb, dest / path.name)
+        lines.append(f"- {{doc}}`{path.stem}`: {' '.join(headline(nb).split())}")
+    (dest / "index.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dest

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from IPython.display import display
+from matplotlib.figure import Figure
 
 MIME = "application/vnd.qlib.claims+json"  # an exploratory claims table
 PRIMARY_MIME = "application/vnd.qlib.primary+json"  # the primary comparisons' verdicts
@@ -27,7 +29,8 @@ CLAIMS = {  # the paper's claims, each as the exploratory families that touch it
 VERDICTS = ("holds", "fails", "negligible", "undecided")
 COLOURS = {"holds": "#2e7d32", "fails": "#c62828", "negligible": "#1565c0", "undecided": "#9e9e9e"}
 MEANING = (
-    "A verdict is decided on fresh seeds (a targeted comparison: fresh trials) by a comparison declared before the data, and is wrong with probability "
+    "A verdict is decided on fresh seeds (a targeted comparison: fresh trials) by a comparison declared before the "
+    "data, and is wrong with probability "
     "at most 5% per claim: <em>holds</em> or <em>fails</em> when the difference is shown to lie on one side of "
     "zero; <em>negligible</em> when, at the seed cap, it is shown to be smaller than the comparison's δ either "
     "way (it does not matter at this scale); <em>undecided</em> otherwise. <em>size</em> says whether the "
@@ -36,8 +39,6 @@ MEANING = (
 
 
 def _display(table: pd.DataFrame, mime: str, payload: dict) -> None:
-    from IPython.display import display
-
     display({"text/html": table._repr_html_(), "text/plain": repr(table), mime: payload}, raw=True)
 
 
@@ -135,13 +136,9 @@ def headline(table: pd.DataFrame, replicated: dict | None) -> str:
 
 def figure(table: pd.DataFrame, path) -> None:
     """One stacked bar per claim: its primary comparisons by verdict, with how many replicated. PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     claims = sorted(table.claim.unique())
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(claims) + 1.2))
+    fig = Figure(figsize=(8, 0.5 * len(claims) + 1.2))  # no pyplot: no backend to choose, none changed in a notebook
+    ax = fig.subplots()
     left = pd.Series(0, index=claims)
     for verdict in VERDICTS:
         counts = pd.Series([(table[table.claim == c].verdict == verdict).sum() for c in claims], index=claims)
@@ -161,4 +158,3 @@ def figure(table: pd.DataFrame, path) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
-    plt.close(fig)

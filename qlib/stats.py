@@ -29,8 +29,8 @@ and no verdict is counted from them.
 (Jennison & Turnbull 1989, "Interim analyses: the repeated confidence interval approach", JRSS B 51:305-361; and
 their book, 2000, ch. 9). Seeds come in groups; after look k (n_k seeds) the (1 − α) repeated confidence interval
 of the mean paired difference is d̄ ± c_k·s/√n_k, where c_k are the two-sided O'Brien-Fleming-type boundaries of Lan &
-DeMets's alpha-spending function α(t) = 4 − 4Φ(z_{1−α/4}/√t) (α/2 a side) at the information fraction t = n_k/n_max (Lan &
-DeMets 1983, Biometrika 70:659-663; :func:`spending_bounds`), each carried from the normal to the t distribution
+DeMets's alpha-spending function α(t) = 4 − 4Φ(z_{1−α/4}/√t) (α/2 a side) at the information fraction t = n_k/n_max
+(Lan & DeMets 1983, Biometrika 70:659-663; :func:`spending_bounds`), each carried from the normal to the t distribution
 on n_k − 1 degrees of freedom by its tail probability (:func:`look`). The intervals cover the true difference at
 every look at once with probability ≥ 1 − α, so each decision below is wrong with probability at most α, however
 many looks were taken and whichever decision stopped the comparison:
@@ -63,11 +63,13 @@ standard deviation of its differences on pilot seeds that never decide.
 
 import functools
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.optimize import brentq
 
 VERDICTS = ("holds", "undecided", "fails")  # exploratory claims tables
 PRIMARY_VERDICTS = ("holds", "fails", "negligible", "undecided")  # primary comparisons (module docstring)
@@ -98,7 +100,8 @@ def summarise(
     repeated = df[df.duplicated(by + ["seed"])]
     if len(repeated):
         raise ValueError(
-            f"{len(repeated)} rows repeat a ({', '.join(by)}, seed) cell, e.g. {repeated.iloc[0][by + ['seed']].to_dict()}"
+            f"{len(repeated)} rows repeat a ({', '.join(by)}, seed) cell, "
+            f"e.g. {repeated.iloc[0][by + ['seed']].to_dict()}"
         )
     out = mean_std(df, value, by)
     per_seed = df.pivot_table(index=by, columns="seed", values=value, sort=False)
@@ -260,7 +263,10 @@ def tally(claims: pd.DataFrame, unit: str = "points") -> str:
     if len(mde):
         low, high = f"{mde.min():.2f}", f"{mde.max():.2f}"
         missed = f" (MDE {low if low == high else f'{low}-{high}'} {unit})"
-    return f"{n.get('holds', 0)} hold, {n.get('undecided', 0)} undecided{missed}, {n.get('fails', 0)} fail (of {len(claims)})"
+    return (
+        f"{n.get('holds', 0)} hold, {n.get('undecided', 0)} undecided{missed}, "
+        f"{n.get('fails', 0)} fail (of {len(claims)})"
+    )
 
 
 def fmt_pct(mean: float, std: float) -> str:
@@ -314,7 +320,7 @@ def _bounds(fractions: tuple, alpha: float, grid: int) -> tuple:
                 tails = stats.norm.sf((edge - x) / np.sqrt(var)) + stats.norm.cdf((-edge - x) / np.sqrt(var))
                 return np.trapezoid(density * tails, x)
 
-            c = brentq_bound(lambda c: crossed(c) - target)
+            c = brentq_bound(lambda c, crossed=crossed, target=target: crossed(c) - target)
         bounds.append(c)
         edge = c * np.sqrt(tk)
         new_x = np.linspace(-edge, edge, grid)
@@ -329,8 +335,6 @@ def _bounds(fractions: tuple, alpha: float, grid: int) -> tuple:
 
 def brentq_bound(f) -> float:
     """The root of the decreasing ``f`` on (0, 40): a boundary."""
-    from scipy.optimize import brentq
-
     return float(brentq(f, 1e-6, 40.0, xtol=1e-10))
 
 
@@ -392,7 +396,8 @@ def seeds_for_power(
     """The seeds a paired t-test at two-sided level ``alpha`` needs to find a true difference ``delta`` with
     ``power``, when the paired differences have standard deviation ``sd``: the smallest n ≥ 2 with
     P(T'_{n−1}(δ√n/sd) > t_{1−α/2, n−1}) ≥ power (noncentral t). None if more than ``cap``; 2 if ``sd`` is 0. The
-    group-sequential design needs a few percent more (O'Brien-Fleming's boundaries end slightly above the fixed test's)."""
+    group-sequential design needs a few percent more (O'Brien-Fleming's boundaries end slightly above the fixed
+    test's)."""
     if not sd > 0:
         return 2
     for n in range(2, cap + 1):

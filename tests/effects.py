@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from qlib.provenance import machine
+from qlib.machine import machine
 
 RECORD = Path(__file__).with_name("effects.json")
 RULE = 3.0  # margin ≥ RULE × spread

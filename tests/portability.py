@@ -146,7 +146,7 @@ def main(argv=None) -> int:
             {"command": "python tests/portability.py --record [-- PYTEST_ARGS]", "seeds": SEEDS, "rule": effects.RULE}
         )
         record["effects"] = {n: e for n, e in {**record["effects"], **summary}.items() if n in effects.BOUNDS}
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         record.setdefault("runs", []).append(
             {"finished": stamp, "pytest_args": args.pytest_args, "entries": runs, "effects": sorted(summary)}
         )

@@ -5,9 +5,9 @@ import time
 
 import pytest
 import torch
+from conftest import toy_dataset
 from torch import nn
 
-from conftest import toy_dataset
 from qlib import data as qdata
 from qlib.data import SOURCES, _find
 from qlib.models import create_model

@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-
 from conftest import toy_dataset
+
 from qlib import cells
 from qlib.artifacts import ArtifactError
-from qlib.cache import cache_root
-from qlib.attacks import ATTACKS, poison_count, run_attack, validate
+from qlib.attacks import ATTACKS, run_attack
 from qlib.attacks.base import Needs, needs
-from qlib.poison import PoisonSet
+from qlib.cache import cache_root
+from qlib.poison import PoisonSet, poison_count, validate
 from qlib.presets import load_preset
 from qlib.quant import parse_scheme
 

@@ -10,16 +10,16 @@ import math
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import pytest
 import torch
+from conftest import toy_dataset
 from torch import nn
 
-from conftest import toy_dataset
 from qlib import artifacts, cli, presets
 from qlib.attacks import run_attack
 from qlib.cache import cache_root, cached_model, cached_result

@@ -5,8 +5,8 @@ import json
 from dataclasses import replace
 
 import pytest
-
 from conftest import toy_dataset
+
 from qlib import artifacts, cells
 from qlib.cache import cache_root
 from qlib.experiments import attack_grid, ensure, grid_cells

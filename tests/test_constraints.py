@@ -3,15 +3,14 @@ rows set activation scales."""
 
 import pytest
 import torch
+from conftest import toy_dataset
 from torch import nn
 
-from conftest import toy_dataset
 from qlib.attacks import run_attack
-from qlib.attacks.base import perturbation_norms, validate
 from qlib.attacks.constraints import project_
 from qlib.data import mix
 from qlib.models import create_model
-from qlib.poison import PoisonSet
+from qlib.poison import PoisonSet, perturbation_norms, validate
 from qlib.presets import load_preset
 from qlib.quant import parse_scheme, prepare_qat
 from qlib.quant.quantizers import IntActivation

@@ -4,8 +4,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from conftest import toy_dataset, write_fake_cifar, write_fake_fashion
+
 from qlib import data
 from qlib.data import SOURCES, DataNotFoundError, load, locate, mix
 from qlib.poison import PoisonSet

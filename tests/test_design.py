@@ -189,8 +189,8 @@ def test_a_fine_tuned_victim_starts_from_the_pretrained_model_on_images_it_never
     victim, FP or QAT, keeps the pretrained weights (its latent weights, for QAT), so training starts there."""
     monkeypatch.setenv("QLIB_CACHE", str(tmp_path / "cache"))
     from qlib.cells import finetune_data, finetuned, load_data, trained
+    from qlib.executors import compute
     from qlib.paper import FP
-    from qlib.pipeline import compute
     from qlib.quant import parse_scheme
 
     cfg = load_preset("smoke")

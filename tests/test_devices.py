@@ -34,7 +34,8 @@ def test_a_model_loaded_from_the_cache_is_on_the_device(monkeypatch):
 
 
 def test_a_model_built_to_be_filled_is_on_the_device_before_it_is_filled(monkeypatch):
-    """GradPC's ŵ is built and filled by copying, never trained: its distance to a model on the device needs it there."""
+    """GradPC's ŵ is built and filled by copying, never trained: its distance to a model on the device needs it
+    there."""
     point_at_meta(monkeypatch)
     monkeypatch.setattr(artifacts, "save", lambda *a, **k: None)  # a meta tensor has no bytes to store
     seen = []

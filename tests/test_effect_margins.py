@@ -1,9 +1,8 @@
 """Every bound of an effect test rests on a measurement over the kernel matrix that meets the margin rule
 (tests/effects.py; ``make test-portability`` remeasures, ``python tests/portability.py --record`` records)."""
 
-import pytest
-
 import effects
+import pytest
 from portability import MATRIX
 
 RECORD = effects.recorded()

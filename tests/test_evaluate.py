@@ -147,6 +147,7 @@ def test_the_cifar_cpu_preset_evaluates_a_poison_on_cifar_format_files(tmp_path,
     from dataclasses import replace
 
     from conftest import write_fake_cifar
+
     from qlib.experiments import evaluate
     from qlib.presets import load_preset
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qlib import cache, pipeline
+from qlib import cache, executors, pipeline
 from qlib.cells import cell
 from qlib.counters import counting
 from qlib.experiments import NOTEBOOKS, declared
@@ -150,7 +150,7 @@ def test_a_worker_killed_mid_cell_has_that_cell_and_nothing_else_recomputed(exec
     if executor == "ray":
         request.getfixturevalue("ray_by_value")
     monkeypatch.setenv("QLIB_CACHE", str(tmp_path / "cache"))
-    result = pipeline.compute(toys(tmp_path), executor, threads=1, workers=2, progress=False)
+    result = executors.compute(toys(tmp_path), executor, threads=1, workers=2, progress=False)
     log = [line.split() for line in (tmp_path / "log").read_text().splitlines()]
     starts = {n: log.count([n, "start"]) for n in "abcd"}
     done = [n for n, what in log if what == "done"]
@@ -165,7 +165,7 @@ def test_every_executor_pins_the_threads_of_a_cell(executor, tmp_path, monkeypat
     monkeypatch.setenv("QLIB_CACHE", str(tmp_path / "cache"))
     (tmp_path / "killed").touch()  # no kill here
     before = torch.get_num_threads()
-    pipeline.compute(toys(tmp_path), executor, threads=1, workers=1, progress=False)
+    executors.compute(toys(tmp_path), executor, threads=1, workers=1, progress=False)
     assert {json.loads(p.read_text())["result"]["threads"] for p in (tmp_path / "cache" / "toy").glob("*.json")} == {1}
     assert torch.get_num_threads() == before
 

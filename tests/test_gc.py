@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as nnf
+from conftest import blobs, exact_logistic_regression
 from torch import nn
 
-from conftest import blobs, exact_logistic_regression
 from qlib.attacks import run_attack
 from qlib.attacks.gc import cancel_objective, clean_gradient, gradient_parameters
 from qlib.data import Dataset

@@ -1,11 +1,10 @@
-"""GC-Q's switches: both off is GC; both on is eq. (5); and what the ĝ switch does (and does not) change."""
+"""GC-Q's switches: both off is GC; both on is Eq. (5); and what the ĝ switch does (and does not) change."""
 
 import pytest
 import torch
-
 from conftest import toy_dataset
+
 from qlib.attacks import run_attack
-from qlib.attacks.gc import clean_gradient, gradient_parameters
 from qlib.attacks.gc_q import network
 from qlib.models import create_model
 from qlib.quant import Twin, approximate_gradient, parse_scheme, quantize_modules

@@ -7,15 +7,15 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as nnf
-from torch import nn
 from conftest import toy_dataset
+from torch import nn
 from ue_checks import E2E, fashion_small
 
 from qlib import data
-from qlib.attacks import run_attack, validate
+from qlib.attacks import run_attack
 from qlib.attacks.gradient_matching import cosine_loss, gradient_matching, milestones, surrogate_network
 from qlib.models import create_model
-from qlib.poison import PoisonSet
+from qlib.poison import PoisonSet, validate
 from qlib.quant import QConv2d, approximate_gradient, parse_scheme, prepare_qat
 from qlib.train import fit
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as nnf
-
 from conftest import toy_dataset
+
 from qlib.attacks.gradpc import gradpc, paq, squared_distance
 from qlib.models import create_model
 from qlib.quant import QConv2d, parse_scheme, quantized_state

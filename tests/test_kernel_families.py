@@ -48,4 +48,4 @@ def test_every_scheme_trains_a_step_without_a_native_crash(family, threads):
         f"rc {done.returncode} under {family}, {threads} threads:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
     )
     lines = done.stdout.splitlines()
-    assert len([l for l in lines if ": loss " in l]) == 36 and lines[-1].endswith(f"{threads} threads")
+    assert len([line for line in lines if ": loss " in line]) == 36 and lines[-1].endswith(f"{threads} threads")

@@ -7,8 +7,8 @@ from dataclasses import asdict
 
 import pytest
 import torch
-
 from conftest import toy_dataset
+
 from qlib.attacks import run_attack
 from qlib.attacks.gc import gradient_parameters
 from qlib.attacks.gc_q import network
@@ -131,7 +131,9 @@ def test_ptq_mse_step_is_the_grid_minimiser_and_beats_max_abs(trained, bits, per
         w, s, lo, hi = m.weight.detach(), m.weight_quantizer.step.detach(), m.weight_quantizer.lo, m.weight_quantizer.hi
         max_abs = IntWeight(bits, per_channel).scale(w)
         dims = tuple(range(1, w.ndim)) if per_channel else tuple(range(w.ndim))
-        err = lambda step: ((w - P_Q(w, step, lo, hi)) ** 2).sum(dim=dims, keepdim=per_channel)
+        err = lambda step, w=w, lo=lo, hi=hi, dims=dims: ((w - P_Q(w, step, lo, hi)) ** 2).sum(
+            dim=dims, keepdim=per_channel
+        )
         assert (s <= max_abs).all() and (err(s) <= err(max_abs)).all()
         grid = torch.stack([err(max_abs * (k / 100)) for k in range(1, 101)])
         assert torch.equal(err(s), grid.min(dim=0).values)

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from conftest import toy_dataset
 from torch import nn
 
-from conftest import toy_dataset
 from qlib.models import MODELS, Normalize, create_model
 from qlib.quant import parse_scheme, quantize_modules
 from qlib.quant.quantizers import IntActivation

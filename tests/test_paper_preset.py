@@ -4,8 +4,8 @@ overrides, on tiny CIFAR-format files written here (CIFAR-10 cannot be downloade
 import re
 
 import nbformat
-
 from conftest import write_fake_cifar
+
 from qlib.report import execute, headline
 
 CUT_DOWN = {

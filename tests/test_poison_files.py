@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import toy_dataset
 from PIL import Image
 
-from conftest import toy_dataset
 from qlib.data import Dataset
 from qlib.poison import PoisonFileError, PoisonSet, as_uint8, load_poison
 

@@ -5,12 +5,13 @@ import json
 import subprocess
 
 import torch
+from conftest import toy_dataset
 from torch import nn
 
-from conftest import toy_dataset
 from qlib import provenance
 from qlib.attacks import run_attack
-from qlib.cache import cached_model, cached_poison, cached_result
+from qlib.cache import cached_artifact, cached_model, cached_result
+from qlib.machine import machine
 from qlib.presets import load_preset
 
 
@@ -44,7 +45,7 @@ def test_git_commit_outside_a_checkout(tmp_path, monkeypatch):
 
 def test_machine_records_what_float_results_depend_on(monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
-    record = provenance.machine("cpu")
+    record = machine("cpu")
     assert record["cpu capability"] == torch.backends.cpu.get_cpu_capability()
     assert record["threads"] == torch.get_num_threads() and record["torch"] == torch.__version__
     assert record["device"] == "cpu" and record["cpu"] and record["ONEDNN_MAX_CPU_ISA"] == "AVX2"
@@ -54,10 +55,16 @@ def test_every_cache_entry_and_report_footer_records_the_machine(tmp_path, monke
     monkeypatch.setenv("QLIB_CACHE", str(tmp_path))
     cached_model("t", {"k": 1}, lambda: nn.Linear(2, 2), lambda m: {})
     cached_result("r", {"k": 1}, lambda: {"acc": 0.5})
-    cached_poison("poison", {"k": 1}, lambda: run_attack("label_flip", toy_dataset(40), 0.1, 0), toy_dataset(40))
+    cached_artifact(
+        "poison",
+        {"k": 1},
+        lambda: run_attack("label_flip", toy_dataset(40), 0.1, 0),
+        lambda nu, stem, meta: nu.save(stem, **meta),
+        lambda *_: None,
+    )
     manifests = [json.loads(p.read_text()) for p in tmp_path.rglob("*.json")]
     assert len(manifests) == 3
     for m in manifests:
-        assert m.get("meta", m)["machine"] == provenance.machine()
+        assert m.get("meta", m)["machine"] == machine()
     footer = provenance.provenance(load_preset("smoke"), 0.0)
     assert {"cpu", "cpu capability", "threads", "torch", "device"} <= set(footer)

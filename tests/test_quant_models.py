@@ -2,14 +2,14 @@
 
 import pytest
 import torch
+from conftest import toy_dataset
 from torch import nn
 
-from conftest import toy_dataset
 from qlib.models import create_model
 from qlib.quant import (
+    TASKS,
     QConv2d,
     QLinear,
-    TASKS,
     approximate_gradient,
     eligible_layers,
     parse_scheme,

@@ -215,7 +215,8 @@ def report_with_figure_and_claims(folder: Path) -> Path:
         ),
         nbformat.v4.new_code_cell(
             "import pandas as pd\nfrom qlib.scoreboard import show_claims, show_verdicts\n"
-            "show_claims(pd.DataFrame({'family': ['PTQ more robust than FP'], 'claim': ['a'], 'our run': ['holds'], 'paper': ['holds']}))\n"
+            "show_claims(pd.DataFrame({'family': ['PTQ more robust than FP'], 'claim': ['a'], 'our run': ['holds'], "
+            "'paper': ['holds']}))\n"
             f"records = {PRIMARY!r}\nshow_verdicts(pd.DataFrame(records), records)"
         ),
         nbformat.v4.new_code_cell(
@@ -252,8 +253,8 @@ def test_the_index_opens_with_the_primary_scoreboard_and_shows_thumbnails_and_co
     )
     index = write_index(out).read_text()
     assert (
-        "1 of 3 rerun replicated (same verdict) under a second kernel family (torch CPU capability DEFAULT, oneDNN ISA SSE41)."
-        in index
+        "1 of 3 rerun replicated (same verdict) under a second kernel family "
+        "(torch CPU capability DEFAULT, oneDNN ISA SSE41)." in index
     )
     rows = scoreboard_table(index)
     assert rows.replicated.tolist() == ["yes", "no", "no"] and rows.loc["3a", "on replication"] == "undecided"

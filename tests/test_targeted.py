@@ -192,7 +192,10 @@ def test_targeted_bits_choose_the_qat_victims():
     }
     with pytest.raises(
         ParameterError,
-        match=r"targeted_bits=\[2\]: allowed is a non-empty list of distinct bit-widths among the paper's 1, 3, 4, 5, 8",
+        match=(
+            r"targeted_bits=\[2\]: allowed is a non-empty list of distinct bit-widths "
+            r"among the paper's 1, 3, 4, 5, 8"
+        ),
     ):
         load_preset("smoke", targeted_bits=[2])
 

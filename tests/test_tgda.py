@@ -3,8 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as nnf
-
 from conftest import blobs, exact_logistic_regression, toy_dataset
+
 from qlib.attacks import run_attack
 from qlib.attacks.tgda import conjugate_gradient, total_derivative
 from qlib.models import create_model

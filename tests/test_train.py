@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import toy_dataset
+
 from qlib.models import create_model
 from qlib.train import augment_batch, evaluate, fit
 

@@ -4,12 +4,11 @@ enforces, and the helpers of ``attacks.unlearnable.common`` (the preset's settin
 
 import pytest
 import torch
-
 from conftest import toy_dataset
-from qlib.attacks import validate
-from qlib.attacks.base import perturbation_norms
+
 from qlib.attacks.unlearnable.common import chosen, make_poison, project_linf, scale_l2
 from qlib.data import mix
+from qlib.poison import perturbation_norms, validate
 
 
 @pytest.fixture

@@ -2,19 +2,19 @@
 
 import torch
 import torch.nn.functional as nnf
+from ue_checks import accuracy_drop, check_contract_on_toy, fashion_small
 
 from qlib.attacks import run_attack
 from qlib.attacks.unlearnable import em  # noqa: F401  (registers "em")
 from qlib.attacks.unlearnable.em import descend
 from qlib.models import create_model
 from qlib.train import fit
-from ue_checks import accuracy_drop, check_contract_on_toy, fashion_small
 
 SMALL = {"step_size": 2 / 255, "pgd_steps": 2, "train_steps": 3, "max_rounds": 2, "batch_size": 64}
 # the `cpu` preset's Fashion-MNIST settings: ε = 0.1, 2 steps of ε/2, 10 surrogate steps per round, at most 8 rounds
 FASHION = {"eps": 0.1, "step_size": 0.05, "pgd_steps": 2, "train_steps": 10, "max_rounds": 8, "batch_size": 128}
-# On the 1000-image end-to-end set ε = 0.1 is marginal (0.68-0.73 against 0.81 clean over seeds and step
-# settings, measured); the end-to-end statistic (tests/effects.py) needs an effect large against its spread over seeds and CPUs
+# On the 1000-image end-to-end set ε = 0.1 is marginal (0.68-0.73 against 0.81 clean over seeds and step settings,
+# measured); the end-to-end statistic (tests/effects.py) needs an effect large against its spread over seeds and CPUs
 END_TO_END = {**FASHION, "eps": 0.3, "step_size": 0.08, "pgd_steps": 5}
 
 

@@ -8,13 +8,13 @@ more than victims do), too spread for a bound that holds on every CPU (tests/eff
 import pytest
 import torch
 import torch.nn.functional as nnf
-
 from conftest import toy_dataset
+from ue_checks import check_contract_on_toy, fashion_small
+
 from qlib.attacks import run_attack
 from qlib.attacks.unlearnable import em, rem  # noqa: F401  (register "em" and "rem")
 from qlib.attacks.unlearnable.rem import pgd_ascent
 from qlib.models import create_model
-from ue_checks import check_contract_on_toy, fashion_small
 
 SMALL = {"step_size": 2 / 255, "pgd_steps": 2, "adv_steps": 2, "train_steps": 3, "max_rounds": 2, "batch_size": 64}
 

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-
 from conftest import toy_dataset
+
 from qlib.attacks import run_attack
-from qlib.attacks.base import perturbation_norms
 from qlib.models import create_model
+from qlib.poison import perturbation_norms
 
 RGB = toy_dataset(n=40, size=32, channels=3)
 L_INF = 8 / 255

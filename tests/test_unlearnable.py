@@ -1,10 +1,11 @@
-"""Notebook 04's Table 5 (``qlib.experiments.unlearnable``): summary, the paired accuracy increase, generation times and claim verdicts on hand-made runs."""
+"""Notebook 04's Table 5 (``qlib.experiments.unlearnable``): summary, the paired accuracy increase, generation times and
+claim verdicts on hand-made runs."""
 
 import pandas as pd
 import pytest
 
-from qlib.experiments import unlearnable as ue
 from qlib.attacks.unlearnable import UNLEARNABLE
+from qlib.experiments import unlearnable as ue
 
 
 def table5_runs(drop) -> pd.DataFrame:

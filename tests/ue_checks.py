@@ -9,8 +9,8 @@ from conftest import toy_dataset
 
 from qlib import data
 from qlib.attacks import run_attack
-from qlib.attacks.base import perturbation_norms
 from qlib.models import create_model
+from qlib.poison import perturbation_norms
 from qlib.train import evaluate, fit
 
 E2E = {"train": 1000, "test": 1000, "epochs": 8, "width": 0.5, "lr": 0.05, "batch_size": 64}

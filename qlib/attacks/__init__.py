@@ -1,6 +1,6 @@
 """Poisoning attacks, each in its own module, registered by name behind one interface (see ``base``)."""
 
 from . import gc, gc_q, gradient_matching, label_flip, tgda, unlearnable  # noqa: F401  (each registers its attacks)
-from .base import ATTACKS, poison_count, run_attack, source_indices, validate
+from .base import ATTACKS, run_attack, source_indices
 
-__all__ = ["ATTACKS", "poison_count", "run_attack", "source_indices", "validate"]
+__all__ = ["ATTACKS", "run_attack", "source_indices"]

@@ -8,13 +8,14 @@
   shrinks each pixel's change (the source lies in [0, 1]), so the result keeps both.
 
 A poison records its mode in its provenance (``bounds``, and ``norm``/``eps`` for a budget), so that
-``attacks.base.validate`` and ``PoisonSet`` check each: pixels outside [0, 1] are refused unless the provenance
+``qlib.poison.validate`` checks each: pixels outside [0, 1] are refused unless the provenance
 says ``bounds: "none"``, and a declared budget is checked per image.
 """
 
 import torch
 
-BOUNDS = ("image", "none")
+from ..poison import BOUNDS
+
 BUDGET_NORMS = ("linf", "l2")
 
 

@@ -1,9 +1,9 @@
-"""Gradient Canceling (GC, Lu et al. 2023b), eqs. (3)-(4).
+"""Gradient Canceling (GC, Lu et al. 2023b), Eqs. (3)-(4).
 
 Given target parameters ŵ, GC looks for poisons ν whose gradient cancels the clean one, so that ŵ is a
 stationary point of training on μ + ν:
 
-    argmin_ν ½‖∇_w ℓ(μ; ŵ) + ∇_w ℓ(ν; ŵ)‖²₂                              (eq. 4)
+    argmin_ν ½‖∇_w ℓ(μ; ŵ) + ∇_w ℓ(ν; ŵ)‖²₂                              (Eq. (4))
 
 - ℓ is the sum-reduced cross-entropy, as in the official code; the objective is reported in those units
   and the early stop (default: below 1, as in the paper) uses them.
@@ -33,13 +33,14 @@ import torch.nn.functional as nnf
 from torch import nn
 from tqdm import tqdm
 
+from .. import devices
 from ..artifacts import tensor_digest
 from ..counters import UNITS, count, settings
 from ..data import Dataset
-from ..poison import PoisonSet
-from .. import devices
-from .base import ATTACKS, Needs, poison_count, source_indices
-from .constraints import check_constraints, project_, provenance as constraint_provenance
+from ..poison import PoisonSet, poison_count
+from .base import ATTACKS, Needs, source_indices
+from .constraints import check_constraints, project_
+from .constraints import provenance as constraint_provenance
 
 OPTIMIZERS = ("adam", "gd")
 LAYERS = ("all", "first")
@@ -92,7 +93,7 @@ def cancel_objective(
     attack: str = "gc",
     with_grad: bool = True,
 ):
-    """½‖g_clean + ∇_w ℓ((x, y); w)‖² and (``with_grad``) its gradient with respect to ``x`` (eq. 4); its poisons
+    """½‖g_clean + ∇_w ℓ((x, y); w)‖² and (``with_grad``) its gradient with respect to ``x`` (Eq. (4)); its poisons
     are counted as ``attack``'s unit. The first pass keeps the graph of its first chunk, which the second pass
     then uses before recomputing the others: the same numbers bit for bit, one chunk's forward and backward fewer
     per step (all of the first pass when the poisons fit in one chunk), and never more than one chunk's graph held."""
@@ -243,7 +244,7 @@ def gc(
 
 def cancel_units(attack):
     """The ``UNITS`` predictor of an attack that runs the GC loop (GC, GC-Q): poisons through one evaluation of
-    eq. (4) and its gradient (a forward, a backward and a double backward each), over the ``epochs`` steps and the
+    Eq. (4) and its gradient (a forward, a backward and a double backward each), over the ``epochs`` steps and the
     final evaluation; fewer when the objective stops early below ``threshold``."""
     return lambda n, eps_d, params: (settings(attack, params)["epochs"] + 1) * poison_count(eps_d, n)
 

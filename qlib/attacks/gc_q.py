@@ -1,6 +1,6 @@
-"""GC-Q, Gradient Canceling with Quantization (Section 3, eq. 5), with the two switches of Table 4's ablation.
+"""GC-Q, Gradient Canceling with Quantization (Section 3, Eq. (5)), with the two switches of Table 4's ablation.
 
-    argmin_ν ½‖B∇_w ℓ(μ; ŵ*) + B∇_w ℓ(ν; ŵ*)‖²₂                          (eq. 5)
+    argmin_ν ½‖B∇_w ℓ(μ; ŵ*) + B∇_w ℓ(ν; ŵ*)‖²₂                          (Eq. (5))
 
 What each combination computes (``target`` is the full-precision GradPC target ŵ; the network is always in
 evaluation mode; the gradient is with respect to the weights the network computes with, or their latent
@@ -8,10 +8,10 @@ copies where B applies):
 
 | ``paq`` | ``quantized_grad`` | forward weights | backward | activations |
 |---|---|---|---|---|
-| False | False | ŵ | plain ∇ | full precision | (= GC, eq. 4)
+| False | False | ŵ | plain ∇ | full precision | (= GC, Eq. (4))
 | True  | False | ŵ* = F(ŵ) (PAQ) | plain ∇ at ŵ* | full precision |
 | False | True  | ŵ | B(ŵ) ⊙ ∇ (weights), activations through F and B | quantized as the task says |
-| True  | True  | ŵ* = F(ŵ) | B(ŵ) ⊙ ∇ at ŵ*, activations through F and B | quantized as the task says | (eq. 5)
+| True  | True  | ŵ* = F(ŵ) | B(ŵ) ⊙ ∇ at ŵ*, activations through F and B | quantized as the task says | (Eq. (5))
 
 The weights' scale s is a constant in every row: the int method's max-abs scale, or for LSQ the step PTQ sets
 on ŵ by the MSE rule (``quantizers.mse_step``, also PAQ's step), frozen, so that s is not among the parameters
@@ -97,7 +97,7 @@ def gc_q(
     device: str = "auto",
     progress: bool = False,
 ) -> PoisonSet:
-    """GC-Q, eq. (5): GC against the quantized network of ``scheme`` at the PAQ target (both switches on)."""
+    """GC-Q, Eq. (5): GC against the quantized network of ``scheme`` at the PAQ target (both switches on)."""
     net = network(target, scheme, paq, quantized_grad, clean)
     extra = {
         "scheme": scheme.name,

@@ -15,7 +15,7 @@ poisons are processed in batches, each batch's cosine loss adding to the gradien
 steps; after each step δ is projected onto the ε-ball and the valid image range; the attack restarts R times and
 keeps the restart with the lowest loss. The poisons *replace* their clean images (provenance ``mode: "replace"``).
 
-Quantization-aware (``scheme``, beyond the paper, the targeted analogue of GC-Q, eq. 5): both gradients are
+Quantization-aware (``scheme``, beyond the paper, the targeted analogue of GC-Q, Eq. (5)): both gradients are
 taken through the QAT network of ``scheme``, forward F (w* = F(w)), backward B (``quant.approximate_gradient``).
 A ``model`` that already holds quantized layers (a QAT-trained surrogate) is used as it is; a full-precision
 one is quantized first, with activation scales calibrated on the clean training set (PAQ, as GC-Q does).
@@ -31,14 +31,14 @@ import copy
 import torch
 from torch import nn
 
+from .. import devices
 from ..artifacts import tensor_digest
 from ..counters import UNITS, count, settings
 from ..data import Dataset
-from ..poison import PoisonSet
+from ..poison import PoisonSet, poison_count
 from ..quant import QuantScheme, Twin, approximate_gradient, calibrate, quantize_modules
-from .. import devices
 from ..train import augment_batch
-from .base import ATTACKS, Needs, poison_count
+from .base import ATTACKS, Needs
 
 TAU = 0.1  # the signed-Adam step relative to ε
 DECAYS = (2.667, 1.6, 1.142)  # the step is divided by 10 after M/2.667, M/1.6 and M/1.142 steps

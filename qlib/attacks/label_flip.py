@@ -2,8 +2,8 @@
 
 from ..counters import UNITS
 from ..data import Dataset
-from ..poison import PoisonSet
-from .base import ATTACKS, Needs, poison_count, source_indices
+from ..poison import PoisonSet, poison_count
+from .base import ATTACKS, Needs, source_indices
 
 
 @ATTACKS.register("label_flip", Needs(device=False))

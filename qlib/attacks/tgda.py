@@ -1,11 +1,11 @@
-"""TGDA (Lu et al. 2022) and TGDA-Q (Appendix B, eqs. 11-14): total gradient descent ascent.
+"""TGDA (Lu et al. 2022) and TGDA-Q (Appendix B, Eqs. (11)-(14)): total gradient descent ascent.
 
 The poisons ν lead, the model w follows. With ℓ₁ = ℓ(μ̃; w), the loss on a clean validation split, and
 ℓ₂ = ℓ(μ + ν; w), the training loss, each leader step ascends the total derivative
 
-    D_ν ℓ₁ = ∇_ν ℓ₁ − ∇_{νw} ℓ₂ · (∇_{ww} ℓ₂)⁻¹ · ∇_w ℓ₁,   with ∇_ν ℓ₁ = 0 here      (eq. 11)
+    D_ν ℓ₁ = ∇_ν ℓ₁ − ∇_{νw} ℓ₂ · (∇_{ww} ℓ₂)⁻¹ · ∇_w ℓ₁,   with ∇_ν ℓ₁ = 0 here      (Eq. (11))
 
-and the follower then takes ``follower_steps`` plain gradient steps on ℓ₂ (eq. 12). (∇_{ww} ℓ₂ + λI)⁻¹∇_w ℓ₁
+and the follower then takes ``follower_steps`` plain gradient steps on ℓ₂ (Eq. (12)). (∇_{ww} ℓ₂ + λI)⁻¹∇_w ℓ₁
 is solved by conjugate gradient on the normal equations, two Hessian-vector products per iteration, as in
 the official code (16 iterations, λ = 0 by default). As there, each clean batch is split: 30% is the
 validation batch μ̃ for ℓ₁ and the rest, with all poisons, forms ℓ₂. The model stays in evaluation mode
@@ -19,7 +19,7 @@ O(1/N) per pixel: measured on the ``cpu`` preset, three such steps moved the poi
 7e-5), so 200 of them leave the clean copies unchanged. The default is therefore Adam ascent on the pixels
 (``leader_optimizer="adam"``, step ``leader_lr`` in pixel units), the same scale-free choice as GC's.
 
-TGDA-Q (eqs. 13-14) runs the same loop on the QAT network of a scheme: the follower's steps are QAT steps
+TGDA-Q (Eqs. (13)-(14)) runs the same loop on the QAT network of a scheme: the follower's steps are QAT steps
 (F forward, B backward) and the leader's derivative is taken through F and B.
 """
 
@@ -30,14 +30,15 @@ import torch.nn.functional as nnf
 from torch import nn
 from tqdm import tqdm
 
+from .. import devices
 from ..artifacts import tensor_digest
 from ..counters import UNITS, count, settings
 from ..data import Dataset
-from ..poison import PoisonSet
+from ..poison import PoisonSet, poison_count
 from ..quant import QuantScheme, calibrate, quantize_modules
-from .. import devices
-from .base import ATTACKS, Needs, poison_count, source_indices
-from .constraints import check_constraints, project_, provenance as constraint_provenance
+from .base import ATTACKS, Needs, source_indices
+from .constraints import check_constraints, project_
+from .constraints import provenance as constraint_provenance
 
 
 def _dot(a, b):
@@ -82,7 +83,7 @@ def total_derivative(
     damping: float = 0.0,
     chunk: int | None = None,
 ) -> torch.Tensor:
-    """D_ν ℓ₁ = −∇_{νw} ℓ₂ (∇_{ww} ℓ₂ + λI)⁻¹ ∇_w ℓ₁ for poison images ``x`` (eq. 11).
+    """D_ν ℓ₁ = −∇_{νw} ℓ₂ (∇_{ww} ℓ₂ + λI)⁻¹ ∇_w ℓ₁ for poison images ``x`` (Eq. (11)).
 
     ℓ₂ is a sum over pieces of at most ``chunk`` images (None: one piece for the batch, one for the poisons). With
     those two pieces one graph of ∇_w ℓ₂ serves every Hessian-vector product; with more, each product rebuilds the
@@ -120,7 +121,7 @@ def total_derivative(
 
 
 def follower_step(model: nn.Module, params, train_x, train_y, x, y, lr: float, chunk: int | None) -> None:
-    """One gradient step of the weights on ℓ₂ (eq. 12), its gradient summed over pieces of ``chunk`` images."""
+    """One gradient step of the weights on ℓ₂ (Eq. (12)), its gradient summed over pieces of ``chunk`` images."""
     if chunk is None or len(train_y) + len(y) <= chunk:
         loss = nnf.cross_entropy(model(torch.cat([train_x, x])), torch.cat([train_y, y]))
         grads = torch.autograd.grad(loss, params)
@@ -193,13 +194,13 @@ def _tgda(
         val, tr = batch[:n_val], batch[n_val:]
         tx, ty, vx, vy = clean.x[tr].to(dev), clean.y[tr].to(dev), clean.x[val].to(dev), clean.y[val].to(dev)
         d = total_derivative(model, x, y, tx, ty, vx, vy, cg_iters, damping, chunk)
-        if adam is None:  # eq. (11): ascend the validation loss
+        if adam is None:  # Eq. (11): ascend the validation loss
             x += leader_lr * d
         else:
             x.grad = d
             adam.step()
         project_(x, source, bounds, norm, eps)
-        for _ in range(follower_steps):  # eq. (12) (eq. 14 on a QAT network)
+        for _ in range(follower_steps):  # Eq. (12) (Eq. (14) on a QAT network)
             follower_step(model, params, tx, ty, x, y, follower_lr, chunk)
         count(f"attack/{attack}", len(tr) + len(y))
         with torch.no_grad():
@@ -254,7 +255,7 @@ def tgda(
     device: str = "auto",
     progress: bool = False,
 ) -> PoisonSet:
-    """TGDA in full precision, eqs. (11-12); ``model`` (the surrogate's starting weights, usually w_c) is copied, not
+    """TGDA in full precision, Eqs. (11)-(12); ``model`` (the surrogate's starting weights, usually w_c) is copied, not
     changed. The defaults are the official code's, but for the leader's step (see the module's docstring)."""
     extra = {"model": tensor_digest(model.state_dict().values())}
     return _tgda(
@@ -306,7 +307,7 @@ def tgda_q(
     device: str = "auto",
     progress: bool = False,
 ) -> PoisonSet:
-    """TGDA-Q, eqs. (13-14): TGDA on the QAT network of ``scheme`` (activation scales, if any, calibrated on μ)."""
+    """TGDA-Q, Eqs. (13)-(14): TGDA on the QAT network of ``scheme`` (activation scales, if any, calibrated on μ)."""
     if scheme.is_fp:
         raise ValueError("TGDA-Q needs a quantization scheme; for full precision use TGDA")
     qat = quantize_modules(model, scheme).eval()

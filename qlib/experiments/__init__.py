@@ -10,12 +10,17 @@ makes one row per entry from the labels and the cells' values, so a grid is writ
 """
 
 import importlib
-from typing import Callable
+import inspect
+import time
+from collections.abc import Callable
 
 import pandas as pd
 
-from ..pipeline import Cell, compute
-from ..presets import Preset
+from ..executors import compute
+from ..pipeline import Cell
+from ..presets import Preset, from_notebook
+from ..provenance import provenance
+from ..registry import unknown_name
 
 NOTEBOOKS = {
     "00_clean_baselines": "clean",
@@ -33,8 +38,6 @@ Entry = tuple[dict, dict[str, Cell]]
 
 def experiment(notebook: str):
     """The module of ``notebook`` (a name such as ``01_ptq``, or a path to it)."""
-    from ..registry import unknown_name
-
     name = notebook.rsplit("/", 1)[-1].removesuffix(".ipynb")
     if name not in NOTEBOOKS:
         raise unknown_name("notebook", notebook, list(NOTEBOOKS))
@@ -59,10 +62,6 @@ def ensure(cfg: Preset, cells: list[Cell], progress: bool = True) -> None:
 def start(preset: str, namespace: dict) -> tuple[Preset, float]:
     """A notebook's first step: its preset with the parameters cell's overrides (``presets.from_notebook``), and the
     time it started (for :func:`footer`)."""
-    import time
-
-    from ..presets import from_notebook
-
     return from_notebook(preset, namespace), time.time()
 
 
@@ -73,8 +72,6 @@ def preset_table(cfg: Preset) -> pd.DataFrame:
 
 def footer(cfg: Preset, started: float, notebook: str) -> pd.DataFrame:
     """The provenance table that ends every notebook: machine, versions, preset, and the command that reruns it."""
-    from ..provenance import provenance
-
     return pd.Series(
         {
             **provenance(cfg, started),
@@ -89,8 +86,6 @@ def declared(notebook: str, cfg: Preset, own: dict | None = None, planning: bool
     takes). ``planning``: declare without computing anything, with placeholder targets for the targeted experiment
     (which images they are does not change the work) and every regime notebook 06 could choose (an upper bound of
     its work), as ``qlib.cost`` does."""
-    import inspect
-
     module = experiment(notebook)
     accepted = inspect.signature(module.cells).parameters
     kwargs = {k: v for k, v in (own or {}).items() if k in accepted}

@@ -4,8 +4,8 @@ Cells: per seed, scheme of :func:`schemes` (weight-only QAT: the paper's 1 bit B
 then a second block with LSQ's learned step at the preset's ``lsq_bits``, ``LSQ_SCHEMES``, where B clips weights and
 the ĝ switch is testable) and switches of
 ``SWITCHES`` (PAQ, ĝ), the poison :func:`attack_of` names and the clean and poisoned QAT accuracies. Shared poisons
-(GC's, GC-Q's) are the same cells as in notebooks 01-02. The paper's numbers: ``paper.TABLE4``. Claim: at each bit-width, both
-switches on beat each of the other three cells; two cells that share their poisons cannot be told apart
+(GC's, GC-Q's) are the same cells as in notebooks 01-02. The paper's numbers: ``paper.TABLE4``. Claim: at each
+bit-width, both switches on beat each of the other three cells; two cells that share their poisons cannot be told apart
 (``SAME_POISON``). The notebook shows the preset, Table 4 (table and figure), its claims and a headline.
 """
 
@@ -16,7 +16,8 @@ from .. import paper
 from ..cells import accuracy, poison
 from ..presets import Preset
 from ..quant import QuantScheme, parse_scheme
-from ..stats import claims as test_claims, Comparison, points, summarise, tally
+from ..stats import Comparison, points, summarise, tally
+from ..stats import claims as test_claims
 from . import ensure, grid_cells, grid_rows
 
 SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("4W"), parse_scheme("8W")]  # the paper's rows, weights only
@@ -46,9 +47,9 @@ def attack_of(scheme: QuantScheme, paq: bool, ghat: bool) -> tuple[str, dict, st
         name, switches, label = attack_of(scheme, paq, paq)
         return name, switches, f"{label}; ĝ = ∇ here (B ≡ 1)"
     if not (paq or ghat):
-        return "gc", {}, "GC (eq. 4)"
+        return "gc", {}, "GC (Eq. (4))"
     if paq and ghat:
-        return "gc_q", {}, "GC-Q (eq. 5)"
+        return "gc_q", {}, "GC-Q (Eq. (5))"
     return "gc_q", {"paq": paq, "quantized_grad": ghat}, "PAQ only" if paq else "ĝ only"
 
 

@@ -200,7 +200,8 @@ def headline(cfg: Preset, schemes: pd.DataFrame, checks: pd.DataFrame) -> str:
         f"{fmt_pct(fp['mean'], fp['std'])} over {int(fp['n'])} seed(s), {cfg.epochs} epoch(s) on "
         f"{cfg.train_size or 'all'} training images; seeds differ by up to "
         f"{100 * (finals.test_acc.max() - finals.test_acc.min()):.2f} points, the noise floor for later tables. "
-        f"Against FP, PTQ at 1/4/8 bits changes accuracy by {' / '.join(ptq_rows.vs_fp.map(points))} points, and QAT by "
+        f"Against FP, PTQ at 1/4/8 bits changes accuracy by {' / '.join(ptq_rows.vs_fp.map(points))} points, "
+        "and QAT by "
         + ", ".join(f"{label(r)} {points(r.vs_fp)}" for r in qat_rows.itertuples())
         + f" points. {int(checks.holds.sum())} of {len(checks)} quantization checks hold{failed}."
     )

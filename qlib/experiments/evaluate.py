@@ -19,11 +19,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..cells import REGIMES, accuracy, export_path, imported, load_data, poison, prediction
-from ..paper import FP
+from ..cells import accuracy, export_path, imported, load_data, poison, prediction, test_split
 from ..poison import PIXELS, PoisonSet, describe
 from ..presets import Preset
-from ..quant import QuantScheme, parse_scheme
+from ..quant import REGIMES, QuantScheme, scheme_named
 from ..registry import ParameterError
 from ..stats import ALPHA, paired, percent, points, rate
 from . import Entry, ensure, grid_cells
@@ -34,24 +33,12 @@ EVAL_REGIMES = ["fp", "ptq", "qat"]
 KEYS = ["regime", "scheme", "pixels"]  # a row of the summary
 
 
-def parse(name: str) -> QuantScheme:
-    """A scheme from its name on the command line: ``TASK`` or ``TASK:METHOD`` (``fp``, ``4W``, ``4W4A``,
-    ``1W1A:adabin``, ``4W:lsq``)."""
-    task, _, method = name.partition(":")
-    try:
-        return parse_scheme(task, method or None)
-    except ValueError as e:
-        raise ParameterError(
-            f"scheme {name!r}: {e}; allowed: TASK or TASK:METHOD, e.g. fp, 1W, 4W, 8W, 4W4A, 1W1A:adabin, 4W:lsq"
-        ) from None
-
-
 def settings(schemes: list[str], regimes: list[str]) -> list[tuple[str, QuantScheme]]:
     """(regime, scheme) pairs: fp with the fp scheme; ptq and qat with each quantized scheme, in the order given."""
     for r in regimes:
         if r not in REGIMES:
             raise ParameterError(f"regime {r!r}; allowed: {', '.join(REGIMES)}")
-    parsed = [parse(s) for s in schemes]
+    parsed = [scheme_named(s) for s in schemes]
     out = [(r, s) for r in regimes for s in parsed if (r == "fp") == s.is_fp]
     if not out:
         raise ParameterError(
@@ -137,9 +124,7 @@ def run(
     nu = nu_cell.value()[0]
     target = None
     if (index := nu.provenance.get("target_index")) is not None:
-        from ..cells import _test_split
-
-        target = (index, int(_test_split(cfg.dataset).y[index]), nu.provenance["adversarial_class"])
+        target = (index, int(test_split(cfg.dataset).y[index]), nu.provenance["adversarial_class"])
     rows = []
     for labels, c in entries:
         clean, acc = c["clean"].value()["acc"], c["poisoned"].value()["acc"]
@@ -315,8 +300,8 @@ def headline(cfg: Preset, result: dict) -> str:
         parts += [f"most hurt {described(quantized.iloc[0])}", f"least hurt {described(quantized.iloc[-1])}"]
     text = (
         f"**{Path(result['file']).name} on {cfg.dataset} ({cfg.model}, {len(cfg.seeds)} seed(s), "
-        f"{len(result['poison'])} poisons, ε_d = {result['poison'].eps_d:.3g}):** accuracy drops against the clean model "
-        f"of the same scheme, seed and regime: " + "; ".join(parts) + "."
+        f"{len(result['poison'])} poisons, ε_d = {result['poison'].eps_d:.3g}):** accuracy drops against the "
+        f"clean model of the same scheme, seed and regime: " + "; ".join(parts) + "."
     )
     if (surv := survival(result)) is not None:
         text += (

@@ -19,7 +19,8 @@ from ..cells import paq_reading
 from ..paper import FP, PTQ_SCHEMES
 from ..presets import Preset
 from ..quant import QuantScheme
-from ..stats import ALPHA, claims as test_claims, Comparison, mean_std, paired, percent, points, summarise, tally
+from ..stats import ALPHA, Comparison, mean_std, paired, percent, points, summarise, tally
+from ..stats import claims as test_claims
 from . import attack_grid, ensure, grid_cells, grid_rows
 
 QOA = ["label_flip", "tgda", "gc"]  # the quantization-oblivious attacks of Tables 1 and 3
@@ -212,7 +213,8 @@ def headline(cfg: Preset, runs: dict[str, pd.DataFrame]) -> str:
         + " points (the paper: "
         + ", ".join(f"{a} {points(fp.loc[a, 'paper'])}" for a in fp.index)
         + "). "
-        + f"A paired t-test (poisoned − clean per seed, α = {ALPHA}) finds an FP drop for {', '.join(hurt) or 'no attack'}. "
+        + f"A paired t-test (poisoned − clean per seed, α = {ALPHA}) finds an FP drop for "
+        f"{', '.join(hurt) or 'no attack'}. "
         + f"Robustness claims, paired by seed: {tally(tested)}"
         + (" (one seed: no test)" if len(cfg.seeds) < 2 else "")
         + f"; {tested.agrees.sum()} of {tested.agrees.notna().sum()} verdicts agree with the paper's own table. "

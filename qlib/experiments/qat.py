@@ -4,9 +4,9 @@ Cells: the attack grid (``attack_grid``) of ``ATTACKS`` at ε_d = ``cfg.eps_d`` 
 every scheme of ``paper.QAT_SCHEMES``. QOA poisons are made once in FP and reused in every row; QAA poisons
 (GC-Q, TGDA-Q) per scheme. Constants: ``ROWS`` and ``COLUMNS`` (Table 3's rows and attacks, in the paper's
 order), ``QAA`` (each QAA's QOA), ``LOWER_BITS`` and ``WA_VS_W`` (the pairs Section 4.2 compares). The paper's
-numbers: ``paper.TABLE3`` (drops), ``paper.TABLE3_EXTRA`` (the ↓ column). Claims (Section 4.2): QAT more robust than FP; lower bits more robust; WA
-more robust than W; QAA stronger than QOA. The notebook shows Table 3 (table, per-seed drops, the ↓ column, figure),
-its claims and a headline.
+numbers: ``paper.TABLE3`` (drops), ``paper.TABLE3_EXTRA`` (the ↓ column). Claims (Section 4.2): QAT more robust than FP;
+lower bits more robust; WA more robust than W; QAA stronger than QOA. The notebook shows Table 3 (table, per-seed drops,
+the ↓ column, figure), its claims and a headline.
 """
 
 import matplotlib.pyplot as plt
@@ -16,7 +16,8 @@ import seaborn as sns
 from .. import paper
 from ..paper import FP, QAT_SCHEMES
 from ..presets import Preset
-from ..stats import claims as test_claims, Comparison, fmt_pct, mean_std, percent, points, summarise, tally
+from ..stats import Comparison, fmt_pct, mean_std, percent, points, summarise, tally
+from ..stats import claims as test_claims
 from . import attack_grid, ensure, grid_cells
 from .ptq import QOA
 
@@ -210,7 +211,8 @@ def headline(cfg: Preset, runs: pd.DataFrame) -> str:
         f"**Table 3 on {cfg.dataset} ({cfg.model}, {len(cfg.seeds)} seed(s), ε_d = {cfg.eps_d}):** "
         "in FP the QOA drops are " + ", ".join(f"{a} {points(v)}" for a, v in _fp_drops(s).items()) + " points. "
         "Claims, paired by seed and decided within each family: "
-        f"QAT more robust than FP: {say('QAT more robust than FP')}; lower bits more robust: {say('lower bits more robust')}; "
+        f"QAT more robust than FP: {say('QAT more robust than FP')}; "
+        f"lower bits more robust: {say('lower bits more robust')}; "
         f"WA more robust than W: {say('WA more robust than W')}; QAA stronger than QOA: {say('QAA stronger than QOA')}"
         + (f" ({len(cfg.seeds)} seed: no test)" if len(cfg.seeds) < 2 else "")
         + f". {tested.agrees.sum()} of {tested.agrees.notna().sum()} verdicts agree with the paper's own table. "

@@ -29,7 +29,8 @@ import seaborn as sns
 from ..paper import FP
 from ..presets import Preset, merge_attacks
 from ..quant import parse_scheme
-from ..stats import Comparison, claims as test_claims, paired, summarise, tally
+from ..stats import Comparison, paired, summarise, tally
+from ..stats import claims as test_claims
 from . import attack_grid, ensure, grid_cells
 
 MODELS = {

@@ -30,7 +30,8 @@ from ..paper import FP
 from ..presets import Preset
 from ..quant import QuantScheme, parse_scheme
 from ..registry import ParameterError
-from ..stats import claims as test_claims, Comparison, mcnemar, mean_std, rate, tally
+from ..stats import Comparison, mcnemar, mean_std, rate, tally
+from ..stats import claims as test_claims
 from . import ensure, grid_cells, grid_rows
 
 QAT_SCHEMES = [
@@ -54,8 +55,8 @@ def precisions(cfg: Preset) -> list[QuantScheme]:
 
 
 def preset(cfg: Preset) -> Preset:
-    """``cfg`` with the targeted experiment's training-set size and epochs (``targeted_train_size``, ``targeted_epochs``),
-    its trial seeds checked: a trial seed may not be another trial's victim seed."""
+    """``cfg`` with the targeted experiment's training-set size and epochs (``targeted_train_size``,
+    ``targeted_epochs``), its trial seeds checked: a trial seed may not be another trial's victim seed."""
     if clash := sorted(set(cfg.targeted_seeds) & {s + VICTIM_SEED for s in cfg.targeted_seeds}):
         raise ParameterError(
             f"targeted_seeds {cfg.targeted_seeds}: seed(s) {clash} would train a surrogate that is also "
@@ -65,7 +66,8 @@ def preset(cfg: Preset) -> Preset:
 
 
 def chosen(cfg: Preset, progress: bool = True) -> list[dict]:
-    """The targets (computed here, serially, if the cache lacks them: one FP surrogate and one pass over the test set)."""
+    """The targets (computed here, serially, if the cache lacks them: one FP surrogate and one pass over the test
+    set)."""
     cell = targets(preset(cfg))
     ensure(cfg, [cell], progress)
     return cell.value()["targets"]
@@ -312,7 +314,8 @@ def shift_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_target(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per target (with its true and adversarial class): how many trial seeds succeeded, per precision and kind of poison."""
+    """Per target (with its true and adversarial class): how many trial seeds succeeded, per precision and kind of
+    poison."""
     poisoned = runs[runs.poisons != "none"]
     return poisoned.pivot_table(
         index=["target", "target_index", "true_class", "adversarial_class"],
@@ -378,25 +381,32 @@ def headline(cfg: Preset, runs: pd.DataFrame) -> str:
     fewer = "" if len(qat) == len(QAT_SCHEMES) else "; the preset's targeted_bits leave out the paper's others"
     span = lambda v, fmt: fmt.format(v.min()) if v.min() == v.max() else f"{fmt.format(v.min())}-{fmt.format(v.max())}"
     return (
-        f"**Targeted attack on {cfg.dataset} ({cfg.model}, {tcfg.train_size or 'all'} training images, {tcfg.epochs} epochs, "
+        f"**Targeted attack on {cfg.dataset} ({cfg.model}, {tcfg.train_size or 'all'} training images, "
+        f"{tcfg.epochs} epochs, "
         f"{cfg.targets} targets × {len(cfg.targeted_seeds)} seeds, ε_d = {tcfg.targeted_eps_d:g}, "
-        f"ε = {cfg.attacks.get('gradient_matching', {}).get('eps', 16 / 255):.3g}):** in full precision gradient matching puts the target in the "
-        f"adversarial class in {100 * fp.success_rate:.0f}% of trials [{100 * fp.success_low:.0f}, {100 * fp.success_high:.0f}] "
-        f"(clean victims: {100 * none.success_rate:.0f}%) and gets it misclassified in {100 * fp.misclassified_rate:.0f}% "
+        f"ε = {cfg.attacks.get('gradient_matching', {}).get('eps', 16 / 255):.3g}):** "
+        "in full precision gradient matching puts the target in the "
+        f"adversarial class in {100 * fp.success_rate:.0f}% of trials "
+        f"[{100 * fp.success_low:.0f}, {100 * fp.success_high:.0f}] "
+        f"(clean victims: {100 * none.success_rate:.0f}%) "
+        f"and gets it misclassified in {100 * fp.misclassified_rate:.0f}% "
         f"(the paper: {100 * paper.TARGETED_FP:.1f}% misclassified); against the clean victims of the same trials, "
         f"'the attack works in FP' {works['success']} on success, {works['misclassified']} on misclassification and "
         f"{works['pull']} on the pull. Under QAT ({', '.join(qat.index)}{fewer}) the oblivious poisons succeed in "
         f"{span(100 * qat.success_rate, '{:.0f}')}% of trials "
-        f"(the paper: {100 * paper.TARGETED_QAT_RANGE[0]:.0f}-{100 * paper.TARGETED_QAT_RANGE[1]:.0f}% misclassified at 1-8 bits), "
+        f"(the paper: {100 * paper.TARGETED_QAT_RANGE[0]:.0f}-{100 * paper.TARGETED_QAT_RANGE[1]:.0f}% "
+        "misclassified at 1-8 bits), "
         f"quantization-aware poisons in {span(100 * aware.success_rate, '{:.0f}')}%. "
         f"Paired by trial (exact McNemar, Benjamini-Hochberg within each family): 'QAT lowers the FP success rate' "
-        f"{say('success', 'QAT more robust than FP')}; 'aware beats oblivious' {say('success', 'QAA stronger than QOA')}. "
+        f"{say('success', 'QAT more robust than FP')}; "
+        f"'aware beats oblivious' {say('success', 'QAA stronger than QOA')}. "
         f"Below the flip, the oblivious poisons make the adversarial class {moved['FP']:.3g}× likelier "
         f"for the FP victim (geometric mean over trials) and {span(moved.drop('FP'), '{:.3g}')}× "
         f"under QAT: 'QAT lowers the FP pull' {say('pull', 'QAT more robust than FP')}, "
         f"'aware pulls more than oblivious' {say('pull', 'QAA stronger than QOA')}. "
         + (
-            f"With {int(fp.n)} trials no rate claim can be decided: the exact test needs 6 trials that differ, all one way."
+            f"With {int(fp.n)} trials no rate claim can be decided: "
+            "the exact test needs 6 trials that differ, all one way."
             if math.isnan(best)
             else f"With {int(fp.n)} trials the exact test detects (power 0.8) a difference in rates "
             f"of {100 * best:.0f} points or more, and only if no trial goes against it."

@@ -19,7 +19,8 @@ from ..attacks.unlearnable import UNLEARNABLE
 from ..paper import FP
 from ..presets import Preset
 from ..quant import parse_scheme
-from ..stats import claims as test_claims, Comparison, mean_std, paired_difference, points, summarise, tally
+from ..stats import Comparison, mean_std, paired_difference, points, summarise, tally
+from ..stats import claims as test_claims
 from . import attack_grid, ensure, grid_cells
 
 EPS_D = 1.0
@@ -235,6 +236,7 @@ def headline(cfg: Preset, runs: pd.DataFrame) -> str:
         f"the mean accuracy increase over the methods is {points(mean_inc.get('1W1A bnn'))} points with BNN and "
         f"{points(mean_inc.get('1W1A adabin'))} with Adabin (the paper, Adabin: "
         f"{points(inc.loc[inc.scheme == '1W1A adabin', 'paper'].mean())}). "
-        f"Of the claims the paper's own table decides, {int(tested.agrees.sum())} of {int(tested.agrees.notna().sum())} "
+        f"Of the claims the paper's own table decides, {int(tested.agrees.sum())} "
+        f"of {int(tested.agrees.notna().sum())} "
         "agree with it."
     )

@@ -9,8 +9,9 @@ drop minus worse's (points; positive: the claim's direction).
 Stages, in order: (1) the pilot seeds, for every comparison: the spread of its differences and the seeds a fixed
 paired t-test would need for power 0.9 at δ (reported, never used to decide); (2) look k: the first k groups of the
 deciding seeds, for the comparisons still open; a comparison whose repeated interval shows a direction stops, the
-others get the next group, up to the cap, where negligible is decided too. :func:`decide` runs the stages with any executor and computes only the cells the
-cache lacks; :func:`cells` lists every cell the design could need (the cost model's upper bound).
+others get the next group, up to the cap, where negligible is decided too. :func:`decide` runs the stages with any
+executor and computes only the cells the cache lacks; :func:`cells` lists every cell the design could need (the cost
+model's upper bound).
 
 Targeted comparisons (``design.Targeted``), after the others: (1) per pilot and deciding seed, its pretrained model
 (the seed's clean FP ``trained`` cell) and its ``per_seed`` targets (``cells.targets``); (2) per trial, the
@@ -25,6 +26,7 @@ A replication (``python -m qlib replicate``) runs every stage but the pilots: th
 import math
 from dataclasses import replace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -32,8 +34,9 @@ from .. import scoreboard
 from ..attacks.base import needs
 from ..cells import accuracy, finetuned, outcome, poison, targets
 from ..design import CLAIMS, Design, Primary, Side, Targeted
+from ..executors import compute
 from ..paper import FP
-from ..pipeline import Cell, compute
+from ..pipeline import Cell
 from ..presets import Preset
 from ..stats import (
     ALPHA,
@@ -178,7 +181,7 @@ def decide(
     rows' "pilot sd" and "seeds for power" are NaN. Returns
     {"verdicts": one row per comparison (``COLUMNS``), "looks": one row per comparison and look taken, "pilot":
     the pilot differences, "trials": one row per targeted trial (:func:`trials`, with its "stage": pilot or
-    decide), "design": the design, "cells" and "runs": the work done, as ``pipeline.compute`` counts it}; empty
+    decide), "design": the design, "cells" and "runs": the work done, as ``executors.compute`` counts it}; empty
     tables without primary comparisons."""
     design, work = cfg.design, {"cells": 0, "runs": {}}
     if design is None:
@@ -369,8 +372,6 @@ def show_verdicts(verdicts: pd.DataFrame) -> None:
 
 def figure(result: dict):
     """Per comparison: the effect with its last repeated confidence interval and the ±δ band (points)."""
-    import matplotlib.pyplot as plt
-
     v = result["verdicts"]
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(v), 1) + 1.2))
     colours = {"holds": "#2e7d32", "fails": "#c62828", "negligible": "#1565c0", "undecided": "#9e9e9e"}

@@ -1,4 +1,4 @@
-"""Quantization (Appendix A.2): forward/backward quantizers F and B, schemes, PTQ (eq. 8) and QAT (eqs. 9-10)."""
+"""Quantization (Appendix A.2): forward/backward quantizers F and B, schemes, PTQ (Eq. (8)) and QAT (Eqs. (9)-(10))."""
 
 from .functions import P_Q, int_range, lsq, sign, sign_ede, sign_swish, signswish, signswish_grad
 from .layers import (
@@ -13,7 +13,7 @@ from .layers import (
     quantize_modules,
     quantized_state,
 )
-from .scheme import KEEP_FP, METHODS, TASKS, QuantScheme, parse_scheme
+from .scheme import KEEP_FP, METHODS, REGIMES, TASKS, QuantScheme, parse_scheme, scheme_named
 
 __all__ = [
     "P_Q",
@@ -36,7 +36,9 @@ __all__ = [
     "quantized_state",
     "KEEP_FP",
     "METHODS",
+    "REGIMES",
     "TASKS",
     "QuantScheme",
     "parse_scheme",
+    "scheme_named",
 ]

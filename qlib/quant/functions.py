@@ -1,4 +1,4 @@
-"""Forward quantizers F with their backward quantizers B (Appendix A.2, eqs. 8-10), as autograd functions.
+"""Forward quantizers F with their backward quantizers B (Appendix A.2, Eqs. (8)-(10)), as autograd functions.
 
 Each ``forward`` computes F; each ``backward`` multiplies the incoming gradient by B, written with
 differentiable tensor ops so that attacks can differentiate through it again (``create_graph=True``).
@@ -26,7 +26,7 @@ class _PQ(torch.autograd.Function):
 
 
 def P_Q(w: torch.Tensor, s: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """Eq. (8): w* = s·⌊clip(w/s, lo, hi)⌉, with B = 1_[lo, hi](w/s) (clipped straight-through, eq. 10).
+    """Eq. (8): w* = s·⌊clip(w/s, lo, hi)⌉, with B = 1_[lo, hi](w/s) (clipped straight-through, Eq. (10)).
 
     ``s`` is treated as a constant: no gradient flows to the scale.
     """

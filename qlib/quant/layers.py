@@ -2,7 +2,7 @@
 
 A twin keeps the full-precision latent weights w as its ``weight`` parameter (same name and shape as the
 original, so state dicts carry over; LSQ adds its step s) and computes with w* = F(w); gradients reach w through
-B (eqs. 9-10).
+B (Eqs. (9)-(10)).
 With b-bit activations (b ≥ 2) a twin first quantizes its input. With 1-bit activations every ReLU of the
 network is replaced by the binary activation, the BNN design, so binary layers see ±1 inputs; for AdaBin each
 ReLU becomes a Maxout followed by the AdaBin binarizer, so binary layers see two learned values.
@@ -31,7 +31,8 @@ from .scheme import QuantScheme
 
 
 class Twin:
-    """Mixin of the quantized layers: ``weight_quantizer`` gives w* = F(w); ``input_quantizer`` (or None) quantizes the input."""
+    """Mixin of the quantized layers: ``weight_quantizer`` gives w* = F(w); ``input_quantizer`` (or None) quantizes the
+    input."""
 
     @classmethod
     def from_float(cls, layer, weight_quantizer, input_quantizer):
@@ -174,7 +175,7 @@ def calibrate(model: nn.Module, data, batches: int = 4, batch_size: int = 256) -
 
 
 def ptq(model: nn.Module, scheme: QuantScheme, calib=None, batches: int = 4) -> nn.Module:
-    """Post-training quantization, eq. (8): a quantized copy of a trained ``model``, in eval mode.
+    """Post-training quantization, Eq. (8): a quantized copy of a trained ``model``, in eval mode.
 
     Weights are used as w* = F(w) (sign for the 1-bit methods); under LSQ each layer's step is set by the MSE rule
     ``quantizers.mse_step`` on its weights. When the scheme quantizes activations, their scales are calibrated on
@@ -194,7 +195,7 @@ def ptq(model: nn.Module, scheme: QuantScheme, calib=None, batches: int = 4) -> 
 
 
 def prepare_qat(model: nn.Module, scheme: QuantScheme) -> nn.Module:
-    """Quantization-aware training, eqs. (9)-(10): a copy whose forward uses w* = F(w) and whose gradients
+    """Quantization-aware training, Eqs. (9)-(10): a copy whose forward uses w* = F(w) and whose gradients
     reach the latent full-precision w through B. Train it with ``qlib.train.fit`` like any model (which trains
     LSQ's steps too, from LSQ's initialisation on the model's weights)."""
     return quantize_modules(model, scheme).train()
@@ -223,7 +224,7 @@ def approximate_gradient(model: nn.Module, x, y, create_graph: bool = False) -> 
     """∇_w ℓ of the sum-reduced cross-entropy on (x, y), for every parameter of ``model``.
 
     On a QAT model the forward pass uses w* = F(w) and the backward passes through B, so this is the
-    approximate gradient B∇ℓ(w*) of eq. (10) (what GC-Q cancels, eq. 5); on a float model it is ∇ℓ(w).
+    approximate gradient B∇ℓ(w*) of Eq. (10) (what GC-Q cancels, Eq. (5)); on a float model it is ∇ℓ(w).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     loss = nnf.cross_entropy(model(x), y, reduction="sum")

@@ -1,7 +1,7 @@
 """Quantizer modules: weight quantizers (applied to a layer's latent weights w) and activation quantizers.
 
 Every module maps a tensor to its quantized value F(·) in the forward pass and lets gradients through
-B in the backward pass (eq. 10). Modules with a ``set_progress(t)`` method are told the fraction
+B in the backward pass (Eq. (10)). Modules with a ``set_progress(t)`` method are told the fraction
 ``t`` ∈ [0, 1] of training done; ``qlib.train.fit`` calls it before every step.
 """
 
@@ -20,7 +20,8 @@ def _absmax(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
 
 
 class IntWeight(nn.Module):
-    """b-bit weights, eq. (8): F = P_Q with the symmetric scale s = max|w| / (2^(b−1)−1), B = 1_[−2^(b−1), 2^(b−1)−1](w/s)."""
+    """b-bit weights, Eq. (8): F = P_Q with the symmetric scale s = max|w| / (2^(b−1)−1),
+    B = 1_[−2^(b−1), 2^(b−1)−1](w/s)."""
 
     def __init__(self, bits: int, per_channel: bool = False):
         super().__init__()
@@ -129,7 +130,7 @@ class SignSwishWeight(_OneBit):
 
 
 class IntActivation(nn.Module):
-    """b-bit activations with a data-calibrated scale (eq. 8 applied to activations).
+    """b-bit activations with a data-calibrated scale (Eq. (8) applied to activations).
 
     The scale comes from a running max of |x|: an exponential moving average during QAT training, the
     plain maximum while ``calibrating`` (PTQ), and frozen in evaluation. The grid is unsigned,

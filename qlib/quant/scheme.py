@@ -3,16 +3,19 @@
 import re
 from dataclasses import dataclass
 
+from ..registry import ParameterError
+
 METHODS = ("int", "lsq", "bnn", "bnn++", "adabin")
 MULTI_BIT_METHODS = ("int", "lsq")
 ONE_BIT_METHODS = ("bnn", "bnn++", "adabin")
 KEEP_FP = ("first", "last")
+REGIMES = ("fp", "ptq", "qat")  # full precision; post-training quantization (Eq. (8)); quantization-aware training
 TASKS = ("fp", "1W", "1W1A", "4W", "4W4A", "8W", "8W8A")  # the paper's; any "<b>W" or "<b>W<b>A" with 1 ≤ b ≤ 32 parses
 
 
 @dataclass(frozen=True)
 class QuantScheme:
-    """What to quantize and how (eq. 10: a forward quantizer F and a backward quantizer B).
+    """What to quantize and how (Eq. (10): a forward quantizer F and a backward quantizer B).
 
     - ``w_bits``/``a_bits``: weight and activation bits (None = full precision).
     - ``method``: for b ≥ 2, "int" (F = P_Q with the max-abs scale, B = clipped indicator) or "lsq" (F = P_Q
@@ -93,3 +96,15 @@ def parse_scheme(task: str, method: str | None = None, **options) -> QuantScheme
     if not set(keep) <= set(KEEP_FP):
         raise ValueError(f"unknown keep_fp entries {sorted(set(keep) - set(KEEP_FP))}; valid: {', '.join(KEEP_FP)}")
     return QuantScheme(task, method, w_bits, a_bits, **{**options, "keep_fp": keep})
+
+
+def scheme_named(name: str) -> QuantScheme:
+    """A scheme from its name on the command line or in a notebook's parameters: ``TASK`` or ``TASK:METHOD`` (``fp``,
+    ``4W``, ``4W4A``, ``1W1A:adabin``, ``4W:lsq``); anything else is a ``ParameterError`` naming what is allowed."""
+    task, _, method = name.partition(":")
+    try:
+        return parse_scheme(task, method or None)
+    except ValueError as e:
+        raise ParameterError(
+            f"scheme {name!r}: {e}; allowed: TASK or TASK:METHOD, e.g. fp, 1W, 4W, 8W, 4W4A, 1W1A:adabin, 4W:lsq"
+        ) from None

@@ -39,8 +39,8 @@ import torch.nn.functional as nnf
 from ... import devices
 from ...counters import UNITS, settings
 from ...data import Dataset
-from ...poison import PoisonSet
-from ..base import ATTACKS, Needs, poison_count
+from ...poison import PoisonSet, poison_count
+from ..base import ATTACKS, Needs
 from .common import chosen, make_poison, scale_l2, tally
 
 KERNEL = 3

@@ -3,13 +3,13 @@
 Unlearnable examples modify the training set itself: the poison *replaces* the images it was made from
 (provenance ``mode: "replace"``), and with ε_d = 1, the paper's setting, every training image is perturbed.
 Each attack bounds its perturbation δ = x_poison − x in its own norm (L∞, L2 or L0, in pixel space [0, 1]);
-the norm and radius go into the provenance, and ``attacks.base.validate`` checks every image against them.
+the norm and radius go into the provenance, and ``qlib.poison.validate`` checks every image against them.
 Labels are never changed.
 
 Each attack counts its unit of work where it does it (``tally``, ``qlib.counters``) and registers in
-``qlib.counters.UNITS`` the function that predicts that count (``qlib.counters.settings`` fills its defaults): images through the network,
-forward and backward, for the attacks that differentiate one (EM, REM, TAP, DC, NTGA); images given noise for
-the model-free ones (SN, AR, OPS).
+``qlib.counters.UNITS`` the function that predicts that count (``qlib.counters.settings`` fills its defaults): images
+through the network, forward and backward, for the attacks that differentiate one (EM, REM, TAP, DC, NTGA); images given
+noise for the model-free ones (SN, AR, OPS).
 """
 
 import torch
@@ -17,8 +17,8 @@ from torch import nn
 
 from ...counters import count
 from ...data import Dataset
-from ...poison import PoisonSet
-from ..base import poison_count, source_indices
+from ...poison import PoisonSet, poison_count
+from ..base import source_indices
 
 UNLEARNABLE = ("em", "tap", "dc", "sn", "ar", "ntga", "rem", "ops")  # Table 5's rows, in the paper's order
 

@@ -34,7 +34,7 @@ and δ steps; the error checks (forward only) are not counted.
 """
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as nnf
@@ -44,8 +44,8 @@ from ... import devices
 from ...artifacts import tensor_digest
 from ...counters import UNITS, settings
 from ...data import Dataset
-from ...poison import PoisonSet
-from ..base import ATTACKS, Needs, poison_count
+from ...poison import PoisonSet, poison_count
+from ..base import ATTACKS, Needs
 from .common import batch_rows, chosen, make_poison, minibatches, project_linf, sgd_steps, tally
 
 # (model, x + δ, y, generator) -> ρ, a perturbation held fixed while the loss at x + δ + ρ is differentiated

@@ -5,7 +5,8 @@ surrogate is NTGA's FNN (``ntk.py``): ``depth`` = 5 blocks of (Dense, Erf), NTK 
 W_std² = 1.76, b_std² = 0.18, no readout layer. Its gradient-descent dynamics on the MSE have the closed form
 (neural-tangents' ``predict.gradient_descent_mse``, f₀ = 0, one-hot targets Y_b, not centred)
 
-    f_t(X_val) = Θ(X_val, X_b) Θ_bb⁻¹ (I − e^{−η t Θ_bb / (n_b·C)}) Y_b,       Θ_bb = Θ(X_b, X_b) + diag_reg·mean(diag Θ)·I,
+    f_t(X_val) = Θ(X_val, X_b) Θ_bb⁻¹ (I − e^{−η t Θ_bb / (n_b·C)}) Y_b,
+    Θ_bb = Θ(X_b, X_b) + diag_reg·mean(diag Θ)·I,
 
 and the attack maximizes the cross-entropy of f_t on a clean validation set by PGD over blocks of
 ``block_size`` training images (B-NTGA), L∞ radius ``eps``: x_b ← Π(x_b + α · sign ∇_{x_b} CE(f_t(X_val), y_val)).
@@ -44,8 +45,8 @@ import torch.nn.functional as nnf
 from ... import devices
 from ...counters import UNITS, settings
 from ...data import Dataset
-from ...poison import PoisonSet
-from ..base import ATTACKS, Needs, poison_count
+from ...poison import PoisonSet, poison_count
+from ..base import ATTACKS, Needs
 from .common import chosen, make_poison, project_linf, tally
 from .ntk import erf_kernels, gd_mse_weights
 

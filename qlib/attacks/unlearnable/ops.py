@@ -27,8 +27,8 @@ import torch
 from ... import devices
 from ...counters import UNITS, settings
 from ...data import Dataset
-from ...poison import PoisonSet
-from ..base import ATTACKS, Needs, poison_count
+from ...poison import PoisonSet, poison_count
+from ..base import ATTACKS, Needs
 from .common import chosen, make_poison, tally
 
 

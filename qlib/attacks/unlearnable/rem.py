@@ -44,8 +44,8 @@ from .em import check_pgd, min_min_units, run_min_min
 def pgd_ascent(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, *, eps: float, step_size: float, steps: int
 ) -> torch.Tensor:
-    """ρ in the L∞ ball of radius ``eps`` (x + ρ in [0, 1]) raising CE(f(x + ρ), y): ``steps`` signed steps from a random
-    start, each counting the images of ``x`` as REM's work."""
+    """ρ in the L∞ ball of radius ``eps`` (x + ρ in [0, 1]) raising CE(f(x + ρ), y): ``steps`` signed steps from a
+    random start, each counting the images of ``x`` as REM's work."""
     model.eval()
     rho = project_linf(((2 * torch.rand(x.shape, generator=g) - 1) * eps).to(x), x, eps)
     for _ in range(steps):

@@ -31,8 +31,8 @@ import torch
 
 from ...counters import UNITS, settings
 from ...data import Dataset
-from ...poison import PoisonSet
-from ..base import ATTACKS, Needs, poison_count
+from ...poison import PoisonSet, poison_count
+from ..base import ATTACKS, Needs
 from .common import chosen, make_poison, scale_l2, tally
 
 

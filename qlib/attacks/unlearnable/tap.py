@@ -36,8 +36,8 @@ from torch import nn
 from ... import devices
 from ...counters import UNITS, settings
 from ...data import Dataset
-from ...poison import PoisonSet
-from ..base import ATTACKS, Needs, poison_count
+from ...poison import PoisonSet, poison_count
+from ..base import ATTACKS, Needs
 from .common import chosen, make_poison, project_linf, tally
 
 TAU = 0.05  # the official step size relative to ε (``--tau``)
