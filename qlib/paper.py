@@ -3,9 +3,11 @@ the paper's."""
 
 from .quant import parse_scheme
 
-# The paper's schemes (Section 4.1): PTQ at 1, 4, 8 bits (Table 1) and the QAT rows of Table 3.
+# The paper's schemes (Section 4.1), the one ladder every table and notebook takes its rows from: weights only at 1, 4
+# and 8 bits (Table 1's PTQ rows, Table 4's rows), the same with activations, and the QAT rows of Table 3.
 FP = parse_scheme("fp")
-PTQ_SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("4W"), parse_scheme("8W")]
+W_SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("4W"), parse_scheme("8W")]
+WA_SCHEMES = [parse_scheme("1W1A", "bnn"), parse_scheme("4W4A"), parse_scheme("8W8A")]
 QAT_SCHEMES = [
     parse_scheme("1W", "bnn"),
     parse_scheme("1W1A", "bnn"),

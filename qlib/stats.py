@@ -195,9 +195,33 @@ class Comparison(NamedTuple):
     worse: tuple
 
 
+def decision(
+    up: bool, down: bool, low: float = math.nan, high: float = math.nan, delta: float | None = None, final: bool = True
+) -> str | None:
+    """The one verdict rule, for exploratory claims and primary comparisons alike: *holds* when the test shows the
+    claimed direction (``up``), *fails* when it shows the opposite (``down``); otherwise, at the ``final`` look,
+    *negligible* when a ``delta`` is given and the interval (``low``, ``high``) lies inside (−δ, δ) around 0 (TOST),
+    else *undecided*; None before the final look (go on)."""
+    if up:
+        return "holds"
+    if down:
+        return "fails"
+    if not final:
+        return None
+    if delta is not None and -delta < low and high < delta and low <= 0 <= high:
+        return "negligible"
+    return "undecided"
+
+
+def effect_size(low: float, high: float, delta: float) -> str:
+    """Where the interval (``low``, ``high``) lies against δ: "< δ" (inside (−δ, δ)), "≥ δ" (beyond it) or "unclear"."""
+    return "< δ" if -delta < low and high < delta else "≥ δ" if low >= delta or high <= -delta else "unclear"
+
+
 def verdict(mean: float, q: float) -> str:
-    """The decision on a claim from its mean difference and its q-value (see the module docstring)."""
-    return "undecided" if not q <= ALPHA else ("holds" if mean > 0 else "fails")
+    """The decision on an exploratory claim from its mean difference and its q-value (see the module docstring)."""
+    shown = q <= ALPHA
+    return decision(shown and mean > 0, shown and not mean > 0)
 
 
 def claims(
@@ -360,19 +384,8 @@ def look(differences, delta: float, bound: float, final: bool = False) -> dict:
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     half = float(stats.t.isf(stats.norm.sf(bound), n - 1)) * sd / math.sqrt(n)
     low, high = mean - half, mean + half
-    inside = -delta < low and high < delta
-    size = "< δ" if inside else "≥ δ" if low >= delta or high <= -delta else "unclear"
-    verdict = (
-        "holds"
-        if low > 0
-        else "fails"
-        if high < 0
-        else "negligible"
-        if final and inside
-        else "undecided"
-        if final
-        else None
-    )
+    size = effect_size(low, high, delta)
+    verdict = decision(low > 0, high < 0, low, high, delta, final)
     return {"n": n, "mean": mean, "sd": sd, "low": low, "high": high, "size": size, "verdict": verdict}
 
 
@@ -433,17 +446,8 @@ def paired_rates(pairs, delta: float, alpha: float = ALPHA) -> dict:
     high = p1 - p2 + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     p = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
     mean, low, high = 100 * (b - c) / n, 100 * low, 100 * high
-    inside = -delta < low and high < delta
-    size = "< δ" if inside else "≥ δ" if low >= delta or high <= -delta else "unclear"
-    verdict = (
-        "holds"
-        if p <= alpha and b > c
-        else "fails"
-        if p <= alpha and c > b
-        else "negligible"
-        if inside and low <= 0 <= high
-        else "undecided"
-    )
+    size = effect_size(low, high, delta)
+    verdict = decision(p <= alpha and b > c, p <= alpha and c > b, low, high, delta)
     return {
         "n": n,
         "only_worse": b,

@@ -6,6 +6,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
+from qlib import paper
 from qlib.experiments import ablation
 from qlib.presets import load_preset
 from qlib.quant import parse_scheme
@@ -33,7 +34,7 @@ def test_ablation_cells_share_poisons_only_where_ghat_is_the_identity():
 
 def test_table4_summary_and_claims():
     rows = []
-    for scheme in ablation.SCHEMES:  # the paper's rows
+    for scheme in paper.W_SCHEMES:  # the paper's rows
         bits = scheme.w_bits
         for paq, ghat in ablation.SWITCHES:
             name, switches, computed_as = ablation.attack_of(scheme, paq, ghat)
@@ -75,7 +76,7 @@ def test_shared_cells_are_the_poisons_of_tables_1_and_3():
     table4 = {(e[0]["method"], e[0]["bits"], e[0]["paq"], e[0]["ghat"]): e[1]["poison"].id for e in ablation.grid(cfg)}
     # GC; 1-bit GC-Q, PAQ only, ĝ only; 4- and 8-bit int GC-Q; 4- and 8-bit LSQ GC-Q, PAQ only, ĝ only
     assert len(table4) == 5 * len(ablation.SWITCHES) and len(set(table4.values())) == 1 + 3 + 2 + 2 * 3
-    for scheme in ablation.SCHEMES:
+    for scheme in paper.W_SCHEMES:
         key = (scheme.method, scheme.w_bits)
         assert table4[(*key, False, False)] == table3[("gc", "fp")] == table3[("gc", scheme.name)]
         assert table4[(*key, True, True)] == table3[("gc_q", scheme.name)]
@@ -104,7 +105,7 @@ def test_table4_and_figure4_label_the_method():
             "computed_as": ablation.attack_of(s, p, g)[2],
             "poison": f"{s.name}{p}{g}s{seed}",
         }
-        for i, s in enumerate(ablation.SCHEMES + list(ablation.LSQ_SCHEMES.values()))
+        for i, s in enumerate(paper.W_SCHEMES + list(ablation.LSQ_SCHEMES.values()))
         for p, g in ablation.SWITCHES
         for seed in range(2)
     ]
@@ -132,7 +133,7 @@ def test_table4_and_figure4_label_the_method():
 def test_lsq_bits_choose_table_4s_lsq_rows():
     """The preset's ``lsq_bits`` add LSQ rows after the paper's; [] leaves the paper's rows only; others are refused."""
     cfg = load_preset("smoke")
-    assert ablation.schemes(replace(cfg, lsq_bits=[])) == ablation.SCHEMES
+    assert ablation.schemes(replace(cfg, lsq_bits=[])) == paper.W_SCHEMES
     assert ablation.schemes(replace(cfg, lsq_bits=[8, 4]))[3:] == [ablation.LSQ_SCHEMES[8], ablation.LSQ_SCHEMES[4]]
     assert load_preset("cpu").lsq_bits == [4] and load_preset("paper").lsq_bits == [4, 8]
     with pytest.raises(ParameterError, match=r"lsq_bits=\[2\]: allowed is a list of distinct bit-widths among 4, 8"):

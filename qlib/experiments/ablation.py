@@ -1,8 +1,8 @@
 """Notebook 03: GC-Q's ablation (Table 4): PAQ and the quantized gradient ĝ, each switched on and off.
 
-Cells: per seed, scheme of :func:`schemes` (weight-only QAT: the paper's 1 bit BNN and 4 and 8 bits int, ``SCHEMES``,
-then a second block with LSQ's learned step at the preset's ``lsq_bits``, ``LSQ_SCHEMES``, where B clips weights and
-the ĝ switch is testable) and switches of
+Cells: per seed, scheme of :func:`schemes` (weight-only QAT: the paper's 1 bit BNN and 4 and 8 bits int,
+``paper.W_SCHEMES``, then a second block with LSQ's learned step at the preset's ``lsq_bits``, ``LSQ_SCHEMES``, where B
+clips weights and the ĝ switch is testable) and switches of
 ``SWITCHES`` (PAQ, ĝ), the poison :func:`attack_of` names and the clean and poisoned QAT accuracies. Shared poisons
 (GC's, GC-Q's) are the same cells as in notebooks 01-02. The paper's numbers: ``paper.TABLE4``. Claim: at each
 bit-width, both switches on beat each of the other three cells; two cells that share their poisons cannot be told apart
@@ -20,7 +20,6 @@ from ..stats import Comparison, points, summarise, tally
 from ..stats import claims as test_claims
 from . import ensure, grid_cells, grid_rows
 
-SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("4W"), parse_scheme("8W")]  # the paper's rows, weights only
 LSQ_SCHEMES = {4: parse_scheme("4W", "lsq"), 8: parse_scheme("8W", "lsq")}  # int with a learned step: B ≢ 1, so ĝ ≠ ∇
 QUANTIZERS = {"bnn": "BNN", "int": "int", "lsq": "LSQ"}  # how tables and figures name the schemes' methods
 SWITCHES = [(False, False), (True, False), (False, True), (True, True)]  # (PAQ, ĝ), Table 4's row order
@@ -54,8 +53,8 @@ def attack_of(scheme: QuantScheme, paq: bool, ghat: bool) -> tuple[str, dict, st
 
 
 def schemes(cfg: Preset) -> list[QuantScheme]:
-    """Table 4's rows: the paper's ``SCHEMES``, then LSQ at each of the preset's ``lsq_bits``."""
-    return SCHEMES + [LSQ_SCHEMES[b] for b in cfg.lsq_bits]
+    """Table 4's rows: the paper's ``paper.W_SCHEMES``, then LSQ at each of the preset's ``lsq_bits``."""
+    return paper.W_SCHEMES + [LSQ_SCHEMES[b] for b in cfg.lsq_bits]
 
 
 def grid(cfg: Preset) -> list:
@@ -220,7 +219,7 @@ def figure4(runs: pd.DataFrame) -> sns.FacetGrid:
         errorbar="sd",
         order=[
             weights(s.w_bits, s.method)
-            for s in SCHEMES + list(LSQ_SCHEMES.values())
+            for s in paper.W_SCHEMES + list(LSQ_SCHEMES.values())
             if ((runs.bits == s.w_bits) & (runs.method == s.method)).any()
         ],
         hue_order=[label[k] for k in SWITCHES],

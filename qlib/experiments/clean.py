@@ -1,7 +1,7 @@
 """Notebook 00: clean baselines, and clean accuracy under every scheme of the paper.
 
 Cells: per seed, the clean FP model with its learning curve (``qlib.cells.trained``) and the accuracy of it in FP,
-after PTQ under ``paper.PTQ_SCHEMES``, and of the QAT model of each of ``paper.QAT_SCHEMES`` (``qlib.cells.accuracy``).
+after PTQ under ``paper.W_SCHEMES``, and of the QAT model of each of ``paper.QAT_SCHEMES`` (``qlib.cells.accuracy``).
 Attacks: none. Constants: ``SETTINGS``. The paper's numbers: ``paper.CLEAN`` (the clean rows of Tables 1 and 3).
 Checks: QAT 8W within 1 point of FP and PTQ 8-bit within 0.5 (the means); PTQ ordered 1 ≤ 4 ≤ 8 bits (no paired
 t-test, ``stats.paired``, finds a higher bit-width below a lower one); QAT 1W well above chance. The notebook shows
@@ -14,12 +14,12 @@ import seaborn as sns
 
 from .. import paper
 from ..cells import accuracy, trained
-from ..paper import FP, PTQ_SCHEMES, QAT_SCHEMES
+from ..paper import FP, QAT_SCHEMES, W_SCHEMES
 from ..presets import Preset
 from ..stats import ALPHA, fmt_pct, mean_std, paired, percent, points, summarise
 from . import Entry, ensure, grid_cells, grid_rows
 
-SETTINGS = [("fp", FP)] + [("ptq", s) for s in PTQ_SCHEMES] + [("qat", s) for s in QAT_SCHEMES]
+SETTINGS = [("fp", FP)] + [("ptq", s) for s in W_SCHEMES] + [("qat", s) for s in QAT_SCHEMES]
 
 
 def grid(cfg: Preset) -> list[Entry]:

@@ -16,7 +16,7 @@ import seaborn as sns
 
 from .. import paper
 from ..cells import paq_reading
-from ..paper import FP, PTQ_SCHEMES
+from ..paper import FP, W_SCHEMES
 from ..presets import Preset
 from ..quant import QuantScheme
 from ..stats import ALPHA, Comparison, mean_std, paired, percent, points, summarise, tally
@@ -24,7 +24,7 @@ from ..stats import claims as test_claims
 from . import attack_grid, ensure, grid_cells, grid_rows
 
 QOA = ["label_flip", "tgda", "gc"]  # the quantization-oblivious attacks of Tables 1 and 3
-SETTINGS = [("fp", FP)] + [("ptq", s) for s in PTQ_SCHEMES]
+SETTINGS = [("fp", FP)] + [("ptq", s) for s in W_SCHEMES]
 SWEEP_EPS_D = [0.01, 0.03, 0.1]
 SWEEP_ATTACKS = ["label_flip", "gc"]
 PRECISIONS = ["1-bit", "4-bit", "8-bit", "FP"]  # the order of the precisions in the figures and the sweep table
@@ -41,7 +41,7 @@ def grids(cfg: Preset, sweep_eps_d: list[float] = SWEEP_EPS_D, sweep_attacks: li
         "table2": [
             ({"seed": seed, "precision": precision(s)}, {"reading": paq_reading(cfg, seed, s)})
             for seed in cfg.seeds
-            for s in [FP, *reversed(PTQ_SCHEMES)]
+            for s in [FP, *reversed(W_SCHEMES)]
         ],
         "sweep": attack_grid.entries(cfg, sweep_attacks, sweep_eps_d, SETTINGS),
     }
@@ -57,7 +57,7 @@ def run(
     """The runs of Table 1, Table 2 and the sweep, by name (tidy rows; drops are poisoned − clean)."""
     g = grids(cfg, sweep_eps_d, sweep_attacks)
     ensure(cfg, [c for entries in g.values() for c in grid_cells(entries)], progress)
-    with_precision = lambda df: df.assign(precision=df.scheme.map({s.name: precision(s) for s in [FP, *PTQ_SCHEMES]}))
+    with_precision = lambda df: df.assign(precision=df.scheme.map({s.name: precision(s) for s in [FP, *W_SCHEMES]}))
     table2 = grid_rows(
         g["table2"],
         lambda labels, v: {

@@ -26,9 +26,9 @@ from dataclasses import replace
 import pandas as pd
 import seaborn as sns
 
-from ..paper import FP
+from ..paper import FP, W_SCHEMES, WA_SCHEMES
+from ..poison import BOUNDS
 from ..presets import Preset, merge_attacks
-from ..quant import parse_scheme
 from ..stats import Comparison, paired, summarise, tally
 from ..stats import claims as test_claims
 from . import attack_grid, ensure, grid_cells
@@ -40,7 +40,6 @@ MODELS = {
     "cnn": {},
 }  # cnn: the preset's width and keep_fp
 SMALL, LARGE = ("lr", "mlp"), ("cnn_plim", "cnn")
-BOUNDS = ("image", "none")
 # Part (a)'s budgets and modes per model (label flip, which moves no pixel, runs in the first mode). Left out for
 # time (worker-minutes of the timed `make reproduce` at 8b94237, 2 cores): ε_d = 1 on ``mlp`` (GC's 6,000 poisons in
 # 12 chunks, ~5 over both modes and 10 seeds) and ``cnn_plim`` with valid images (~3; its GC interval over 3 seeds
@@ -55,9 +54,6 @@ MOVES_PIXELS = ("gc", "tgda", "gc_q", "tgda_q")  # the attacks with a constraint
 CLAIM_MAX_EPS_D = 0.1
 CLAIM_ATTACKS = ["label_flip", "gc"]
 QAA = {"gc_q": "gc"}
-PTQ_SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("4W"), parse_scheme("8W")]
-W_SCHEMES = [parse_scheme("1W", "bnn"), parse_scheme("4W"), parse_scheme("8W")]
-WA_SCHEMES = [parse_scheme("1W1A", "bnn"), parse_scheme("4W4A"), parse_scheme("8W8A")]
 INVALID = "none (invalid images)"
 # The GC paper's MNIST results (Lu, Kamath, Yu 2023, Table 2 per watml/plim's README): GC's accuracy drop (points)
 # by (model, ε_d). NOT found in a primary source (no corpus here holds the paper's text); these numbers are read
@@ -194,7 +190,7 @@ def claim_grids(cfg: Preset, chosen: list[dict]) -> list[tuple[dict, list]]:
     for r in chosen:
         rcfg = regime(cfg, r["model"], r["bounds"], cfg.claim_seeds)
         qat = W_SCHEMES + (WA_SCHEMES if r["model"] != "lr" else [])
-        settings = [("fp", FP)] + [("ptq", s) for s in PTQ_SCHEMES] + [("qat", s) for s in qat]
+        settings = [("fp", FP)] + [("ptq", s) for s in W_SCHEMES] + [("qat", s) for s in qat]
         labels = {"model": r["model"], "bounds": r["bounds"], "batchnorm": "eval", "regime_bounds": r["bounds"]}
         out.append(
             (
@@ -251,10 +247,10 @@ def claims(claim_runs: pd.DataFrame) -> pd.DataFrame:
                     Comparison(
                         family, f"{a}: {regime_} {q.name} more robust than FP", (f"{regime_} {q.name}", a), ("FP", a)
                     )
-                    for q in (PTQ_SCHEMES if regime_ == "PTQ" else W_SCHEMES + WA_SCHEMES)
+                    for q in (W_SCHEMES if regime_ == "PTQ" else W_SCHEMES + WA_SCHEMES)
                     if (f"{regime_} {q.name}", a) in have
                 ]
-                ladder = PTQ_SCHEMES if regime_ == "PTQ" else W_SCHEMES
+                ladder = W_SCHEMES
                 pairs = [(ladder[0], ladder[1]), (ladder[1], ladder[2])]
                 if regime_ == "QAT":
                     pairs += [(WA_SCHEMES[0], WA_SCHEMES[1]), (WA_SCHEMES[1], WA_SCHEMES[2])]
