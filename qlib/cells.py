@@ -411,6 +411,9 @@ def poison(
         if need.target
         else None,
         **({"finetune": finetune} if finetune else {}),
+        # the training set it is made in: a model input pins it already; without one, two presets (smoke's 1,000
+        # images, cpu's 6,000) would share the key of a poison made in another set
+        **({"data": {"dataset": cfg.dataset, "train_size": cfg.train_size}} if model is None else {}),
     }
     label = f"{name} ε_d={eps_d:g} s{seed}" + (f" in {finetune} fine-tuning images" if finetune else "")
     label += (f" {scheme.name}" if scheme is not None else "") + "".join(f" {k}={v}" for k, v in switches.items())

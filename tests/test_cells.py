@@ -79,6 +79,19 @@ def test_the_key_holds_budget_seed_target_and_scheme(setup):
     assert len(list((cache_root() / "poison").glob("*.json"))) == 7
 
 
+def test_a_poison_made_without_a_model_is_keyed_by_its_training_set():
+    """Without a model input nothing else ties a poison to the set it was made in: smoke's label flip (1,000 images)
+    and cpu's (6,000) once shared a key, so one cache served the other's poisons (refused on load as the wrong size)."""
+    smoke = load_preset("smoke")
+    key = lambda cfg, name: cells.poison(cfg, name, 0, 0.03).id
+    for name in ("label_flip", "ops", "dc"):  # no model; no model; a fresh model
+        assert key(smoke, name) != key(replace(smoke, train_size=6000), name)
+        assert key(smoke, name) != key(replace(smoke, dataset="cifar10"), name)
+        assert key(smoke, name) == key(replace(smoke, epochs=9), name)  # training settings of no model: same poison
+    gc = lambda cfg: cells.poison(cfg, "gc", 0, 0.03)
+    assert gc(smoke).inputs and "data" not in gc(smoke).key  # its model's key holds the set already
+
+
 def test_a_quantization_oblivious_poison_ignores_the_scheme(setup):
     cfg, _, _ = setup
     assert cells.poison(cfg, "gc", 0, 0.1, parse_scheme("4W")).id == cells.poison(cfg, "gc", 0, 0.1).id
