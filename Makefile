@@ -55,7 +55,7 @@ replicate: setup
 # The tests on TEST_WORKERS pytest-xdist workers of one torch thread each (a file's tests stay on one worker for
 # nbval, whose cells share a kernel); TEST_WORKERS=0 runs them in this process.
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 	QLIB_PRESET=smoke OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax notebooks/
 
 # Every scheme's training step under each kernel family at 1 and 2 threads (no native crash), then the effect tests

@@ -51,7 +51,7 @@ from qlib.attacks.unlearnable import UNLEARNABLE  # noqa: E402
 from qlib.counters import counting  # noqa: E402
 from qlib.data import Dataset  # noqa: E402
 from qlib.executors import compute  # noqa: E402
-from qlib.experiments import NOTEBOOKS, ablation, declared, ptq, targeted, unlearnable  # noqa: E402
+from qlib.experiments import NOTEBOOKS, ablation, compute_stages, ptq, targeted, unlearnable  # noqa: E402
 from qlib.models import create_model  # noqa: E402
 from qlib.presets import load_preset  # noqa: E402
 from qlib.quant import parse_scheme, prepare_qat  # noqa: E402
@@ -139,7 +139,9 @@ def part1(cfg, record: dict, full: dict[str, int]) -> None:
     if full["train"] < 100:  # --tiny: notebook 01's smallest budget (1%) would buy no poison
         own["sweep_eps_d"] = [e for e in own["sweep_eps_d"] if e * full["train"] >= 1]
     planned = cost.plan(cfg, own)
-    grid = lambda notebook: compute(declared(notebook, cfg, own), threads=cfg.threads, progress=False)
+    grid = lambda notebook: compute_stages(
+        [notebook], cfg, own, lambda cells, _: compute(cells, threads=cfg.threads, progress=False)
+    )
     for notebook in NOTEBOOKS:
         start = time.perf_counter()
         with counting() as ran:

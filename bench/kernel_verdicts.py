@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from qlib.executors import compute
-from qlib.experiments import declared, experiment, grid_cells, strength
+from qlib.experiments import compute_stages, experiment, grid_cells, strength
 from qlib.presets import load_preset
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,7 +52,7 @@ def verdicts(cfg, chosen: list[dict], workers: int | None) -> dict:
 
 def notebook_verdicts(cfg, preset: str, notebooks: list[str], workers: int | None) -> dict:
     """The verdict of every claim of ``notebooks``' claims tables, by notebook, part, family and claim."""
-    compute([c for nb in notebooks for c in declared(nb, cfg)], "local", threads=cfg.threads, workers=workers)
+    compute_stages(notebooks, cfg, None, lambda cells, _: compute(cells, "local", threads=cfg.threads, workers=workers))
     out = {}
     for nb in notebooks:
         table = TESTED[nb](experiment(nb), from_cache(preset, nb))

@@ -17,7 +17,7 @@ import yaml
 from . import cost, data, executors, pipeline, scoreboard
 from .artifacts import ArtifactError, atomic_write, write_json
 from .data import DataNotFoundError
-from .experiments import NOTEBOOKS, clean, declared, evaluate, experiment, verdicts
+from .experiments import NOTEBOOKS, clean, compute_stages, evaluate, experiment, verdicts
 from .params import OWN, check_own
 from .poison import describe
 from .presets import FIELDS, load_preset
@@ -107,19 +107,25 @@ def _grid(args) -> None:
     for notebook in notebooks:
         experiment(notebook)  # an unknown name is refused before anything runs
     started = time.time()
-    # notebook 08 declares its cells in stages (pilot, then each look's open comparisons): decided after the grid
+    # notebook 08 is decided after the others: pilot, then each look's open comparisons (verdicts.decide)
     staged = [n for n in notebooks if experiment(n) is verdicts]
-    cells = [c for notebook in notebooks if notebook not in staged for c in declared(notebook, cfg, own)]
+    result = {"cells": 0, "runs": {}}
+
+    def run(cells, stage):
+        done = executors.compute(
+            cells,
+            args.executor,
+            threads=cfg.threads,
+            workers=args.workers,
+            address=cfg.ray_address,
+            gpus=cfg.gpus_per_cell,
+            desc=f"grid ({args.executor}): {stage}",
+        )
+        result["cells"] += done["cells"]
+        result["runs"] |= done["runs"]
+
+    cells = compute_stages([n for n in notebooks if n not in staged], cfg, own, run)
     total = len(pipeline.graph(cells))
-    result = executors.compute(
-        cells,
-        args.executor,
-        threads=cfg.threads,
-        workers=args.workers,
-        address=cfg.ray_address,
-        gpus=cfg.gpus_per_cell,
-        desc=f"grid ({args.executor})",
-    )
     for _ in staged:
         decided = verdicts.decide(cfg, args.executor, args.workers)
         result["runs"] |= decided["runs"]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .experiments import NOTEBOOKS, declared
+from .experiments import NOTEBOOKS, planned
 from .pipeline import graph
 from .presets import Preset
 from .registry import ParameterError
@@ -29,12 +29,13 @@ from .registry import ParameterError
 
 def plan(cfg: Preset, own: dict | None = None) -> dict[str, Counter]:
     """The units each notebook computes on an empty cache, run in order (00 first), by notebook name: the units of
-    the cells it declares (``experiments.declared``, targets as placeholders) that no earlier notebook declared.
+    the cells it could declare (``experiments.planned``: targets as placeholders, every regime notebook 06 could
+    choose) that no earlier notebook declared.
     ``own``: the notebooks' own parameters (default: their modules' defaults)."""
     seen, out = set(), {}
     for notebook in NOTEBOOKS:
         units = Counter()
-        for cell in graph(declared(notebook, cfg, own, planning=True)):
+        for cell in graph(planned(notebook, cfg, own)):
             if cell.id not in seen:
                 seen.add(cell.id)
                 units.update(cell.units)

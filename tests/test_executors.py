@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from qlib import cache, executors, pipeline
 from qlib.cells import cell
 from qlib.counters import counting
-from qlib.experiments import NOTEBOOKS, declared
+from qlib.experiments import NOTEBOOKS, stages
 from qlib.pipeline import Cell
 from qlib.presets import load_preset
 
@@ -57,15 +57,16 @@ def serial_cache(tmp_path_factory):
     problems, cfg = [], load_preset("smoke")
     try:
         for notebook in NOTEBOOKS:
-            for c in pipeline.pending(declared(notebook, cfg)):  # the targeted experiment computes its targets here
-                before = entries(root)
-                with counting() as ran:
-                    record = pipeline.run(c, threads=cfg.threads)
-                if entries(root) - before != {c.id} or not record["computed"]:
-                    problems.append(f"{c} wrote {entries(root) - before}")
-                if +ran != +c.units:
-                    problems.append(f"{c} counted {dict(+ran)}, declared {dict(+c.units)}")
-            if pipeline.pending(declared(notebook, cfg)):
+            for stage in stages(notebook, cfg):  # a stage may read the cells of the stages before it
+                for c in pipeline.pending(stage.declare()):
+                    before = entries(root)
+                    with counting() as ran:
+                        record = pipeline.run(c, threads=cfg.threads)
+                    if entries(root) - before != {c.id} or not record["computed"]:
+                        problems.append(f"{c} wrote {entries(root) - before}")
+                    if +ran != +c.units:
+                        problems.append(f"{c} counted {dict(+ran)}, declared {dict(+c.units)}")
+            if pipeline.pending([c for stage in stages(notebook, cfg) for c in stage.declare()]):
                 problems.append(f"{notebook}: cells still pending after all were computed")
     finally:
         os.environ.pop("QLIB_CACHE") if old is None else os.environ.__setitem__("QLIB_CACHE", old)

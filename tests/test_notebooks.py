@@ -136,7 +136,7 @@ def test_every_preset_field_that_changes_a_notebooks_cells_is_its_parameter(path
     out changes none of the cells the notebook computes (their ids are their cache keys)."""
     from dataclasses import replace
 
-    from qlib.experiments import declared
+    from qlib.experiments import planned
     from qlib.pipeline import graph
     from qlib.presets import load_preset
 
@@ -144,7 +144,7 @@ def test_every_preset_field_that_changes_a_notebooks_cells_is_its_parameter(path
     first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     listed = {line.split(":", 1)[0] for line in parameter_lines(first.source)}
     cfg = load_preset("smoke")
-    ids = lambda c: {cell.id for cell in graph(declared(path.stem, c, planning=True))}
+    ids = lambda c: {cell.id for cell in graph(planned(path.stem, c))}
     base = ids(cfg)
     assert ids(replace(cfg, epochs=ALTERED["epochs"])) != base  # the comparison can tell
     for name, value in ALTERED.items():

@@ -4,7 +4,7 @@ them: each cell exactly its own entry and its declared units, under every execut
 import pytest
 
 from qlib import cells
-from qlib.experiments import NOTEBOOKS, declared
+from qlib.experiments import NOTEBOOKS, planned
 from qlib.pipeline import Cell, GraphError, graph
 from qlib.presets import load_preset
 
@@ -35,7 +35,7 @@ def test_a_cycle_is_refused_naming_it():
 @pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_every_experiment_declares_a_graph_of_versioned_cells(notebook, preset):
-    order = graph(declared(notebook, load_preset(preset), planning=True))
+    order = graph(planned(notebook, load_preset(preset)))
     seen = set()
     for cell in order:
         assert all(i.id in seen for i in cell.inputs), f"{cell} reads a cell the graph did not list before it"

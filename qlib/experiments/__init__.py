@@ -1,18 +1,25 @@
 """One module per notebook: its cells, how its runs become tables, its claims, and what the notebook shows.
 
 Each module opens with one block naming its cells, attacks, constants and the paper's numbers, and defines
-``cells(cfg)`` (every cell the notebook needs, for ``python -m qlib grid`` and ``qlib.cost``), ``run(cfg)`` (the
-tidy runs, computing what the cache lacks), ``summary``, ``claims`` and ``show`` (the notebook's tables, figures
-and text). ``EXPERIMENTS`` maps notebook names to modules, in the order ``make reproduce`` runs them.
+``cells(cfg)`` (every cell the notebook needs, declared without reading data or computing), ``run(cfg)`` (the tidy
+runs, computing what the cache lacks), ``summary``, ``claims`` and ``show`` (the notebook's tables, figures and text).
+``NOTEBOOKS`` maps notebook names to modules, in the order ``make reproduce`` runs them, and ``OWN`` in a module names
+the notebook's own parameters that its ``cells`` takes.
+
+Declaring is pure. A notebook that must see results before it can declare the rest (notebook 05 its targets, 06 its
+regimes, 08 its trials' targets) says so with ``stages(cfg)``: :class:`Stage` s in order, each declaring its cells once
+the stages before it are computed, and each with a plan that reads nothing (an upper bound, for ``qlib.cost``).
+:func:`stages` gives any notebook's (one stage, ``cells``, where the module declares none); :func:`compute_stages`
+runs them; :func:`planned` lists every cell a notebook could need.
 
 A grid is a list of entries (labels, {name: cell}): :func:`grid_cells` lists its cells and :func:`grid_rows`
 makes one row per entry from the labels and the cells' values, so a grid is written once, as data.
 """
 
 import importlib
-import inspect
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -81,18 +88,46 @@ def footer(cfg: Preset, started: float, notebook: str) -> pd.DataFrame:
     ).to_frame()
 
 
-def declared(notebook: str, cfg: Preset, own: dict | None = None, planning: bool = False) -> list[Cell]:
-    """The cells notebook ``notebook`` needs under ``cfg`` and its own parameters ``own`` (those its module's ``cells``
-    takes). ``planning``: declare without computing anything, with placeholder targets for the targeted experiment
-    (which images they are does not change the work) and every regime notebook 06 could choose (an upper bound of
-    its work), as ``qlib.cost`` does."""
+@dataclass(frozen=True)
+class Stage:
+    """A named step of a notebook's declaration: ``declare()`` lists its cells and may read the values of the cells of
+    the stages before it (computed by then); ``plan()`` lists every cell it could declare without reading anything
+    (None: ``declare`` reads nothing)."""
+
+    name: str
+    declare: Callable[[], list[Cell]]
+    plan: Callable[[], list[Cell]] | None = None
+
+    def planned(self) -> list[Cell]:
+        return (self.plan or self.declare)()
+
+
+def stages(notebook: str, cfg: Preset, own: dict | None = None) -> list[Stage]:
+    """Notebook ``notebook``'s stages under ``cfg``, with those of its own parameters ``own`` that its module names in
+    ``OWN`` (the others belong to other notebooks)."""
     module = experiment(notebook)
-    accepted = inspect.signature(module.cells).parameters
-    kwargs = {k: v for k, v in (own or {}).items() if k in accepted}
-    if planning and "chosen_targets" in accepted:
-        kwargs["chosen_targets"] = [
-            {"target": t, "target_index": t, "true_class": 0, "adversarial_class": 1} for t in range(cfg.targets)
-        ]
-    if planning and "chosen" in accepted:  # notebook 06: every regime its choice could pick
-        kwargs["chosen"] = module.candidate_regimes()
-    return module.cells(cfg, **kwargs)
+    mine = {k: v for k, v in (own or {}).items() if k in getattr(module, "OWN", ())}
+    if hasattr(module, "stages"):
+        return module.stages(cfg, **mine)
+    return [Stage("cells", lambda: module.cells(cfg, **mine))]
+
+
+def planned(notebook: str, cfg: Preset, own: dict | None = None) -> list[Cell]:
+    """Every cell ``notebook`` could need, declared without reading data or computing (``qlib.cost``, the tests):
+    placeholders for the targets it would choose, every regime notebook 06 could choose."""
+    return [c for stage in stages(notebook, cfg, own) for c in stage.planned()]
+
+
+def compute_stages(
+    notebooks: list[str], cfg: Preset, own: dict | None, run: Callable[[list[Cell], str], None]
+) -> list[Cell]:
+    """Declare and compute ``notebooks``' stages in order: stage k of every notebook together (``run(cells, name)``),
+    once stage k − 1 of each is computed. Returns every cell declared."""
+    staged = [stages(notebook, cfg, own) for notebook in notebooks]
+    declared = []
+    for k in range(max(map(len, staged), default=0)):
+        now = [s[k] for s in staged if k < len(s)]
+        cells = [c for stage in now for c in stage.declare()]
+        run(cells, " + ".join(dict.fromkeys(stage.name for stage in now)))
+        declared += cells
+    return declared

@@ -33,6 +33,9 @@ EVAL_REGIMES = ["fp", "ptq", "qat"]
 KEYS = ["regime", "scheme", "pixels"]  # a row of the summary
 
 
+OWN = ("poison_path", "schemes", "regimes", "pixels")  # notebook 07's own parameters (qlib.params.OWN)
+
+
 def settings(schemes: list[str], regimes: list[str]) -> list[tuple[str, QuantScheme]]:
     """(regime, scheme) pairs: fp with the fp scheme; ptq and qat with each quantized scheme, in the order given."""
     for r in regimes:

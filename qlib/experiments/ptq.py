@@ -30,6 +30,9 @@ SWEEP_ATTACKS = ["label_flip", "gc"]
 PRECISIONS = ["1-bit", "4-bit", "8-bit", "FP"]  # the order of the precisions in the figures and the sweep table
 
 
+OWN = ("sweep_eps_d", "sweep_attacks")  # notebook 01's own parameters (qlib.params.OWN checks them)
+
+
 def precision(scheme: QuantScheme) -> str:
     """``FP``, ``1-bit``, ``4-bit`` or ``8-bit``: the row label of Tables 1 and 2."""
     return "FP" if scheme.is_fp else f"{scheme.w_bits}-bit"

@@ -130,19 +130,19 @@ def _paper_clean(scheme: str) -> float | None:
 
 def table3(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 3: per scheme, clean accuracy and each attack's drop, ours (mean ± std over seeds) beside the paper's;
-    blank where the paper has no cell (QAA in FP)."""
+    blank where the paper has no entry (QAA in FP)."""
     by = summary(runs).set_index(["scheme", "attack"])
     clean = mean_std(runs.drop_duplicates(["scheme", "seed"]), "clean_acc", ["scheme"]).set_index(
         "scheme"
     )  # one per seed
-    cell = lambda s, a, show: show(by.loc[(s, a)]) if (s, a) in by.index else ""
+    entry = lambda s, a, show: show(by.loc[(s, a)]) if (s, a) in by.index else ""
     columns = {
         ("clean acc.", "ours"): [fmt_pct(clean.loc[s, "mean"], clean.loc[s, "std"]) for s in ROWS],
         ("clean acc.", "paper's"): [percent(_paper_clean(s)) for s in ROWS],
     }
     for a in COLUMNS:
-        columns[(a, "ours")] = [cell(s, a, lambda r: f"{100 * r['mean']:+.2f} ± {100 * r['std']:.2f}") for s in ROWS]
-        columns[(a, "paper's")] = [cell(s, a, lambda r: points(r["paper"])) for s in ROWS]
+        columns[(a, "ours")] = [entry(s, a, lambda r: f"{100 * r['mean']:+.2f} ± {100 * r['std']:.2f}") for s in ROWS]
+        columns[(a, "paper's")] = [entry(s, a, lambda r: points(r["paper"])) for s in ROWS]
     return pd.DataFrame(columns, index=pd.Index(ROWS, name="scheme"))
 
 

@@ -31,7 +31,7 @@ from ..poison import BOUNDS
 from ..presets import Preset, merge_attacks
 from ..stats import Comparison, paired, summarise, tally
 from ..stats import claims as test_claims
-from . import attack_grid, ensure, grid_cells
+from . import Stage, attack_grid, ensure, grid_cells
 
 MODELS = {
     "lr": {"width": 1.0, "keep_fp": []},
@@ -133,8 +133,8 @@ def drop_table(runs: pd.DataFrame) -> pd.DataFrame:
     the seeds, and whether the drop is decided (the interval excludes zero)."""
     rows = []
     keys = ["model", "bounds", "batchnorm", "attack", "eps_d"]
-    for key, cell in runs.groupby(keys, sort=False):
-        r = paired(cell.sort_values("seed")["drop"].to_numpy())
+    for key, group in runs.groupby(keys, sort=False):
+        r = paired(group.sort_values("seed")["drop"].to_numpy())
         rows.append(
             {
                 **dict(zip(keys, key)),
@@ -143,7 +143,7 @@ def drop_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "low": 100 * r["low"],
                 "high": 100 * r["high"],
                 "mde": 100 * r["mde"],
-                "clean acc.": 100 * cell.clean_acc.mean(),
+                "clean acc.": 100 * group.clean_acc.mean(),
                 "decided": bool(r["high"] < 0 or r["low"] > 0),
             }
         )
@@ -159,8 +159,8 @@ def regimes(cfg: Preset, runs: pd.DataFrame) -> list[dict]:
     for model in SMALL:
         for bounds in MODES[model]:
             for eps_d in sorted(e for e in BUDGETS[model] if e <= CLAIM_MAX_EPS_D):
-                cell = pick[(pick.model == model) & (pick.bounds == bounds) & (pick.eps_d == eps_d)]
-                if len(cell) >= 2 and paired(cell.sort_values("seed")["drop"].to_numpy())["high"] < 0:
+                group = pick[(pick.model == model) & (pick.bounds == bounds) & (pick.eps_d == eps_d)]
+                if len(group) >= 2 and paired(group.sort_values("seed")["drop"].to_numpy())["high"] < 0:
                     chosen.append({"model": model, "bounds": bounds, "eps_d": eps_d})
                     break
     return chosen
@@ -171,17 +171,19 @@ def candidate_regimes() -> list[dict]:
     return [{"model": m, "bounds": b, "eps_d": CLAIM_MAX_EPS_D} for m in SMALL for b in MODES[m]]
 
 
-def chosen_regimes(cfg: Preset, progress: bool = True) -> list[dict]:
-    """:func:`regimes` from GC's FP drops on the choice seeds (computed here, in this process, if the cache lacks
-    them: ``qlib grid`` declares part (b) only after this choice)."""
+def choice_grids(cfg: Preset) -> list[tuple[dict, list]]:
+    """GC's FP drops on the choice seeds, per small model and constraint mode: what :func:`regimes` chooses from."""
     choice = replace(cfg, strength_seeds=cfg.choice_seeds)
-    grids = [
+    return [
         (labels, [e for e in entries if e[0]["attack"] == "gc"])
         for labels, entries in drop_grids(choice)
         if labels["model"] in SMALL and labels["batchnorm"] == "eval"
     ]
-    ensure(cfg, [c for _, entries in grids for c in grid_cells(entries)], progress)
-    return regimes(cfg, _rows(grids))
+
+
+def chosen_regimes(cfg: Preset) -> list[dict]:
+    """:func:`regimes` from GC's FP drops on the choice seeds (their cells must be computed)."""
+    return regimes(cfg, _rows(choice_grids(cfg)))
 
 
 def claim_grids(cfg: Preset, chosen: list[dict]) -> list[tuple[dict, list]]:
@@ -202,10 +204,22 @@ def claim_grids(cfg: Preset, chosen: list[dict]) -> list[tuple[dict, list]]:
     return out
 
 
-def cells(cfg: Preset, chosen: list[dict] | None = None) -> list:
-    """Every cell of parts (a) and (b); the regimes are chosen first (:func:`chosen_regimes`) unless given."""
-    regimes_ = chosen_regimes(cfg) if chosen is None else chosen
-    return [c for _, entries in drop_grids(cfg) + claim_grids(cfg, regimes_) for c in grid_cells(entries)]
+def cells(cfg: Preset, chosen: list[dict]) -> list:
+    """Every cell of part (a) and of part (b) in the ``chosen`` regimes."""
+    return [c for _, entries in drop_grids(cfg) + claim_grids(cfg, chosen) for c in grid_cells(entries)]
+
+
+def stages(cfg: Preset) -> list:
+    """The regimes are chosen first, from GC's FP drops on the choice seeds; parts (a) and (b) follow the choice
+    (planned: every regime it could choose)."""
+    return [
+        Stage("regime choice", lambda: [c for _, entries in choice_grids(cfg) for c in grid_cells(entries)]),
+        Stage(
+            "where the attacks bite",
+            lambda: cells(cfg, chosen_regimes(cfg)),
+            plan=lambda: cells(cfg, candidate_regimes()),
+        ),
+    ]
 
 
 def run(cfg: Preset, progress: bool = True) -> dict:
@@ -349,15 +363,15 @@ def gc_paper_table(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (model, eps_d), paper_drop in GC_PAPER_MNIST.items():
         ours = {b: gc[(gc.model == model) & (gc.eps_d == eps_d) & (gc.bounds == _mode(b))] for b in BOUNDS}
-        cell = lambda df: (
+        shown = lambda df: (
             "" if df.empty else f"{df['drop'].iloc[0]:+.2f} [{df.low.iloc[0]:+.2f}, {df.high.iloc[0]:+.2f}]"
         )
         rows.append(
             {
                 "model": model,
                 "ε_d": eps_d,
-                "ours, images": cell(ours["image"]),
-                f"ours, {INVALID}": cell(ours["none"]),
+                "ours, images": shown(ours["image"]),
+                f"ours, {INVALID}": shown(ours["none"]),
                 "GC paper, MNIST (unverified)": f"{paper_drop:+.2f}",
             }
         )

@@ -32,7 +32,7 @@ from ..quant import QuantScheme, parse_scheme
 from ..registry import ParameterError
 from ..stats import Comparison, mcnemar, mean_std, rate, tally
 from ..stats import claims as test_claims
-from . import ensure, grid_cells, grid_rows
+from . import Stage, ensure, grid_cells, grid_rows
 
 QAT_SCHEMES = [
     parse_scheme("1W", "bnn"),
@@ -106,9 +106,26 @@ def grid(cfg: Preset, chosen_targets: list[dict]) -> list:
     return entries
 
 
-def cells(cfg: Preset, chosen_targets: list[dict] | None = None) -> list:
-    """Every cell of the trials; the targets are chosen first (:func:`chosen`) unless given."""
-    return [targets(preset(cfg)), *grid_cells(grid(cfg, chosen(cfg) if chosen_targets is None else chosen_targets))]
+def placeholders(cfg: Preset) -> list[dict]:
+    """``cfg.targets`` stand-ins for the targets, for planning: which test images they are does not change the work."""
+    return [{"target": t, "target_index": t, "true_class": 0, "adversarial_class": 1} for t in range(cfg.targets)]
+
+
+def cells(cfg: Preset, chosen_targets: list[dict]) -> list:
+    """Every cell of the trials of ``chosen_targets``, with the targets cell that chose them."""
+    return [targets(preset(cfg)), *grid_cells(grid(cfg, chosen_targets))]
+
+
+def stages(cfg: Preset) -> list:
+    """The targets are chosen first (one FP surrogate and a pass over the test set); the trials follow them."""
+    return [
+        Stage("targets", lambda: [targets(preset(cfg))]),
+        Stage(
+            "targeted trials",
+            lambda: cells(cfg, targets(preset(cfg)).value()["targets"]),
+            plan=lambda: cells(cfg, placeholders(cfg)),
+        ),
+    ]
 
 
 def run(cfg: Preset, progress: bool = True) -> pd.DataFrame:
@@ -236,15 +253,15 @@ def rates(runs: pd.DataFrame) -> pd.DataFrame:
     """Per precision and kind of poison: successes and misclassifications (k/n, rate, Wilson 95%), the paper's rate
     and the victims' test accuracy."""
     s = summary(runs)
-    cell = lambda r, o: (
+    entry = lambda r, o: (
         f"{r[o]}/{r['n']} = {100 * r[o + '_rate']:.0f}% [{100 * r[o + '_low']:.0f}, {100 * r[o + '_high']:.0f}]"
     )
     return pd.DataFrame(
         {
             "precision": s.precision,
             "poisons": s.poisons,
-            "success (→ adversarial class)": [cell(r, "success") for _, r in s.iterrows()],
-            "misclassified": [cell(r, "misclassified") for _, r in s.iterrows()],
+            "success (→ adversarial class)": [entry(r, "success") for _, r in s.iterrows()],
+            "misclassified": [entry(r, "misclassified") for _, r in s.iterrows()],
             "paper (misclassified, oblivious)": [
                 _paper_rate(p) if k == "oblivious" else "" for p, k in zip(s.precision, s.poisons)
             ],
@@ -263,18 +280,18 @@ def rates_figure(runs: pd.DataFrame) -> plt.Figure:
         axes, ("success", "misclassified"), ("target → adversarial class", "target misclassified")
     ):
         for i, (kind, colour) in enumerate(zip(POISONS, ("grey", "tab:blue", "tab:red"))):
-            cell = s[s.poisons == kind].set_index("precision").reindex(order).dropna(subset=["n"])
-            x = [order.index(p) + 0.12 * (i - 1) for p in cell.index]
+            rows = s[s.poisons == kind].set_index("precision").reindex(order).dropna(subset=["n"])
+            x = [order.index(p) + 0.12 * (i - 1) for p in rows.index]
             ax.errorbar(
                 x,
-                100 * cell[f"{outcome}_rate"],
+                100 * rows[f"{outcome}_rate"],
                 fmt="o",
                 color=colour,
                 capsize=3,
                 label=kind,
                 yerr=[
-                    100 * (cell[f"{outcome}_rate"] - cell[f"{outcome}_low"]),
-                    100 * (cell[f"{outcome}_high"] - cell[f"{outcome}_rate"]),
+                    100 * (rows[f"{outcome}_rate"] - rows[f"{outcome}_low"]),
+                    100 * (rows[f"{outcome}_high"] - rows[f"{outcome}_rate"]),
                 ],
             )
         if outcome == "misclassified":
@@ -373,9 +390,9 @@ def headline(cfg: Preset, runs: pd.DataFrame) -> str:
         tested[(tested.outcome == outcome) & (tested.family == family)], "log10" if outcome == "pull" else "points"
     )
     works = tested[tested.family == "attack works in FP"].set_index("outcome")["our run"]
-    cell = s.set_index(["precision", "poisons"])
-    qat, aware = cell.xs("oblivious", level="poisons").drop("FP"), cell.xs("aware", level="poisons")
-    fp, none = cell.loc[("FP", "oblivious")], cell.loc[("FP", "none")]
+    by = s.set_index(["precision", "poisons"])
+    qat, aware = by.xs("oblivious", level="poisons").drop("FP"), by.xs("aware", level="poisons")
+    fp, none = by.loc[("FP", "oblivious")], by.loc[("FP", "none")]
     moved = 10 ** shift[shift.poisons == "oblivious"].set_index("precision").log10_ratio  # geometric mean over trials
     best = mcnemar([0] * int(fp.n))["mde"]
     fewer = "" if len(qat) == len(QAT_SCHEMES) else "; the preset's targeted_bits leave out the paper's others"

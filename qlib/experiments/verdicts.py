@@ -49,7 +49,7 @@ from ..stats import (
     spending_bounds,
     trials_for_power,
 )
-from . import ensure, strength
+from . import Stage, strength
 
 COLUMNS = [
     "id",
@@ -150,27 +150,42 @@ def pairs(rows: list[dict]) -> list[tuple[int, int]]:
     return [(r["worse success"], r["better success"]) for r in rows]
 
 
-def cells(cfg: Preset, chosen_targets: list | None = None) -> list[Cell]:
+def target_cells(cfg: Preset) -> list[Cell]:
+    """Each targeted comparison's targets cells, one per pilot and deciding seed."""
+    design = cfg.design
+    if design is None:
+        return []
+    seeds = lambda t: list(design.pilot_seeds) + design.targeted_seeds(t)
+    return [targets(cfg, s, t.per_seed) for t in design.targeted for s in seeds(t)]
+
+
+def cells(cfg: Preset, planning: bool = False) -> list[Cell]:
     """Every cell the design could need: pilot seeds and all deciding seeds up to the cap, for every comparison; for a
-    targeted comparison each seed's targets cell and its trials: of the targets it chooses (computed here, serially,
-    if the cache lacks them, as notebook 05's are), or, given ``chosen_targets`` (planning: ``experiments.declared``),
-    of placeholders (which images they are does not change the work)."""
+    targeted comparison each seed's targets cell and the trials of the targets it chose (computed by then), or, in
+    ``planning``, of placeholders (which images they are does not change the work)."""
     design = cfg.design
     if design is None:
         return []
     seeds = list(design.pilot_seeds) + design.seeds
     out = [cell for c in design.comparisons for cell in seed_cells(cfg, c, seeds)]
     for t in design.targeted:
-        chosen = {s: targets(cfg, s, t.per_seed) for s in list(design.pilot_seeds) + design.targeted_seeds(t)}
-        if chosen_targets is None:
-            ensure(cfg, list(chosen.values()), progress=False)
         placeholders = [
             {"target": k, "target_index": k, "true_class": 0, "adversarial_class": 1} for k in range(t.per_seed)
         ]
-        for s, cell in chosen.items():
-            picked = placeholders if chosen_targets is not None else cell.value()["targets"]
+        for s in list(design.pilot_seeds) + design.targeted_seeds(t):
+            cell = targets(cfg, s, t.per_seed)
+            picked = placeholders if planning else cell.value()["targets"]
             out += [cell] + [x for target in picked for x in trial_cells(cfg, t, s, target).values()]
     return out
+
+
+def stages(cfg: Preset) -> list:
+    """Every cell the design could need (:func:`cells`), its targeted comparisons' targets first. The verdicts
+    themselves are reached by :func:`decide`, which computes only what each look needs."""
+    return [
+        Stage("primary targets", lambda: target_cells(cfg)),
+        Stage("primary comparisons", lambda: cells(cfg), plan=lambda: cells(cfg, planning=True)),
+    ]
 
 
 def decide(
