@@ -106,9 +106,9 @@ def grid(cfg: Preset, chosen_targets: list[dict]) -> list:
     return entries
 
 
-def placeholders(cfg: Preset) -> list[dict]:
-    """``cfg.targets`` stand-ins for the targets, for planning: which test images they are does not change the work."""
-    return [{"target": t, "target_index": t, "true_class": 0, "adversarial_class": 1} for t in range(cfg.targets)]
+def placeholders(count: int) -> list[dict]:
+    """``count`` stand-ins for chosen targets, for planning: which test images they are does not change the work."""
+    return [{"target": t, "target_index": t, "true_class": 0, "adversarial_class": 1} for t in range(count)]
 
 
 def cells(cfg: Preset, chosen_targets: list[dict]) -> list:
@@ -123,7 +123,7 @@ def stages(cfg: Preset) -> list:
         Stage(
             "targeted trials",
             lambda: cells(cfg, targets(preset(cfg)).value()["targets"]),
-            plan=lambda: cells(cfg, placeholders(cfg)),
+            plan=lambda: cells(cfg, placeholders(cfg.targets)),
         ),
     ]
 

@@ -50,6 +50,7 @@ from ..stats import (
     trials_for_power,
 )
 from . import Stage, strength
+from .targeted import placeholders
 
 COLUMNS = [
     "id",
@@ -169,12 +170,9 @@ def cells(cfg: Preset, planning: bool = False) -> list[Cell]:
     seeds = list(design.pilot_seeds) + design.seeds
     out = [cell for c in design.comparisons for cell in seed_cells(cfg, c, seeds)]
     for t in design.targeted:
-        placeholders = [
-            {"target": k, "target_index": k, "true_class": 0, "adversarial_class": 1} for k in range(t.per_seed)
-        ]
         for s in list(design.pilot_seeds) + design.targeted_seeds(t):
             cell = targets(cfg, s, t.per_seed)
-            picked = placeholders if planning else cell.value()["targets"]
+            picked = placeholders(t.per_seed) if planning else cell.value()["targets"]
             out += [cell] + [x for target in picked for x in trial_cells(cfg, t, s, target).values()]
     return out
 
