@@ -41,7 +41,7 @@ def main():
     cfg = load_preset(args.preset, **{k: yaml.safe_load(v) for k, v in overrides.items()})
     start = time.time()
     entries = attack_grid.entries(cfg, args.attacks, args.eps_d, [cell(c) for c in args.cells])
-    compute(grid_cells(entries), threads=cfg.threads)
+    compute(grid_cells(entries))
     df = attack_grid.rows(entries)
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)

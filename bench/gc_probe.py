@@ -22,7 +22,7 @@ from qlib.presets import load_preset
 
 def drop(cfg, seed, nu) -> float:
     clean, poisoned = accuracy(cfg, seed, "fp", FP), accuracy(cfg, seed, "fp", FP, nu)
-    compute([clean, poisoned], threads=cfg.threads, progress=False)
+    compute([clean, poisoned], progress=False)
     return poisoned.value()["acc"] - clean.value()["acc"]
 
 
@@ -49,7 +49,7 @@ def main():
         for eps_w in args.eps_w:
             cfg = replace(base_cfg, eps_w=eps_w)
             corrupted = target(cfg, seed)
-            compute([corrupted, accuracy(cfg, seed, "fp", FP)], threads=cfg.threads, progress=False)
+            compute([corrupted, accuracy(cfg, seed, "fp", FP)], progress=False)
             model, result = corrupted.value()
             g = clean_gradient(model, gradient_parameters(model, "all"), train)
             base = {

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: the deterministic check needs it
+THREADS = 4  # torch threads per cell of the paper runs (qlib grid --threads 4 --gpus-per-cell 1)
 SCRATCH = Path(tempfile.mkdtemp(prefix="qlib-gpu-check-"))
 os.environ["QLIB_DATA"] = str(SCRATCH / "data")
 os.environ["QLIB_SYSTEM_DATA"] = str(SCRATCH / "system")
@@ -106,13 +107,12 @@ def tensors(n: int, seed: int = 0) -> Dataset:
 def check_preset(width: float, device: str) -> object:
     """The ``paper`` preset at tiny sizes: every grid of every notebook, one seed, one epoch, few attack steps; GC's
     chunk small enough that it takes its chunked path (TGDA's chunked path is part 2's, at the paper's chunk). Each
-    cell runs with the paper's threads, or fewer where this process has fewer (OMP_NUM_THREADS=1 under make test)."""
-    smoke, paper_threads = load_preset("smoke"), load_preset("paper").threads
+    cell runs with ``THREADS``, or fewer where this process has fewer (OMP_NUM_THREADS=1 under make test)."""
+    smoke = load_preset("smoke")
     return load_preset(
         "paper",
         width=width,
         device=device,
-        threads=min(paper_threads, torch.get_num_threads()),
         epochs=1,
         batch_size=25,
         seeds=[0],
@@ -122,10 +122,7 @@ def check_preset(width: float, device: str) -> object:
             "tgda": {"epochs": 1, "follower_steps": 1, "cg_iters": 1, "batch_size": 20, "chunk": 2048},
             "gradient_matching": {"eps": 16 / 255, "steps": 2, "restarts": 2, "batch_size": 8, "augment": True},
         },
-        targets=1,
-        targeted_seeds=[0],
-        targeted_eps_d=0.05,
-        targeted_epochs=1,
+        experiments={"targeted": {"targets": 1, "seeds": [0], "eps_d": 0.05, "epochs": 1}},
     )
 
 
@@ -140,7 +137,10 @@ def part1(cfg, record: dict, full: dict[str, int]) -> None:
         own["sweep_eps_d"] = [e for e in own["sweep_eps_d"] if e * full["train"] >= 1]
     planned = cost.plan(cfg, own)
     grid = lambda notebook: compute_stages(
-        [notebook], cfg, own, lambda cells, _: compute(cells, threads=cfg.threads, progress=False)
+        [notebook],
+        cfg,
+        own,
+        lambda cells, _: compute(cells, threads=min(THREADS, torch.get_num_threads()), progress=False),
     )
     for notebook in NOTEBOOKS:
         start = time.perf_counter()

@@ -33,7 +33,7 @@ from claim_counts import PARTS, TESTED, from_cache  # noqa: E402
 def verdicts(cfg, chosen: list[dict], workers: int | None) -> dict:
     drops = [(labels, entries) for labels, entries in strength.drop_grids(cfg) if labels["model"] in strength.SMALL]
     claims = strength.claim_grids(cfg, chosen)
-    compute([c for _, e in drops + claims for c in grid_cells(e)], "local", threads=cfg.threads, workers=workers)
+    compute([c for _, e in drops + claims for c in grid_cells(e)], "local", workers=workers)
     table = strength.drop_table(strength._rows(drops))
     runs = strength._rows(claims) if claims else pd.DataFrame()
     if not runs.empty:
@@ -52,7 +52,7 @@ def verdicts(cfg, chosen: list[dict], workers: int | None) -> dict:
 
 def notebook_verdicts(cfg, preset: str, notebooks: list[str], workers: int | None) -> dict:
     """The verdict of every claim of ``notebooks``' claims tables, by notebook, part, family and claim."""
-    compute_stages(notebooks, cfg, None, lambda cells, _: compute(cells, "local", threads=cfg.threads, workers=workers))
+    compute_stages(notebooks, cfg, None, lambda cells, _: compute(cells, "local", workers=workers))
     out = {}
     for nb in notebooks:
         table = TESTED[nb](experiment(nb), from_cache(preset, nb))

@@ -639,15 +639,12 @@ def _paq(c: Cell):
     return cached_result(c.kind, c.key, compute, cfg.device)
 
 
-def targets(cfg: Preset, seed: int | None = None, count: int | None = None) -> Cell:
-    """``count`` test images (default ``cfg.targets``) and their adversarial classes, drawn from ``seed`` (default
-    the first trial seed): targets uniformly among the test images that seed's clean FP model classifies correctly,
-    each adversarial class uniformly among the other classes (Witches' Brew's draw). Value: {"targets": [{target,
-    target_index, true_class, adversarial_class}, …]}."""
-    seed = cfg.targeted_seeds[0] if seed is None else seed
+def targets(cfg: Preset, seed: int, count: int) -> Cell:
+    """``count`` test images and their adversarial classes, drawn from ``seed``: targets uniformly among the test
+    images that seed's clean FP model classifies correctly, each adversarial class uniformly among the other classes
+    (Witches' Brew's draw). Value: {"targets": [{target, target_index, true_class, adversarial_class}, …]}."""
     surrogate = trained(cfg, seed, FP, curve=False)
     _, n_test = sizes(cfg)
-    count = cfg.targets if count is None else count
     return cell(
         "targets",
         {"surrogate": surrogate.id, "targets": count, "test_n": n_test},

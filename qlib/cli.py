@@ -94,6 +94,16 @@ def _overrides(args) -> dict:
     return overrides
 
 
+def _execution(args) -> dict:
+    """How the cells run (``executors.compute``'s keywords): the command line's, else the environment's."""
+    return {
+        "threads": executors.threads_per_cell(args.threads),
+        "workers": args.workers,
+        "address": args.address,
+        "gpus": executors.gpus_per_cell(args.gpus_per_cell),
+    }
+
+
 def _grid(args) -> None:
     overrides = _overrides(args)
     for name in overrides:
@@ -103,6 +113,7 @@ def _grid(args) -> None:
     for name, value in own.items():
         check_own(name, value)
     cfg = load_preset(args.preset, **{k: v for k, v in overrides.items() if k in FIELDS})
+    execution = _execution(args)
     notebooks = list(NOTEBOOKS) if args.notebooks == ["all"] else args.notebooks
     for notebook in notebooks:
         experiment(notebook)  # an unknown name is refused before anything runs
@@ -112,22 +123,14 @@ def _grid(args) -> None:
     result = {"cells": 0, "runs": {}}
 
     def run(cells, stage):
-        done = executors.compute(
-            cells,
-            args.executor,
-            threads=cfg.threads,
-            workers=args.workers,
-            address=cfg.ray_address,
-            gpus=cfg.gpus_per_cell,
-            desc=f"grid ({args.executor}): {stage}",
-        )
+        done = executors.compute(cells, args.executor, desc=f"grid ({args.executor}): {stage}", **execution)
         result["cells"] += done["cells"]
         result["runs"] |= done["runs"]
 
     cells = compute_stages([n for n in notebooks if n not in staged], cfg, own, run)
     total = len(pipeline.graph(cells))
     for _ in staged:
-        decided = verdicts.decide(cfg, args.executor, args.workers)
+        decided = verdicts.decide(cfg, args.executor, **execution)
         result["runs"] |= decided["runs"]
         result["cells"] += decided["cells"]
         total += decided["cells"]
@@ -144,7 +147,7 @@ def _grid(args) -> None:
             "preset": cfg.preset,
             "executor": args.executor,
             "workers": args.workers,
-            "threads": cfg.threads,
+            "threads": execution["threads"],
             "notebooks": notebooks,
             "wall_seconds": wall,
             "cells": [
@@ -175,15 +178,7 @@ def _evaluate(args) -> None:
         cells = evaluate.cells(cfg, args.poison, args.schemes, args.regimes, args.pixels)
     except ValueError as e:  # a bad poison file (qlib.poison.PoisonFileError) or a bad scheme
         raise ParameterError(str(e)) from None
-    executors.compute(
-        cells,
-        args.executor,
-        threads=cfg.threads,
-        workers=args.workers,
-        address=cfg.ray_address,
-        gpus=cfg.gpus_per_cell,
-        desc=f"evaluate ({args.executor})",
-    )
+    executors.compute(cells, args.executor, desc=f"evaluate ({args.executor})", **_execution(args))
     result = evaluate.run(cfg, args.poison, args.schemes, args.regimes, args.pixels, progress=False)
     print(f"read {describe(result['poison'])}")
     print(
@@ -229,7 +224,9 @@ def _replicate(args) -> None:
             f"preset {args.preset!r} declares no primary comparisons (field primary): nothing to replicate"
         )
     started = time.time()
-    result = verdicts.decide(cfg, args.executor, args.workers, pilot=False)  # the pilot sizes the design, never decides
+    result = verdicts.decide(
+        cfg, args.executor, pilot=False, **_execution(args)
+    )  # the pilot sizes the design, never decides
     out = Path(args.out) if args.out else report_dir(args.preset) / scoreboard.REPLICATION
     kernels = {
         "cpu capability": torch.backends.cpu.get_cpu_capability(),
@@ -249,6 +246,25 @@ def _replicate(args) -> None:
     print(
         f"wrote {out} in {time.time() - started:.0f} s under {kernels}"
         + (f"; index {write_index(out.parent)}" if any(out.parent.glob("*.ipynb")) else "")
+    )
+
+
+def _execution_arguments(p) -> None:
+    """How the cells run, which is no part of a preset (``qlib.executors``)."""
+    p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads per cell, which every executor pins (default: $QLIB_THREADS, else 1; the count changes "
+        "trained weights bit for bit)",
+    )
+    p.add_argument("--address", metavar="ADDR", help="ray: the cluster to join (default: $QLIB_RAY_ADDRESS)")
+    p.add_argument(
+        "--gpus-per-cell",
+        type=float,
+        metavar="G",
+        help="ray: GPUs each cell declares (default: $QLIB_GPUS_PER_CELL, else 0; a fraction packs cells)",
     )
 
 
@@ -280,10 +296,10 @@ def main(argv=None) -> None:
         "--executor",
         default="serial",
         choices=["serial", "local", "ray"],
-        help="serial: in this process; local: a pool of worker processes; ray: a Ray cluster (preset "
-        "field ray_address or $QLIB_RAY_ADDRESS; none: a Ray runtime on this machine)",
+        help="serial: in this process; local: a pool of worker processes; ray: a Ray cluster (--address or "
+        "$QLIB_RAY_ADDRESS; none: a Ray runtime on this machine)",
     )
-    p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")
+    _execution_arguments(p)
     p.add_argument(
         "-p",
         "--param",
@@ -328,7 +344,7 @@ def main(argv=None) -> None:
     )
     p.add_argument("--out", metavar="FILE.csv", help="the tidy rows (default: <poison>.<preset>.evaluation.csv)")
     p.add_argument("--executor", default="serial", choices=["serial", "local", "ray"])
-    p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")
+    _execution_arguments(p)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("run", help="execute a notebook with papermill and render it to reports/<preset>/")
@@ -362,7 +378,7 @@ def main(argv=None) -> None:
     )
     p.add_argument("--preset", default="cpu")
     p.add_argument("--executor", default="serial", choices=["serial", "local", "ray"])
-    p.add_argument("--workers", type=int, metavar="N", help="local: worker processes (default: cores / threads)")
+    _execution_arguments(p)
     p.add_argument("--out", metavar="FILE.json", help="default: reports/<preset>/replication.json")
     p.set_defaults(func=_replicate)
 

@@ -9,8 +9,12 @@ which has the named one compute them.
   its inputs' tasks as arguments so that Ray starts it after them, and declares ``threads`` CPUs and ``gpus`` GPUs.
   Ray runs a task again when its worker dies.
 
-Every executor runs each cell with the preset's ``threads`` (``pipeline.run``), so a cell's result does not depend
-on the executor. Each returns {cell id: ``pipeline.run``'s record of the cell in its worker}.
+Every executor runs each cell with the same ``threads`` (``pipeline.run``), so a cell's result does not depend on
+the executor. Each returns {cell id: ``pipeline.run``'s record of the cell in its worker}.
+
+How a run executes is not part of a preset: the threads per cell, the Ray cluster and the GPUs per cell come from
+the command line (``qlib grid --threads N --address A --gpus-per-cell G``) or the environment (``QLIB_THREADS``,
+``QLIB_RAY_ADDRESS``, ``QLIB_GPUS_PER_CELL``); :func:`threads_per_cell` and :func:`gpus_per_cell` read them.
 """
 
 import multiprocessing
@@ -28,6 +32,29 @@ from .registry import ParameterError, Registry
 EXECUTORS = Registry("executor")
 RESTARTS = 3  # times the local pool is started again after a worker died
 SHARED_ENV = ("QLIB_CACHE", "QLIB_DATA", "QLIB_SYSTEM_DATA")  # what a Ray worker takes from the driver
+
+
+def _from_env(value, name: str, kind, default, rule, allowed: str):
+    if value is None:
+        text = os.environ.get(name)
+        try:
+            value = default if text in (None, "") else kind(text)
+        except ValueError:
+            raise ParameterError(f"${name}={text!r}: allowed is {allowed}") from None
+    if not rule(value):
+        raise ParameterError(f"{name.removeprefix('QLIB_').lower()}={value!r}: allowed is {allowed}")
+    return value
+
+
+def threads_per_cell(value: int | None = None) -> int:
+    """Torch intra-op threads per cell: ``value``, else ``$QLIB_THREADS``, else 1. Every executor pins them: the thread
+    count changes trained weights bit for bit, so every cell of a study should run with the same count."""
+    return _from_env(value, "QLIB_THREADS", int, 1, lambda v: v >= 1, "a positive integer")
+
+
+def gpus_per_cell(value: float | None = None) -> float:
+    """GPUs each cell declares to Ray: ``value``, else ``$QLIB_GPUS_PER_CELL``, else 0 (a fraction packs cells)."""
+    return _from_env(value, "QLIB_GPUS_PER_CELL", float, 0.0, lambda v: 0 <= v < float("inf"), "a finite number ≥ 0")
 
 
 def available_cores() -> int:
@@ -50,9 +77,10 @@ def local(todo: list[Cell], *, threads: int, workers: int | None, bar, **_) -> d
     runs, restarts = {}, 0
     while todo:
         try:
-            _pool(todo, threads, workers, runs, bar)
+            _schedule(todo, threads, _pool(workers), runs, bar)
             return runs
         except BrokenProcessPool:
+            _discard_pool()
             restarts += 1
             if restarts > RESTARTS:
                 raise
@@ -61,28 +89,48 @@ def local(todo: list[Cell], *, threads: int, workers: int | None, bar, **_) -> d
     return runs
 
 
-def _pool(todo: list[Cell], threads: int, workers: int, runs: dict, bar) -> None:
-    """Run ``todo`` on a fresh pool, each cell once its pending inputs have finished."""
+# The local pool, kept between calls of one process (a run of notebook 08 computes in a dozen steps, and a spawned
+# worker takes seconds to import torch): one pool per worker count and environment its workers were started in,
+# since a worker reads the cache and data folders and the kernel family from the environment it was spawned with.
+POOL_ENV = (*SHARED_ENV, "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")
+_POOL: dict = {}
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    key = (workers, tuple(os.environ.get(name) for name in POOL_ENV))
+    if _POOL.get("key") != key:
+        _discard_pool()
+        _POOL.update(key=key, pool=ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+    return _POOL["pool"]
+
+
+def _discard_pool() -> None:
+    if pool := _POOL.pop("pool", None):
+        pool.shutdown(wait=False, cancel_futures=True)
+    _POOL.clear()
+
+
+def _schedule(todo: list[Cell], threads: int, pool: ProcessPoolExecutor, runs: dict, bar) -> None:
+    """Run ``todo`` on ``pool``, each cell once its pending inputs have finished."""
     waiting = {c.id: {i.id for i in c.inputs} & {t.id for t in todo} for c in todo}
     by_id = {c.id: c for c in todo}
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        running = {}
+    running = {}
 
-        def submit_ready():
-            for cid in [cid for cid, deps in waiting.items() if not deps]:
-                del waiting[cid]
-                running[pool.submit(run, by_id[cid], threads)] = cid
+    def submit_ready():
+        for cid in [cid for cid, deps in waiting.items() if not deps]:
+            del waiting[cid]
+            running[pool.submit(run, by_id[cid], threads)] = cid
 
+    submit_ready()
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            cid = running.pop(future)
+            runs[cid] = future.result()  # a cell's error ends the run here, as it would serially
+            bar.update()
+            for deps in waiting.values():
+                deps.discard(cid)
         submit_ready()
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                cid = running.pop(future)
-                runs[cid] = future.result()  # a cell's error ends the run here, as it would serially
-                bar.update()
-                for deps in waiting.values():
-                    deps.discard(cid)
-            submit_ready()
 
 
 def _remote_run(cell: Cell, threads: int, env: dict, *inputs_done) -> dict:
@@ -130,18 +178,21 @@ def compute(
     cells: Iterable[Cell],
     executor: str = "serial",
     *,
-    threads: int,
+    threads: int | None = None,
     workers: int | None = None,
     address: str | None = None,
-    gpus: float = 0.0,
+    gpus: float | None = None,
     progress: bool = True,
     desc: str = "cells",
 ) -> dict:
-    """Compute every cell ``cells`` need that the cache lacks, with the named executor, under one progress
-    bar. ``workers``: processes of the ``local`` executor; ``address`` and ``gpus`` (per cell): ``ray``'s.
+    """Compute every cell ``cells`` need that the cache lacks, with the named executor, under one progress bar.
+    ``threads`` per cell (:func:`threads_per_cell`); ``workers``: processes of the ``local`` executor; ``address``
+    and ``gpus`` (per cell, :func:`gpus_per_cell`): ``ray``'s.
     Returns {"cells": how many were pending, "runs": {cell id: ``pipeline.run``'s record in its worker}}."""
     run_with = EXECUTORS.get(executor)
     todo = pending(cells)
     with tqdm(total=len(todo), desc=desc, disable=not progress or not todo, unit="cell") as bar:
-        runs = run_with(todo, threads=threads, workers=workers, address=address, gpus=gpus, bar=bar)
+        runs = run_with(
+            todo, threads=threads_per_cell(threads), workers=workers, address=address, gpus=gpus_per_cell(gpus), bar=bar
+        )
     return {"cells": len(todo), "runs": runs}

@@ -20,10 +20,10 @@ from .attacks.gc import BATCHNORM_MODES, OPTIMIZERS
 from .data import SOURCES
 from .design import Design, parse_design
 from .models import MODELS
-from .paper import TARGETED_BITS
 from .params import OWN, check_own, check_type
 from .quant import KEEP_FP
 from .registry import ParameterError, unknown_name
+from .settings import Experiments, merge_experiments, parse_experiments
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
@@ -47,41 +47,15 @@ class Preset:
     seeds: list[int]
     device: str  # "auto", "cpu", "cuda", "cuda:1", …
     deterministic: bool  # deterministic algorithms (qlib.numerics): a non-deterministic kernel is an error
-    # Execution (qlib.executors): torch threads per cell, which every executor pins (the thread count changes trained
-    # weights bit for bit, so a cell's result must not depend on how it was run); the Ray cluster to join (null:
-    # $QLIB_RAY_ADDRESS, else a Ray runtime on this machine); GPUs each cell declares to Ray (a fraction packs cells).
-    threads: int
-    ray_address: str | None
-    gpus_per_cell: float
     eps_d: float  # poison budget of the indiscriminate tables (the paper: 0.03)
     eps_w: float  # GradPC target's squared budget ‖ŵ − w_c‖² for GC and GC-Q (the paper: 0.5)
     # Attack settings, nested per attack: {attack: {keyword argument: value}}, under the name of the attack whose
     # settings an attack runs with (``Needs.settings``: GC-Q runs with gc's, TGDA-Q with tgda's). An attack not
     # listed runs with its signature's defaults, the original papers' settings. Overrides merge per attack.
     attacks: dict
-    # Table 5 trains on a subset of ``unlearnable_train_size`` images (null: ``train_size``), since every image is
-    # perturbed and every column retrains on all of them.
-    unlearnable_train_size: int | None
-    # Targeted attack (Section 4.3): the number of target test images and the seeds of the trials per target (the
-    # paper: 10 targets × 8 seeds); the budget ε_d (the paper: 0.01); and the training-set size and epochs of its
-    # surrogates and victims (null: ``train_size``, ``epochs``). Gradient matching's settings are in ``attacks``.
-    targets: int
-    targeted_seeds: list[int]
-    targeted_eps_d: float
-    targeted_train_size: int | None
-    targeted_epochs: int | None
-    # The weight bit-widths of the targeted QAT victims, among the paper's 1, 3, 4, 5, 8 (1 is BNN); FP victims always
-    # run. The paper: all five; fewer buy more trials, which the claims need to decide.
-    targeted_bits: list[int]
-    # Table 4's second block (notebook 03): the weight bit-widths, among 4 and 8, of its LSQ rows (learned step, where
-    # the ĝ switch is testable); [] for none.
-    lsq_bits: list[int]
-    # Notebook 06 (where the attacks bite): the seeds of the FP drops of the small models (lr, mlp; the others use
-    # ``seeds``), those among them that choose the regimes the claims are tested in, and the fresh seeds that decide
-    # the claims there (none of them may be a choice seed: choosing and testing on the same runs is refused).
-    strength_seeds: list[int]
-    choice_seeds: list[int]
-    claim_seeds: list[int]
+    # Each experiment's own settings (qlib.settings): {targeted: {…}, strength: {…}, unlearnable: {…}, ablation:
+    # {…}}, checked against the experiment's dataclass. Overrides merge per experiment and field.
+    experiments: Experiments
     # The primary comparisons that decide the paper's claims, declared before the data (``qlib.design``): pilot
     # seeds, deciding seeds in groups up to a cap, δ, and per comparison its claim, regime and two sides. {}: none.
     primary: dict
@@ -96,16 +70,6 @@ class Preset:
             if not rule(getattr(self, name)):
                 raise ParameterError(f"preset field {name}={getattr(self, name)!r}: allowed is {allowed}")
         check_attacks(self.attacks)
-        if not set(self.choice_seeds) <= set(self.strength_seeds):
-            raise ParameterError(
-                f"preset field choice_seeds={self.choice_seeds}: allowed is a subset of strength_seeds "
-                f"{self.strength_seeds} (the regimes are chosen on FP drops already measured)"
-            )
-        if reused := sorted(set(self.claim_seeds) & set(self.choice_seeds)):
-            raise ParameterError(
-                f"preset field claim_seeds={self.claim_seeds}: seed(s) {reused} also chose the regimes; "
-                "allowed are seeds outside choice_seeds (fresh runs decide the claims)"
-            )
         parse_design(self.primary)
         if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
             raise ParameterError(f"preset field device={self.device!r}: allowed is 'auto', 'cpu' or 'cuda[:N]'")
@@ -129,30 +93,12 @@ def _distinct(v) -> bool:
 
 # Each field's range, after its type (the annotation) has been checked: (rule, what is allowed).
 RANGES = {
-    **{f: (lambda v: v >= 1, "a positive integer") for f in ("epochs", "batch_size", "targets", "threads")},
-    **{
-        f: (lambda v: v is None or v >= 1, "a positive integer or null (all)")
-        for f in ("train_size", "test_size", "unlearnable_train_size", "targeted_train_size", "targeted_epochs")
-    },
+    **{f: (lambda v: v >= 1, "a positive integer") for f in ("epochs", "batch_size")},
+    **{f: (lambda v: v is None or v >= 1, "a positive integer or null (all)") for f in ("train_size", "test_size")},
     **{f: (_positive, "a positive finite number") for f in ("width", "lr", "eps_w")},
     "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0"),
-    "gpus_per_cell": (
-        lambda v: math.isfinite(v) and v >= 0,
-        "a finite number ≥ 0 (a fraction lets Ray pack cells on a GPU)",
-    ),
-    **{f: (lambda v: 0 < v <= 1, "a number in (0, 1]") for f in ("eps_d", "targeted_eps_d")},
-    **{
-        f: (_distinct, "a non-empty list of distinct integers")
-        for f in ("seeds", "targeted_seeds", "strength_seeds", "choice_seeds", "claim_seeds")
-    },
-    "targeted_bits": (
-        lambda v: _distinct(v) and set(v) <= set(TARGETED_BITS),
-        f"a non-empty list of distinct bit-widths among the paper's {', '.join(map(str, TARGETED_BITS))} (1: BNN)",
-    ),
-    "lsq_bits": (
-        lambda v: len(set(v)) == len(v) and set(v) <= {4, 8},
-        "a list of distinct bit-widths among 4, 8 ([] for none)",
-    ),
+    "eps_d": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "seeds": (_distinct, "a non-empty list of distinct integers"),
     "keep_fp": (
         lambda v: set(v) <= set(KEEP_FP) and len(set(v)) == len(v),
         f"a list of distinct entries of {', '.join(KEEP_FP)} (the layers left in full precision; [] for none)",
@@ -292,10 +238,13 @@ def load_preset(name: str, **overrides) -> Preset:
     allowed."""
     _check_keys(overrides, "overrides")
     try:
-        base = Preset(**read_yaml(name))
+        values = read_yaml(name)
+        base = Preset(**{**values, "experiments": parse_experiments(values.get("experiments"))})
         changed = {k: v for k, v in overrides.items() if v is not None}
         if "attacks" in changed:
             changed["attacks"] = merge_attacks(base.attacks, changed["attacks"])
+        if "experiments" in changed:
+            changed["experiments"] = merge_experiments(base.experiments, changed["experiments"])
         return replace(base, **changed)
     except ParameterError:
         raise

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 from .data import PROJECT_ROOT
+from .executors import threads_per_cell
 from .machine import machine
 from .presets import Preset
 
@@ -35,8 +36,8 @@ def provenance(cfg: Preset, started: float) -> dict:
         "seeds": ", ".join(map(str, cfg.seeds)),
         "git commit": git_commit(),
         **machine(cfg.device),
-        # every cell ran with the preset's threads, whichever process computed it (qlib.pipeline.run)
-        "threads": f"{cfg.threads} per cell (each cache entry records its own)",
+        # every executor pins the threads per cell (qlib.pipeline.run); a cell computed elsewhere records its own
+        "threads": f"{threads_per_cell()} per cell here (each cache entry records its own)",
         "finished": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "wall time": f"{time.time() - started:.0f} s",
     }

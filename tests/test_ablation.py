@@ -1,8 +1,6 @@
 """Notebook 03's Table 4 (``qlib.experiments.ablation``): how each (PAQ, ĝ) cell is computed, and the summary and
 claim verdicts on hand-made runs."""
 
-from dataclasses import replace
-
 import pandas as pd
 import pytest
 
@@ -11,6 +9,7 @@ from qlib.experiments import ablation
 from qlib.presets import load_preset
 from qlib.quant import parse_scheme
 from qlib.registry import ParameterError
+from qlib.settings import with_settings
 
 
 def test_ablation_cells_share_poisons_only_where_ghat_is_the_identity():
@@ -131,10 +130,13 @@ def test_table4_and_figure4_label_the_method():
 
 
 def test_lsq_bits_choose_table_4s_lsq_rows():
-    """The preset's ``lsq_bits`` add LSQ rows after the paper's; [] leaves the paper's rows only; others are refused."""
+    """``experiments.ablation.lsq_bits`` add LSQ rows after the paper's; [] leaves the paper's rows only; others are
+    refused."""
     cfg = load_preset("smoke")
-    assert ablation.schemes(replace(cfg, lsq_bits=[])) == paper.W_SCHEMES
-    assert ablation.schemes(replace(cfg, lsq_bits=[8, 4]))[3:] == [ablation.LSQ_SCHEMES[8], ablation.LSQ_SCHEMES[4]]
-    assert load_preset("cpu").lsq_bits == [4] and load_preset("paper").lsq_bits == [4, 8]
+    assert ablation.schemes(with_settings(cfg, "ablation", lsq_bits=[])) == paper.W_SCHEMES
+    lsq = ablation.schemes(with_settings(cfg, "ablation", lsq_bits=[8, 4]))[3:]
+    assert lsq == [ablation.LSQ_SCHEMES[8], ablation.LSQ_SCHEMES[4]]
+    assert load_preset("cpu").experiments.ablation.lsq_bits == [4]
+    assert load_preset("paper").experiments.ablation.lsq_bits == [4, 8]
     with pytest.raises(ParameterError, match=r"lsq_bits=\[2\]: allowed is a list of distinct bit-widths among 4, 8"):
-        load_preset("smoke", lsq_bits=[2])
+        load_preset("smoke", experiments={"ablation": {"lsq_bits": [2]}})

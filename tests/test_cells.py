@@ -147,7 +147,7 @@ def test_attack_grid_rows(setup):
     cfg, _, _ = setup
     settings = [("fp", FP), ("ptq", parse_scheme("4W")), ("qat", parse_scheme("8W8A"))]
     grid = attack_grid.entries(replace(cfg, seeds=[3]), ["label_flip", "gc", "gc_q"], [0.1], settings)
-    ensure(cfg, grid_cells(grid), progress=False)
+    ensure(grid_cells(grid), progress=False)
     df = attack_grid.rows(grid)
     assert len(df) == 3 + 3 + 2  # label flip and GC in 3 settings, GC-Q in the 2 quantized ones
     assert set(df.seed) == {3}

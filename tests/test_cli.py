@@ -4,6 +4,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import run_qlib
 
 from qlib.data import SOURCES, _find
 
@@ -15,7 +16,7 @@ def qlib(*args):
 
 
 def test_unknown_preset_is_a_clear_error():
-    out = qlib("train", "--preset", "nope")
+    out = run_qlib("train", "--preset", "nope")
     assert out.returncode != 0 and "unknown preset 'nope'; valid: cifar-cpu, cpu, paper, smoke" in out.stderr
 
 

@@ -2,11 +2,10 @@
 ``smoke`` cell, computed on an empty cache, counts exactly its declared units where the work happens (``qlib.counters``)
 is checked cell by cell in tests/test_executors.py."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_qlib
 
 from qlib import cost
 from qlib.experiments import NOTEBOOKS
@@ -26,7 +25,7 @@ def test_an_entry_is_counted_once_in_the_first_notebook_that_needs_it():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "qlib", "cost", *args], cwd=ROOT, capture_output=True, text=True)
+    return run_qlib("cost", *args)
 
 
 def test_cli_prints_hours_per_notebook_from_a_gpu_checks_unit_costs():

@@ -3,13 +3,12 @@ cache gives exactly the drops of the notebooks' row for that poison (same machin
 targeted file gets success and misclassification rates, ``--pixels uint8`` reports whether the poison survives,
 and bad input is refused before anything runs."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_qlib
 
 from qlib.data import SOURCES, _find
 
@@ -20,8 +19,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def qlib(*args, cache: Path, cwd: Path = ROOT):
-    env = {"PATH": "/usr/bin:/bin", "QLIB_CACHE": str(cache), "OMP_NUM_THREADS": "1", "HOME": str(cache)}
-    return subprocess.run([sys.executable, "-m", "qlib", *args], capture_output=True, text=True, cwd=cwd, env=env)
+    return run_qlib(*args, env={"QLIB_CACHE": str(cache)}, cwd=cwd)
 
 
 def test_an_exported_gc_poison_gives_the_notebooks_drops_on_an_empty_cache(tmp_path, monkeypatch):
@@ -33,7 +31,7 @@ def test_an_exported_gc_poison_gives_the_notebooks_drops_on_an_empty_cache(tmp_p
     monkeypatch.setenv("QLIB_CACHE", str(tmp_path / "notebooks-cache"))
     cfg = load_preset("smoke")
     entries = attack_grid.entries(cfg, ["gc"], [cfg.eps_d], SETTINGS)  # notebook 01's Table 1 rows of GC
-    ensure(cfg, [c for _, cells in entries for c in cells.values()], progress=False)
+    ensure([c for _, cells in entries for c in cells.values()], progress=False)
     rows = attack_grid.rows(entries).set_index(["regime", "scheme"])
     train, test = load_data(cfg)
     path = poison(cfg, "gc", 0, cfg.eps_d).value()[0].save_npz(tmp_path / "gc.npz", train, test)

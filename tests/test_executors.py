@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from safetensors.torch import load_file
 
 from qlib import cache, executors, pipeline
@@ -50,8 +51,18 @@ def readings(root: Path) -> dict:
 def serial_cache(tmp_path_factory):
     """Every notebook's smoke cells on an empty cache, one by one in graph order, each checked: it writes its own entry
     and no other (so every key a cell reads comes from a cell before it) and counts exactly the units it declares
-    (what ``qlib.cost`` plans). Returns (cache root, the problems found)."""
-    root = tmp_path_factory.mktemp("serial")
+    (what ``qlib.cost`` plans). Returns (cache root, the problems found). Computed once per test run: the pytest-xdist
+    workers share it through the run's base temporary folder, the first to take the lock computing it."""
+    shared = tmp_path_factory.getbasetemp().parent  # one folder for all workers of this run (the worker's own alone)
+    root, record = shared / "serial-cache", shared / "serial-cache.json"
+    with FileLock(shared / "serial-cache.lock"):
+        if not record.exists():
+            record.write_text(json.dumps(_compute_serially(root)))
+    return root, json.loads(record.read_text())
+
+
+def _compute_serially(root: Path) -> list[str]:
+    root.mkdir()
     old = os.environ.get("QLIB_CACHE")
     os.environ["QLIB_CACHE"] = str(root)
     problems, cfg = [], load_preset("smoke")
@@ -61,7 +72,7 @@ def serial_cache(tmp_path_factory):
                 for c in pipeline.pending(stage.declare()):
                     before = entries(root)
                     with counting() as ran:
-                        record = pipeline.run(c, threads=cfg.threads)
+                        record = pipeline.run(c, threads=1)
                     if entries(root) - before != {c.id} or not record["computed"]:
                         problems.append(f"{c} wrote {entries(root) - before}")
                     if +ran != +c.units:
@@ -70,7 +81,7 @@ def serial_cache(tmp_path_factory):
                 problems.append(f"{notebook}: cells still pending after all were computed")
     finally:
         os.environ.pop("QLIB_CACHE") if old is None else os.environ.__setitem__("QLIB_CACHE", old)
-    return root, problems
+    return problems
 
 
 def test_each_cell_computes_its_own_entry_and_its_declared_units(serial_cache):

@@ -38,6 +38,7 @@ def test_first_code_cell_is_the_parameters_cell(path):
     """The parameters cell: ``preset`` first (from QLIB_PRESET), then one typed line per parameter, each with a help
     comment naming the ``cpu`` preset's value: a preset field this notebook uses (None keeps the preset's value,
     the type is the field's) or one of the notebook's own (qlib.params.OWN, its default the cpu value)."""
+    import dataclasses
     import typing
 
     import yaml
@@ -62,7 +63,7 @@ def test_first_code_cell_is_the_parameters_cell(path):
         assert match["help"].strip(), f"{path.name}: {name} has no help"
         if name in FIELDS:
             assert match["value"] == "None", f"{path.name}: {name} should be None (keep the preset's value)"
-            field = hints[name]
+            field = dict if dataclasses.is_dataclass(hints[name]) else hints[name]  # blocks of settings: a mapping
             assert hint in (field, *[a for a in typing.get_args(field) if a is not type(None)]), (
                 f"{path.name}: {name} is annotated {match['hint']}, the preset field is {field}"
             )
@@ -96,29 +97,21 @@ ALTERED = {
     "seeds": [1],
     "device": "cpu",
     "deterministic": True,
-    "threads": 2,
-    "ray_address": "ray://elsewhere:10001",
-    "gpus_per_cell": 0.5,
     "eps_d": 0.1,
     "eps_w": 0.02,
-    "unlearnable_train_size": 500,
     "attacks": {
         "gc": {"epochs": 4},
         "tgda": {"epochs": 3},
         "em": {"train_steps": 1},
         "gradient_matching": {"steps": 3},
     },
-    "targets": 2,
-    "targeted_seeds": [1],
-    "targeted_eps_d": 0.1,
-    "targeted_train_size": 500,
-    "targeted_epochs": 2,
-    "targeted_bits": [1, 4],
-    "lsq_bits": [4],
     "keep_fp": [],
-    "strength_seeds": [0, 1, 2],
-    "choice_seeds": [1],
-    "claim_seeds": [5],
+    "experiments": {
+        "targeted": {"targets": 2, "seeds": [1], "eps_d": 0.1, "train_size": 500, "epochs": 2, "bits": [1, 4]},
+        "strength": {"seeds": [0, 1, 2], "choice_seeds": [1], "claim_seeds": [5]},
+        "unlearnable": {"train_size": 500},
+        "ablation": {"lsq_bits": [4]},
+    },
     "primary": {
         "pilot_seeds": [0, 1],
         "first_seed": 200,
@@ -133,26 +126,38 @@ ALTERED = {
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_preset_field_that_changes_a_notebooks_cells_is_its_parameter(path):
     """A notebook lists only the preset fields it uses, but every one it uses: a field its parameters cell leaves
-    out changes none of the cells the notebook computes (their ids are their cache keys)."""
+    out changes none of the cells the notebook computes (their ids are their cache keys). The same per experiment
+    block: a block its ``experiments`` parameter does not name changes none of them."""
     from dataclasses import replace
+
+    import yaml
 
     from qlib.experiments import planned
     from qlib.pipeline import graph
     from qlib.presets import load_preset
+    from qlib.settings import merge_experiments
 
     assert set(ALTERED) == set(FIELDS) - {"preset"}
     first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-    listed = {line.split(":", 1)[0] for line in parameter_lines(first.source)}
+    lines = {line.split(":", 1)[0]: line for line in parameter_lines(first.source)}
     cfg = load_preset("smoke")
     ids = lambda c: {cell.id for cell in graph(planned(path.stem, c))}
     base = ids(cfg)
     assert ids(replace(cfg, epochs=ALTERED["epochs"])) != base  # the comparison can tell
     for name, value in ALTERED.items():
+        if name == "experiments":
+            continue
         assert value != getattr(cfg, name), name
-        if name not in listed:
+        if name not in lines:
             assert ids(replace(cfg, **{name: value})) == base, (
                 f"{path.name} uses preset field {name} but does not list it"
             )
+    named = set(yaml.safe_load(PARAMETER.match(lines["experiments"])["cpu"])) if "experiments" in lines else set()
+    for block, values in ALTERED["experiments"].items():
+        altered = replace(cfg, experiments=merge_experiments(cfg.experiments, {block: values}))
+        assert altered.experiments != cfg.experiments, block
+        if block not in named:
+            assert ids(altered) == base, f"{path.name} uses experiments.{block} but its parameter does not name it"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -43,12 +43,12 @@ def test_regimes_are_chosen_on_the_choice_seeds_only():
 
 def test_claims_are_decided_on_fresh_seeds():
     with pytest.raises(ParameterError, match="claim_seeds=.*seed\\(s\\) \\[4\\] also chose the regimes"):
-        load_preset("cpu", claim_seeds=[4, 20])
-    with pytest.raises(ParameterError, match="choice_seeds=.*subset of strength_seeds"):
-        load_preset("cpu", choice_seeds=[0, 30])
+        load_preset("cpu", experiments={"strength": {"claim_seeds": [4, 20]}})
+    with pytest.raises(ParameterError, match="choice_seeds=.*subset of seeds"):
+        load_preset("cpu", experiments={"strength": {"choice_seeds": [0, 30]}})
     cfg = load_preset("smoke")
     ((labels, entries),) = strength.claim_grids(cfg, [{"model": "mlp", "bounds": "none", "eps_d": 0.1}])
-    assert {e[0]["seed"] for e in entries} == set(cfg.claim_seeds)
+    assert {e[0]["seed"] for e in entries} == set(cfg.experiments.strength.claim_seeds)
 
 
 def test_the_mode_reaches_every_cell_key_and_label_flip_has_none():

@@ -2,7 +2,6 @@
 trials, and its cells on the smoke preset (the Wilson interval and McNemar's test themselves: tests/test_stats.py)."""
 
 import math
-from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -11,6 +10,7 @@ from qlib import cells
 from qlib.experiments import targeted
 from qlib.paper import FP
 from qlib.presets import load_preset
+from qlib.settings import with_settings
 from qlib.stats import VERDICTS
 
 
@@ -118,14 +118,15 @@ def own_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def smoke_runs():
-    cfg = replace(load_preset("smoke"), targets=2)
+    cfg = with_settings(load_preset("smoke"), "targeted", targets=2)
     return cfg, targeted.run(cfg, progress=False)
 
 
 def test_the_grid_on_the_smoke_preset(smoke_runs):
     cfg, df = smoke_runs
     per_trial = len(targeted.PRECISIONS) * 2 + len(targeted.QAT_SCHEMES)  # none + oblivious everywhere, aware on QAT
-    assert len(df) == cfg.targets * len(cfg.targeted_seeds) * per_trial == 34
+    t = cfg.experiments.targeted
+    assert len(df) == t.targets * len(t.seeds) * per_trial == 34
     assert set(df.precision) == {"FP", "1-bit", "3-bit", "4-bit", "5-bit", "8-bit"}
     assert not ((df.poisons == "aware") & (df.precision == "FP")).any()
     assert (df.adversarial_class != df.true_class).all()
@@ -143,14 +144,14 @@ def test_targets_are_classified_correctly_by_the_surrogate_and_poisons_come_from
     chosen = targeted.chosen(cfg, progress=False)
     index = [t["target_index"] for t in chosen]
     assert index == df.drop_duplicates("target").target_index.tolist()
-    surrogate = cells.trained(tcfg, tcfg.targeted_seeds[0], FP, curve=False).value()[0].eval()
+    surrogate = cells.trained(tcfg, tcfg.experiments.targeted.seeds[0], FP, curve=False).value()[0].eval()
     assert (surrogate(test.x[index]).argmax(1) == test.y[index]).all()
     t = chosen[0]
     made = cells.poison(
         tcfg,
         "gradient_matching",
-        tcfg.targeted_seeds[0],
-        tcfg.targeted_eps_d,
+        tcfg.experiments.targeted.seeds[0],
+        tcfg.experiments.targeted.eps_d,
         FP,
         target_index=t["target_index"],
         adversarial_class=t["adversarial_class"],
@@ -159,7 +160,7 @@ def test_targets_are_classified_correctly_by_the_surrogate_and_poisons_come_from
     assert made.id in {c.id for c in targeted.cells(cfg, chosen)}  # the poison the grid ran
     nu, _ = made.value()
     assert (train.y[nu.indices] == t["adversarial_class"]).all()
-    assert len(nu) == round(tcfg.targeted_eps_d * len(train))
+    assert len(nu) == round(tcfg.experiments.targeted.eps_d * len(train))
     assert nu.provenance["target_index"] == t["target_index"]
 
 
@@ -169,20 +170,20 @@ def test_a_clean_victim_is_read_per_adversarial_class(smoke_runs):
     tcfg = targeted.preset(cfg)
     t = targeted.chosen(cfg, progress=False)[0]
     other = (t["adversarial_class"] + 1) % 10
-    a = cells.victim(tcfg, tcfg.targeted_seeds[0], FP, t["target_index"], t["adversarial_class"])
-    b = cells.victim(tcfg, tcfg.targeted_seeds[0], FP, t["target_index"], other)
+    a = cells.victim(tcfg, tcfg.experiments.targeted.seeds[0], FP, t["target_index"], t["adversarial_class"])
+    b = cells.victim(tcfg, tcfg.experiments.targeted.seeds[0], FP, t["target_index"], other)
     assert a.id != b.id and a.inputs[0].id == b.inputs[0].id  # two readings of one victim
     a, b = a.value(), b.value()
     assert a["pred"] == b["pred"] and a["p_adv"] != b["p_adv"]
 
 
 def test_targeted_bits_choose_the_qat_victims():
-    """The preset's ``targeted_bits`` are the QAT victims' precisions, among the paper's; FP always runs."""
+    """``experiments.targeted.bits`` are the QAT victims' precisions, among the paper's; FP always runs."""
     from qlib import paper
     from qlib.registry import ParameterError
 
     assert sorted(s.w_bits for s in targeted.QAT_SCHEMES) == sorted(paper.TARGETED_BITS)
-    cfg = replace(load_preset("smoke"), targeted_bits=[8, 1])
+    cfg = with_settings(load_preset("smoke"), "targeted", bits=[8, 1])
     chosen = [{"target": 0, "target_index": 3, "true_class": 0, "adversarial_class": 1}]
     entries = targeted.grid(cfg, chosen)
     assert {(e[0]["precision"], e[0]["poisons"]) for e in entries} == {
@@ -193,18 +194,18 @@ def test_targeted_bits_choose_the_qat_victims():
     with pytest.raises(
         ParameterError,
         match=(
-            r"targeted_bits=\[2\]: allowed is a non-empty list of distinct bit-widths "
+            r"experiments.targeted.bits=\[2\]: allowed is a non-empty list of distinct bit-widths "
             r"among the paper's 1, 3, 4, 5, 8"
         ),
     ):
-        load_preset("smoke", targeted_bits=[2])
+        load_preset("smoke", experiments={"targeted": {"bits": [2]}})
 
 
 def test_trial_seeds_that_are_victim_seeds_are_refused():
     with pytest.raises(ValueError, match=r"seed\(s\) \[1000\] would train a surrogate"):
-        targeted.run(replace(load_preset("smoke"), targeted_seeds=[0, 1000]), progress=False)
+        targeted.run(with_settings(load_preset("smoke"), "targeted", seeds=[0, 1000]), progress=False)
 
 
 def test_too_many_targets_is_named():
     with pytest.raises(ValueError, match="targets=1000000 asks for more"):
-        targeted.chosen(replace(load_preset("smoke"), targets=10**6), progress=False)
+        targeted.chosen(with_settings(load_preset("smoke"), "targeted", targets=10**6), progress=False)

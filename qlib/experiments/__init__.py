@@ -60,10 +60,10 @@ def grid_rows(entries: list[Entry], row: Callable[[dict, dict], dict]) -> pd.Dat
     return pd.DataFrame([row(labels, {name: c.value() for name, c in cells.items()}) for labels, cells in entries])
 
 
-def ensure(cfg: Preset, cells: list[Cell], progress: bool = True) -> None:
-    """Compute what the cache lacks of ``cells``, in this process (``serial``) with the preset's threads: after
+def ensure(cells: list[Cell], progress: bool = True) -> None:
+    """Compute what the cache lacks of ``cells``, in this process (``serial``, ``executors.threads_per_cell``): after
     ``python -m qlib grid`` this finds everything cached and returns at once."""
-    compute(cells, "serial", threads=cfg.threads, progress=progress)
+    compute(cells, "serial", progress=progress)
 
 
 def start(preset: str, namespace: dict) -> tuple[Preset, float]:

@@ -1,8 +1,8 @@
 """Notebook 03: GC-Q's ablation (Table 4): PAQ and the quantized gradient ĝ, each switched on and off.
 
 Cells: per seed, scheme of :func:`schemes` (weight-only QAT: the paper's 1 bit BNN and 4 and 8 bits int,
-``paper.W_SCHEMES``, then a second block with LSQ's learned step at the preset's ``lsq_bits``, ``LSQ_SCHEMES``, where B
-clips weights and the ĝ switch is testable) and switches of
+``paper.W_SCHEMES``, then a second block with LSQ's learned step at ``experiments.ablation.lsq_bits``,
+``LSQ_SCHEMES``, where B clips weights and the ĝ switch is testable) and switches of
 ``SWITCHES`` (PAQ, ĝ), the poison :func:`attack_of` names and the clean and poisoned QAT accuracies. Shared poisons
 (GC's, GC-Q's) are the same cells as in notebooks 01-02. The paper's numbers: ``paper.TABLE4``. Claim: at each
 bit-width, both switches on beat each of the other three cells; two cells that share their poisons cannot be told apart
@@ -53,8 +53,8 @@ def attack_of(scheme: QuantScheme, paq: bool, ghat: bool) -> tuple[str, dict, st
 
 
 def schemes(cfg: Preset) -> list[QuantScheme]:
-    """Table 4's rows: the paper's ``paper.W_SCHEMES``, then LSQ at each of the preset's ``lsq_bits``."""
-    return paper.W_SCHEMES + [LSQ_SCHEMES[b] for b in cfg.lsq_bits]
+    """Table 4's rows: the paper's ``paper.W_SCHEMES``, then LSQ at each of ``experiments.ablation.lsq_bits``."""
+    return paper.W_SCHEMES + [LSQ_SCHEMES[b] for b in cfg.experiments.ablation.lsq_bits]
 
 
 def grid(cfg: Preset) -> list:
@@ -91,7 +91,7 @@ def cells(cfg: Preset) -> list:
 def run(cfg: Preset, progress: bool = True) -> pd.DataFrame:
     """Table 4's runs: one tidy row per seed, method, bit-width and (PAQ, ĝ), with the poison's digest."""
     entries = grid(cfg)
-    ensure(cfg, grid_cells(entries), progress)
+    ensure(grid_cells(entries), progress)
 
     def row(labels, values):
         (nu, seconds), clean, acc = values["poison"], values["clean"]["acc"], values["poisoned"]["acc"]

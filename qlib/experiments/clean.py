@@ -44,7 +44,7 @@ def run(cfg: Preset, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]
     """(one row per seed and setting: clean test accuracy and training time; one row per seed and epoch: the FP
     learning curve)."""
     entries = grid(cfg)
-    ensure(cfg, grid_cells(entries), progress)
+    ensure(grid_cells(entries), progress)
     curves = []
 
     def row(labels, values):

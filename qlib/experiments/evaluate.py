@@ -122,7 +122,7 @@ def run(
     clean; for a targeted file the predictions), "poison": the ν read (as read), "file": the path it was read from,
     "target": (test index, true class, adversarial class) or None}."""
     entries = grid(cfg, poison_path, schemes, regimes, pixels)
-    ensure(cfg, cells(cfg, poison_path, schemes, regimes, pixels), progress)
+    ensure(cells(cfg, poison_path, schemes, regimes, pixels), progress)
     nu_cell = next(labels["poison"] for labels, _ in entries if labels["pixels"] == "float")
     nu = nu_cell.value()[0]
     target = None

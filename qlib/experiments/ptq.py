@@ -59,7 +59,7 @@ def run(
 ) -> dict[str, pd.DataFrame]:
     """The runs of Table 1, Table 2 and the sweep, by name (tidy rows; drops are poisoned − clean)."""
     g = grids(cfg, sweep_eps_d, sweep_attacks)
-    ensure(cfg, [c for entries in g.values() for c in grid_cells(entries)], progress)
+    ensure([c for entries in g.values() for c in grid_cells(entries)], progress)
     with_precision = lambda df: df.assign(precision=df.scheme.map({s.name: precision(s) for s in [FP, *W_SCHEMES]}))
     table2 = grid_rows(
         g["table2"],

@@ -48,7 +48,7 @@ def cells(cfg: Preset) -> list:
 def run(cfg: Preset, progress: bool = True) -> pd.DataFrame:
     """Table 3's runs: one tidy row per seed, attack and setting (``task``: the scheme without its method)."""
     entries = grid(cfg)
-    ensure(cfg, grid_cells(entries), progress)
+    ensure(grid_cells(entries), progress)
     df = attack_grid.rows(entries)
     return df.assign(task=[name.split()[0] for name in df.scheme])
 

@@ -8,13 +8,13 @@ last layer in FP); ``MODELS`` gives each one's width and ``keep_fp``. Constraint
 labelled so everywhere). Budgets and modes per model: ``BUDGETS`` and ``MODES`` (ε_d = 1 adds N poisons).
 
 Cells, part (a), FP drops (``qlib.experiments.attack_grid``): ``ATTACKS`` on ``SMALL`` models at each of their budgets
-(TGDA up to ``TGDA_MAX_EPS_D``) and modes over ``cfg.strength_seeds``; ``LARGE_ATTACKS`` on ``LARGE`` models over
-``cfg.seeds`` (their retraining and GC cost 10-30× more: 10 seeds there are not affordable on 2 cores); what is left
-out keeps ``make reproduce`` within an hour on 2 cores (``BUDGETS``, ``MODES``); and on ``cnn`` GC cancelling the
+(TGDA up to ``TGDA_MAX_EPS_D``) and modes over ``experiments.strength.seeds``; ``LARGE_ATTACKS`` on ``LARGE`` models
+over ``cfg.seeds`` (their retraining and GC cost 10-30× more: 10 seeds there are not affordable on 2 cores); what is
+left out keeps ``make reproduce`` within an hour on 2 cores (``BUDGETS``, ``MODES``); and on ``cnn`` GC cancelling the
 training-mode gradient (``batchnorm`` "batch", ``BATCHNORM_KNOB``). Part (b), claims: :func:`regimes` chooses, on
-``cfg.choice_seeds`` only, per small model and mode the smallest budget ≤ ``CLAIM_MAX_EPS_D`` whose GC FP drop has a
-95% interval below zero; there, on the fresh ``cfg.claim_seeds``, ``CLAIM_ATTACKS`` (label flip, GC, and GC-Q per
-QAT scheme) in FP, PTQ at 1, 4, 8 bits and QAT at 1, 4, 8 bits (W; and WA for ``mlp``, whose WA schemes quantize its
+``experiments.strength.choice_seeds`` only, per small model and mode the smallest budget ≤ ``CLAIM_MAX_EPS_D`` whose GC
+FP drop has a 95% interval below zero; there, on the fresh ``claim_seeds``, ``CLAIM_ATTACKS`` (label flip, GC, and GC-Q
+per QAT scheme) in FP, PTQ at 1, 4, 8 bits and QAT at 1, 4, 8 bits (W; and WA for ``mlp``, whose WA schemes quantize its
 hidden activation; ``lr`` has none, so weight-only schemes only). Claims (the paper's 1-4), paired by seed with
 Benjamini-Hochberg within each family (``qlib.stats``): quantization more robust than FP, lower bits more robust, WA
 more robust than W, QAA stronger than QOA. Beside ours: the GC paper's MNIST table as far as found
@@ -29,6 +29,7 @@ import seaborn as sns
 from ..paper import FP, W_SCHEMES, WA_SCHEMES
 from ..poison import BOUNDS
 from ..presets import Preset, merge_attacks
+from ..settings import with_settings
 from ..stats import Comparison, paired, summarise, tally
 from ..stats import claims as test_claims
 from . import Stage, attack_grid, ensure, grid_cells
@@ -91,7 +92,7 @@ def drop_grids(cfg: Preset) -> list[tuple[dict, list]]:
     out = []
     for model in SMALL + LARGE:
         small = model in SMALL
-        seeds, attacks = (cfg.strength_seeds, ATTACKS) if small else (cfg.seeds, LARGE_ATTACKS)
+        seeds, attacks = (cfg.experiments.strength.seeds, ATTACKS) if small else (cfg.seeds, LARGE_ATTACKS)
         eps_ds = BUDGETS[model]
         for bounds in MODES[model]:
             chosen = attacks if bounds == MODES[model][0] else [a for a in attacks if a in MOVES_PIXELS]
@@ -124,7 +125,7 @@ def _rows(labelled: list[tuple[dict, list]]) -> pd.DataFrame:
 def drops(cfg: Preset, progress: bool = True) -> pd.DataFrame:
     """Part (a)'s runs: one tidy row per model, mode, attack, ε_d and seed (label flip: ``bounds`` "n/a")."""
     grids = drop_grids(cfg)
-    ensure(cfg, [c for _, entries in grids for c in grid_cells(entries)], progress)
+    ensure([c for _, entries in grids for c in grid_cells(entries)], progress)
     return _rows(grids)
 
 
@@ -152,10 +153,12 @@ def drop_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def regimes(cfg: Preset, runs: pd.DataFrame) -> list[dict]:
-    """Part (b)'s regimes, chosen on ``cfg.choice_seeds`` only: per small model and mode, the smallest ε_d ≤
-    ``CLAIM_MAX_EPS_D`` whose GC FP drop has a 95% interval below zero (none if no budget qualifies)."""
+    """Part (b)'s regimes, chosen on ``experiments.strength.choice_seeds`` only: per small model and mode, the
+    smallest ε_d ≤ ``CLAIM_MAX_EPS_D`` whose GC FP drop has a 95% interval below zero (none if no budget qualifies)."""
     chosen = []
-    pick = runs[runs.seed.isin(cfg.choice_seeds) & (runs.attack == "gc") & (runs.batchnorm == "eval")]
+    pick = runs[
+        runs.seed.isin(cfg.experiments.strength.choice_seeds) & (runs.attack == "gc") & (runs.batchnorm == "eval")
+    ]
     for model in SMALL:
         for bounds in MODES[model]:
             for eps_d in sorted(e for e in BUDGETS[model] if e <= CLAIM_MAX_EPS_D):
@@ -173,7 +176,7 @@ def candidate_regimes() -> list[dict]:
 
 def choice_grids(cfg: Preset) -> list[tuple[dict, list]]:
     """GC's FP drops on the choice seeds, per small model and constraint mode: what :func:`regimes` chooses from."""
-    choice = replace(cfg, strength_seeds=cfg.choice_seeds)
+    choice = with_settings(cfg, "strength", seeds=cfg.experiments.strength.choice_seeds)
     return [
         (labels, [e for e in entries if e[0]["attack"] == "gc"])
         for labels, entries in drop_grids(choice)
@@ -187,10 +190,11 @@ def chosen_regimes(cfg: Preset) -> list[dict]:
 
 
 def claim_grids(cfg: Preset, chosen: list[dict]) -> list[tuple[dict, list]]:
-    """Part (b): per chosen regime, on ``cfg.claim_seeds``: QOA in FP, PTQ and QAT; QAA per QAT scheme."""
+    """Part (b): per chosen regime, on ``experiments.strength.claim_seeds``: QOA in FP, PTQ and QAT; QAA per QAT
+    scheme."""
     out = []
     for r in chosen:
-        rcfg = regime(cfg, r["model"], r["bounds"], cfg.claim_seeds)
+        rcfg = regime(cfg, r["model"], r["bounds"], cfg.experiments.strength.claim_seeds)
         qat = W_SCHEMES + (WA_SCHEMES if r["model"] != "lr" else [])
         settings = [("fp", FP)] + [("ptq", s) for s in W_SCHEMES] + [("qat", s) for s in qat]
         labels = {"model": r["model"], "bounds": r["bounds"], "batchnorm": "eval", "regime_bounds": r["bounds"]}
@@ -227,7 +231,7 @@ def run(cfg: Preset, progress: bool = True) -> dict:
     runs = drops(cfg, progress)
     chosen = regimes(cfg, runs)
     grids = claim_grids(cfg, chosen)
-    ensure(cfg, [c for _, entries in grids for c in grid_cells(entries)], progress)
+    ensure([c for _, entries in grids for c in grid_cells(entries)], progress)
     claim_runs = (
         _rows(grids)
         if grids
@@ -381,7 +385,7 @@ def gc_paper_table(table: pd.DataFrame) -> pd.DataFrame:
 def headline(cfg: Preset, runs: dict) -> str:
     """What this shows: the largest decided FP drop with valid images and with invalid ones, how many regimes were
     chosen, and the claims' tallies per family."""
-    table = drop_table(runs["drops"])
+    table, strength = drop_table(runs["drops"]), cfg.experiments.strength
     valid, invalid = largest(table, True), largest(table, False)
     say = lambda r: (
         f"{r['attack']} on {r['model']} at ε_d = {r['eps_d']:g}: {r['drop']:+.2f} points "
@@ -402,8 +406,8 @@ def headline(cfg: Preset, runs: dict) -> str:
         + "; with bounds none (invalid images) it is "
         + (say(invalid) if invalid is not None else "none")
         + ". "
-        f"{len(runs['regimes'])} regime(s) qualified on seeds {cfg.choice_seeds} for the claims, tested on seeds "
-        f"{cfg.claim_seeds}: "
+        f"{len(runs['regimes'])} regime(s) qualified on seeds {strength.choice_seeds} for the claims, tested on "
+        f"seeds {strength.claim_seeds}: "
         + (
             "; ".join(f"{f}: {tally(tested[tested.family == f])}" for f in families if (tested.family == f).any())
             if len(tested)

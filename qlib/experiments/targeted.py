@@ -1,14 +1,13 @@
 """Notebook 05: the targeted attack of Section 4.3, gradient matching against FP and QAT at the preset's
-``targeted_bits`` (the paper's: 1, 3, 4, 5 and 8 bits).
+``experiments.targeted.bits`` (the paper's: 1, 3, 4, 5 and 8 bits).
 
-A *trial* is one target and one seed s. The attacker trains a clean surrogate from seed s and crafts
-``targeted_eps_d`` poisons against it: in full precision (quantization-oblivious poisons, used against every
-precision), or through the clean QAT model of each scheme (quantization-aware, used against that scheme). The
-victim trains from scratch on μ with the poisons in place, from seed s + ``cells.VICTIM_SEED`` (an initialisation
-and batch order the attacker does not know, Witches' Brew's validation). The attack succeeds when the victim puts
-the target in the adversarial class; the paper's looser criterion is any misclassification. Clean victims of the
-same seeds give the rates without poisons.
-
+A *trial* is one target and one seed s. The attacker trains a clean surrogate from seed s and crafts ε_d
+(``experiments.targeted.eps_d``) poisons against it: in full precision (quantization-oblivious poisons, used against
+every precision), or through the clean QAT model of each scheme (quantization-aware, used against that scheme). The
+victim trains from scratch on μ with the poisons in place, from seed s + ``cells.VICTIM_SEED`` (an initialisation and
+batch order the attacker does not know, Witches' Brew's validation). The attack succeeds when the victim puts the target
+in the adversarial class; the paper's looser criterion is any misclassification. Clean victims of the same seeds give
+the rates without poisons.
 Cells: ``qlib.cells.targets`` (the targets, chosen with the FP surrogate of the first trial seed), then per trial,
 precision of :func:`precisions` and kind of poison of ``POISONS``, the poison (``qlib.cells.poison``, gradient matching)
 and the victim (``qlib.cells.victim``); aware poisons skip FP. All on the preset of :func:`preset`. The paper's
@@ -50,26 +49,34 @@ def precision(scheme: QuantScheme) -> str:
 
 
 def precisions(cfg: Preset) -> list[QuantScheme]:
-    """The victims' precisions: FP and QAT at each of ``cfg.targeted_bits`` (the paper's: all of ``QAT_SCHEMES``)."""
-    return [FP] + [s for s in QAT_SCHEMES if s.w_bits in cfg.targeted_bits]
+    """The victims' precisions: FP and QAT at each of ``experiments.targeted.bits`` (the paper's: all of
+    ``QAT_SCHEMES``)."""
+    return [FP] + [s for s in QAT_SCHEMES if s.w_bits in cfg.experiments.targeted.bits]
 
 
 def preset(cfg: Preset) -> Preset:
-    """``cfg`` with the targeted experiment's training-set size and epochs (``targeted_train_size``,
-    ``targeted_epochs``), its trial seeds checked: a trial seed may not be another trial's victim seed."""
-    if clash := sorted(set(cfg.targeted_seeds) & {s + VICTIM_SEED for s in cfg.targeted_seeds}):
+    """``cfg`` with the targeted experiment's training-set size and epochs (``experiments.targeted``'s
+    ``train_size`` and ``epochs``), its trial seeds checked: a trial seed may not be another trial's victim seed."""
+    t = cfg.experiments.targeted
+    if clash := sorted(set(t.seeds) & {s + VICTIM_SEED for s in t.seeds}):
         raise ParameterError(
-            f"targeted_seeds {cfg.targeted_seeds}: seed(s) {clash} would train a surrogate that is also "
+            f"experiments.targeted.seeds {t.seeds}: seed(s) {clash} would train a surrogate that is also "
             f"another trial's victim (victims use seed + {VICTIM_SEED}); use distinct seeds below {VICTIM_SEED}"
         )
-    return replace(cfg, train_size=cfg.targeted_train_size or cfg.train_size, epochs=cfg.targeted_epochs or cfg.epochs)
+    return replace(cfg, train_size=t.train_size or cfg.train_size, epochs=t.epochs or cfg.epochs)
+
+
+def first_targets(cfg: Preset):
+    """The targets cell: ``experiments.targeted.targets`` test images chosen with the first trial seed's surrogate."""
+    t = cfg.experiments.targeted
+    return targets(preset(cfg), t.seeds[0], t.targets)
 
 
 def chosen(cfg: Preset, progress: bool = True) -> list[dict]:
     """The targets (computed here, serially, if the cache lacks them: one FP surrogate and one pass over the test
     set)."""
-    cell = targets(preset(cfg))
-    ensure(cfg, [cell], progress)
+    cell = first_targets(cfg)
+    ensure([cell], progress)
     return cell.value()["targets"]
 
 
@@ -77,7 +84,7 @@ def grid(cfg: Preset, chosen_targets: list[dict]) -> list:
     tcfg = preset(cfg)
     entries = []
     for t in chosen_targets:
-        for seed in tcfg.targeted_seeds:
+        for seed in tcfg.experiments.targeted.seeds:
             for scheme in precisions(tcfg):
                 for kind in POISONS:
                     if kind == "aware" and scheme.is_fp:
@@ -89,7 +96,7 @@ def grid(cfg: Preset, chosen_targets: list[dict]) -> list:
                             tcfg,
                             "gradient_matching",
                             seed,
-                            tcfg.targeted_eps_d,
+                            tcfg.experiments.targeted.eps_d,
                             FP if kind == "oblivious" else scheme,
                             target_index=t["target_index"],
                             adversarial_class=t["adversarial_class"],
@@ -113,17 +120,17 @@ def placeholders(count: int) -> list[dict]:
 
 def cells(cfg: Preset, chosen_targets: list[dict]) -> list:
     """Every cell of the trials of ``chosen_targets``, with the targets cell that chose them."""
-    return [targets(preset(cfg)), *grid_cells(grid(cfg, chosen_targets))]
+    return [first_targets(cfg), *grid_cells(grid(cfg, chosen_targets))]
 
 
 def stages(cfg: Preset) -> list:
     """The targets are chosen first (one FP surrogate and a pass over the test set); the trials follow them."""
     return [
-        Stage("targets", lambda: [targets(preset(cfg))]),
+        Stage("targets", lambda: [first_targets(cfg)]),
         Stage(
             "targeted trials",
-            lambda: cells(cfg, targets(preset(cfg)).value()["targets"]),
-            plan=lambda: cells(cfg, placeholders(cfg.targets)),
+            lambda: cells(cfg, first_targets(cfg).value()["targets"]),
+            plan=lambda: cells(cfg, placeholders(cfg.experiments.targeted.targets)),
         ),
     ]
 
@@ -131,7 +138,7 @@ def stages(cfg: Preset) -> list:
 def run(cfg: Preset, progress: bool = True) -> pd.DataFrame:
     """Every trial against every precision: one tidy row per trial, precision and kind of poison."""
     entries = grid(cfg, chosen(cfg, progress))
-    ensure(cfg, grid_cells(entries), progress)
+    ensure(grid_cells(entries), progress)
 
     def row(labels, values):
         out = values["victim"]
@@ -346,17 +353,17 @@ def per_target(runs: pd.DataFrame) -> pd.DataFrame:
 def crafting_settings(cfg: Preset) -> pd.DataFrame:
     """Gradient matching's settings, the budget and the poisons per trial, the training set, epochs, targets, seeds and
     the QAT victims' bit-widths."""
-    tcfg = preset(cfg)
+    tcfg, t = preset(cfg), cfg.experiments.targeted
     return pd.Series(
         {
             "settings": cfg.attacks.get("gradient_matching", {}),
-            "eps_d": tcfg.targeted_eps_d,
-            "poisons per trial": round(tcfg.targeted_eps_d * tcfg.train_size) if tcfg.train_size else "ε_d·N",
+            "eps_d": t.eps_d,
+            "poisons per trial": round(t.eps_d * tcfg.train_size) if tcfg.train_size else "ε_d·N",
             "training images": tcfg.train_size or "all",
             "epochs": tcfg.epochs,
-            "targets": cfg.targets,
-            "seeds": cfg.targeted_seeds,
-            "QAT victims' bits": cfg.targeted_bits,
+            "targets": t.targets,
+            "seeds": t.seeds,
+            "QAT victims' bits": t.bits,
         },
         name="value",
     ).to_frame()
@@ -384,7 +391,7 @@ def crafting(runs: pd.DataFrame) -> pd.DataFrame:
 def headline(cfg: Preset, runs: pd.DataFrame) -> str:
     """What this shows: the FP rates beside the clean victims' and the paper's, the QAT ranges of oblivious and aware
     poisons, the pull toward the adversarial class, and the claims' verdicts with the smallest effect they could see."""
-    tcfg, s, shift = preset(cfg), summary(runs), adversarial_shift(runs)
+    tcfg, t, s, shift = preset(cfg), cfg.experiments.targeted, summary(runs), adversarial_shift(runs)
     tested = claims(runs)
     say = lambda outcome, family: tally(
         tested[(tested.outcome == outcome) & (tested.family == family)], "log10" if outcome == "pull" else "points"
@@ -395,12 +402,14 @@ def headline(cfg: Preset, runs: pd.DataFrame) -> str:
     fp, none = by.loc[("FP", "oblivious")], by.loc[("FP", "none")]
     moved = 10 ** shift[shift.poisons == "oblivious"].set_index("precision").log10_ratio  # geometric mean over trials
     best = mcnemar([0] * int(fp.n))["mde"]
-    fewer = "" if len(qat) == len(QAT_SCHEMES) else "; the preset's targeted_bits leave out the paper's others"
+    fewer = (
+        "" if len(qat) == len(QAT_SCHEMES) else "; the preset's experiments.targeted.bits leave out the paper's others"
+    )
     span = lambda v, fmt: fmt.format(v.min()) if v.min() == v.max() else f"{fmt.format(v.min())}-{fmt.format(v.max())}"
     return (
         f"**Targeted attack on {cfg.dataset} ({cfg.model}, {tcfg.train_size or 'all'} training images, "
         f"{tcfg.epochs} epochs, "
-        f"{cfg.targets} targets × {len(cfg.targeted_seeds)} seeds, ε_d = {tcfg.targeted_eps_d:g}, "
+        f"{t.targets} targets × {len(t.seeds)} seeds, ε_d = {t.eps_d:g}, "
         f"ε = {cfg.attacks.get('gradient_matching', {}).get('eps', 16 / 255):.3g}):** "
         "in full precision gradient matching puts the target in the "
         f"adversarial class in {100 * fp.success_rate:.0f}% of trials "

@@ -1,11 +1,11 @@
 """Notebook 04: the eight unlearnable examples against FP and 1W1A QAT (Table 5, Section 4.3).
 
-Cells: the attack grid (``attack_grid``) of the unlearnable examples at ε_d = ``EPS_D`` (every image is perturbed;
-the poison replaces μ) in ``SETTINGS``: FP, and 1W1A QAT with BNN and with Adabin (the paper's footnote 5), on the
-preset of :func:`preset` (``unlearnable_train_size`` images). Each poison is made once per seed against FP surrogates
-and reused in every column. Constants: ``COLUMNS`` (Table 5's columns), ``PAPER_COLUMN`` (which of ours the paper
-has). The paper's numbers: ``paper.TABLE5`` (drops), ``paper.TABLE5_CLEAN``. Claims: each method lowers accuracy in
-every column; QAT is more robust than FP against each method (the paper's ↑, paired by seed).
+Cells: the attack grid (``attack_grid``) of the unlearnable examples at ε_d = ``EPS_D`` (every image is perturbed; the
+poison replaces μ) in ``SETTINGS``: FP, and 1W1A QAT with BNN and with Adabin (the paper's footnote 5), on the preset of
+:func:`preset` (``experiments.unlearnable.train_size`` images). Each poison is made once per seed against FP surrogates
+and reused in every column. Constants: ``COLUMNS`` (Table 5's columns), ``PAPER_COLUMN`` (which of ours the paper has).
+The paper's numbers: ``paper.TABLE5`` (drops), ``paper.TABLE5_CLEAN``. Claims: each method lowers accuracy in every
+column; QAT is more robust than FP against each method (the paper's ↑, paired by seed).
 The notebook shows the preset, Table 5 with ↑, drops per seed, budgets and times, a figure, claims, a headline.
 """
 
@@ -30,8 +30,8 @@ PAPER_COLUMN = {"fp": "fp", "1W1A adabin": "1W1A adabin"}  # the paper's 1W1A co
 
 
 def preset(cfg: Preset) -> Preset:
-    """``cfg`` with Table 5's training-set size (``unlearnable_train_size``, if set)."""
-    return replace(cfg, train_size=cfg.unlearnable_train_size or cfg.train_size)
+    """``cfg`` with Table 5's training-set size (``experiments.unlearnable.train_size``, if set)."""
+    return replace(cfg, train_size=cfg.experiments.unlearnable.train_size or cfg.train_size)
 
 
 def grid(cfg: Preset) -> list:
@@ -45,7 +45,7 @@ def cells(cfg: Preset) -> list:
 def run(cfg: Preset, progress: bool = True) -> pd.DataFrame:
     """Table 5's runs: each method's poison (one per seed), retrained in FP and by 1W1A QAT (BNN, Adabin)."""
     entries = grid(cfg)
-    ensure(cfg, grid_cells(entries), progress)
+    ensure(grid_cells(entries), progress)
     return attack_grid.rows(entries)
 
 

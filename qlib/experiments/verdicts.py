@@ -186,10 +186,9 @@ def stages(cfg: Preset) -> list:
     ]
 
 
-def decide(
-    cfg: Preset, executor: str = "serial", workers: int | None = None, progress: bool = True, pilot: bool = True
-) -> dict:
-    """Run the design's stages (module docstring), computing what the cache lacks with ``executor``; without
+def decide(cfg: Preset, executor: str = "serial", progress: bool = True, pilot: bool = True, **execution) -> dict:
+    """Run the design's stages (module docstring), computing what the cache lacks with ``executor`` (and
+    ``execution``: ``executors.compute``'s threads, workers, address and gpus); without
     ``pilot`` (a replication: the pilot sizes the design and never decides) the pilot stages are skipped and the
     rows' "pilot sd" and "seeds for power" are NaN. Returns
     {"verdicts": one row per comparison (``COLUMNS``), "looks": one row per comparison and look taken, "pilot":
@@ -207,16 +206,7 @@ def decide(
         } | work
 
     def run(cells, desc):
-        done = compute(
-            cells,
-            executor,
-            threads=cfg.threads,
-            workers=workers,
-            address=cfg.ray_address,
-            gpus=cfg.gpus_per_cell,
-            progress=progress,
-            desc=desc,
-        )
+        done = compute(cells, executor, progress=progress, desc=desc, **execution)
         work["cells"] += done["cells"]
         work["runs"] |= done["runs"]
 
