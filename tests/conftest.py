@@ -1,10 +1,5 @@
-import contextlib
 import gzip
-import io
-import os
 import pickle
-import subprocess
-import sys
 
 import effects
 import numpy as np
@@ -13,7 +8,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from qlib.data import PROJECT_ROOT, Dataset
+from qlib.data import Dataset
 
 
 def write_idx(path, array: np.ndarray, compress=True):
@@ -130,28 +125,3 @@ def pytest_collection_modifyitems(items):
 def effect(request, effect_seed):
     """The seed of an effect test and ``check(name, value)`` against its bound (tests/effects.py)."""
     return effects.Effect(effect_seed, request.function, request.node.nodeid)
-
-
-def run_qlib(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
-    """``python -m qlib ARGS`` in this process (``qlib.cli.main``), as ``subprocess.run`` would report it: the exit
-    status argparse or the command gives, and what it printed. A subprocess would pay seconds of imports per call;
-    ``tests/test_bad_inputs.py`` runs the real entry point in subprocesses."""
-    from qlib.cli import main
-
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    saved, here = {k: os.environ.get(k) for k in env or {}}, os.getcwd()
-    os.environ.update(env or {})
-    try:
-        os.chdir(cwd or PROJECT_ROOT)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(args))
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else 1
-                if isinstance(e.code, str):
-                    print(e.code, file=sys.stderr)
-    finally:
-        os.chdir(here)
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    return subprocess.CompletedProcess(["qlib", *args], code or 0, out.getvalue(), err.getvalue())

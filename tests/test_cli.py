@@ -4,7 +4,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import run_qlib
+from inprocess import run_qlib
 
 from qlib.data import SOURCES, _find
 

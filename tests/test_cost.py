@@ -5,7 +5,7 @@ is checked cell by cell in tests/test_executors.py."""
 from pathlib import Path
 
 import pytest
-from conftest import run_qlib
+from inprocess import run_qlib
 
 from qlib import cost
 from qlib.experiments import NOTEBOOKS

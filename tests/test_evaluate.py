@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_qlib
+from inprocess import run_qlib
 
 from qlib.data import SOURCES, _find
 

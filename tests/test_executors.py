@@ -48,12 +48,13 @@ def readings(root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def serial_cache(tmp_path_factory):
+def serial_cache(tmp_path_factory, worker_id):
     """Every notebook's smoke cells on an empty cache, one by one in graph order, each checked: it writes its own entry
     and no other (so every key a cell reads comes from a cell before it) and counts exactly the units it declares
     (what ``qlib.cost`` plans). Returns (cache root, the problems found). Computed once per test run: the pytest-xdist
     workers share it through the run's base temporary folder, the first to take the lock computing it."""
-    shared = tmp_path_factory.getbasetemp().parent  # one folder for all workers of this run (the worker's own alone)
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # xdist: the run's folder, above each worker's own
     root, record = shared / "serial-cache", shared / "serial-cache.json"
     with FileLock(shared / "serial-cache.lock"):
         if not record.exists():
