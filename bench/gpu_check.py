@@ -121,8 +121,13 @@ def check_preset(width: float, device: str) -> object:
             "gc": {"epochs": 1, "chunk": 1},
             "tgda": {"epochs": 1, "follower_steps": 1, "cg_iters": 1, "batch_size": 20, "chunk": 2048},
             "gradient_matching": {"eps": 16 / 255, "steps": 2, "restarts": 2, "batch_size": 8, "augment": True},
+            "sleeper_agent": {"steps": 2, "restarts": 1, "batch_size": 8, "sources": 20, "augment": True},
         },
-        experiments={"targeted": {"targets": 1, "seeds": [0], "eps_d": 0.05, "epochs": 1}},
+        experiments={
+            "targeted": {"targets": 1, "seeds": [0], "eps_d": 0.05, "epochs": 1},
+            # the paper's 1% of Sleeper Agent buys no poison in --tiny's training set
+            "backdoors": {"budgets": {"badnets": 0.1, "blend": 0.1, "sleeper_agent": 0.1}},
+        },
     )
 
 
@@ -403,6 +408,23 @@ def attack_costs(record: dict, width: float, dev: torch.device, tiny: bool, pape
             None,
             "the slower of oblivious and aware (priced by the cost model)",
         )
+    attack_cost(
+        record,
+        dev,
+        "attack/sleeper_agent",
+        "sleeper_agent",
+        gm_clean,
+        gm_k / gm_n,
+        f"{gm_k} poisons, {gm_k} triggered source images, batch {gm['batch_size']}, 3 steps",
+        {"steps": 1},
+        model=fp,
+        target_class=3,
+        source_class=4,
+        sources=gm_k,
+        steps=3,
+        restarts=1,
+        batch_size=gm["batch_size"],
+    )
     for name in UNLEARNABLE:
         ue_cost(record, dev, name, width, tiny, paper)
 

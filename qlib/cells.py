@@ -41,7 +41,8 @@ from .pipeline import Cell
 from .poison import PIXELS, PoisonSet, as_uint8, fingerprint, load_poison, poison_count, validate
 from .presets import Preset
 from .quant import REGIMES, QuantScheme, prepare_qat, ptq, quantized_state
-from .train import evaluate, fit
+from .train import evaluate, fit, predict
+from .triggers import success
 
 VERSIONS = {
     "trained": 2,
@@ -54,6 +55,7 @@ VERSIONS = {
     "victim": 1,
     "imported": 1,
     "prediction": 1,
+    "backdoor": 1,
 }
 TRAIN_FIELDS = ("dataset", "model", "width", "train_size", "epochs", "batch_size", "lr", "weight_decay", "augment")
 GRADPC = {"lr": 1.0, "epochs": 1}  # GradPC's settings for the targets of GC and GC-Q
@@ -427,6 +429,7 @@ def poison(
         "target_index": target_index,
         "adversarial_class": adversarial_class,
         "replaces": need.replaces,
+        "trigger": need.trigger,
         "appended": 0 if need.replaces else poison_count(eps_d, n),
         "finetune": finetune,
     }
@@ -477,8 +480,9 @@ def imported(cfg: Preset, source, pixels: str = "float") -> Cell:
     whichever process computes the cell: on a cluster the path must be shared, as the cache is), or a ``poison``
     cell, whose ν is exported to ``<cache>/exports/<its id>.npz`` and read back from that file (notebook 07's
     default, the round trip a user's poison takes). ``args["target"]``: a targeted ν's target, an index of the full
-    test split (None if untargeted). ``pixels``: ``"float"``, as read; ``"uint8"``, rounded to 8-bit
-    images first (``qlib.poison.as_uint8``). Value: (ν, seconds it took to read it)."""
+    test split (None if untargeted); ``args["trigger"]``: whether ν is a backdoor's, with a trigger. ``pixels``:
+    ``"float"``, as read; ``"uint8"``, rounded to 8-bit images first (``qlib.poison.as_uint8``). Value: (ν, seconds it
+    took to read it)."""
     if pixels not in PIXELS:
         raise ValueError(f"pixels={pixels!r}; allowed: {', '.join(PIXELS)}")
     where = {"dataset": cfg.dataset, "train_size": cfg.train_size, "pixels": pixels}
@@ -491,7 +495,15 @@ def imported(cfg: Preset, source, pixels: str = "float") -> Cell:
             "imported",
             {"poison": source.id, **where},
             _imported,
-            {"cfg": cfg, "path": None, "pixels": pixels, "replaces": replaces, "appended": count, "target": target},
+            {
+                "cfg": cfg,
+                "path": None,
+                "pixels": pixels,
+                "replaces": replaces,
+                "appended": count,
+                "target": target,
+                "trigger": source.args["trigger"],
+            },
             [source],
             {},
             f"{source.label} via .npz" + (" as uint8" if pixels == "uint8" else ""),
@@ -510,6 +522,7 @@ def imported(cfg: Preset, source, pixels: str = "float") -> Cell:
             "replaces": replaces,
             "appended": 0 if replaces else len(nu),
             "target": nu.provenance.get("target_index"),
+            "trigger": nu.trigger is not None,
         },
         [],
         {},
@@ -575,6 +588,40 @@ def _accuracy(c: Cell):
     def compute():
         _, test = load_data(cfg)
         return {"acc": evaluate(in_regime(cfg, model_cell, c.args["regime"], c.args["scheme"]), test)}
+
+    return cached_result(c.kind, c.key, compute, cfg.device)
+
+
+def backdoor(cfg: Preset, seed: int, regime: str, scheme: QuantScheme, poison: Cell | None, trigger: Cell) -> Cell:
+    """The attack success rate of the trigger of ``trigger``'s ν (``qlib.triggers.success``) on the model of ``seed``
+    trained on μ (``poison`` None: the clean model, the rate's baseline) or with ``poison``'s ν, in ``regime`` (as
+    :func:`accuracy`): every test image is triggered, and of those whose class is not the target, the share read as
+    the target is the rate. Value: {"asr", "hits", "n"}."""
+    scheme = quantized(cfg, scheme)
+    model = trained(cfg, seed, scheme if regime == "qat" else FP, poison)
+    _, n_test = sizes(cfg)
+    key = {"model": model.id, "regime": regime, "scheme": asdict(scheme), "trigger": trigger.id, "test_n": n_test}
+    return cell(
+        "backdoor",
+        key,
+        _backdoor,
+        {"cfg": cfg, "regime": regime, "scheme": scheme},
+        [model, trigger],
+        {"eval images": n_test},
+        f"{regime} {scheme.name} of {model.label}, triggered by {trigger.label}",
+    )
+
+
+def _backdoor(c: Cell):
+    cfg, (model_cell, trigger_cell) = c.args["cfg"], c.inputs
+
+    def compute():
+        _, test = load_data(cfg)
+        trigger = trigger_cell.value()[0].trigger
+        if trigger is None:
+            raise ValueError(f"{trigger_cell.label}: the poison declares no trigger, so it has no attack success rate")
+        model = in_regime(cfg, model_cell, c.args["regime"], c.args["scheme"])
+        return success(predict(model, trigger.apply(test.x)), test.y, trigger)
 
     return cached_result(c.kind, c.key, compute, cfg.device)
 

@@ -187,7 +187,7 @@ def _evaluate(args) -> None:
     )
     with pd_options():
         print(evaluate.table(result).to_string())
-        for extra in (evaluate.survival(result), evaluate.rates(result)):
+        for extra in (evaluate.survival(result), evaluate.rates(result), evaluate.backdoor_table(result)):
             if extra is not None:
                 print(extra.to_string())
     atomic_write(out, lambda tmp: result["runs"].to_csv(tmp, index=False))

@@ -19,7 +19,13 @@ A poison file is one of:
   poisons), ``target_index`` (a test image, in the full test split) with ``adversarial_class``, and
   ``provenance`` (JSON text);
 - a folder of PNG files with ``labels.csv`` (columns ``file``, ``label`` and optionally ``index``) and optionally
-  ``poison.json`` holding the scalar fields of the ``.npz`` (``mode``, ``target_index``, ``adversarial_class``).
+  ``poison.json`` holding the scalar fields of the ``.npz`` (``SCALARS``), with a backdoor's ``trigger.png`` and
+  ``mask.png``.
+
+A backdoor's file also holds its trigger (``qlib.triggers``): ``trigger``, the pattern t (H×W×C, C×H×W or H×W;
+uint8 or float in [0, 1]), with either ``trigger_mask`` m (H×W, H×W×C or C×H×W) or ``blend`` (a constant α), and
+``target_class`` (and, for a class-specific backdoor, ``source_class``); the test images are then triggered,
+x' = (1 − m)·x + m·t, to measure the attack success rate.
 """
 
 import csv
@@ -34,10 +40,23 @@ from PIL import Image
 
 from . import artifacts
 from .data import SOURCES, Dataset
+from .triggers import Trigger, TriggerError
+from .triggers import check as check_trigger
 
 FILE_MODES = {"add": "append", "replace": "replace"}  # a file's word -> the provenance's
 BOUNDS = ("image", "none")  # pixels in [0, 1], or unbounded (the official GC and TGDA code): qlib.attacks.constraints
-NPZ_FIELDS = ("x", "y", "indices", "mode", "bounds", "target_index", "adversarial_class", "provenance")
+NPZ_FIELDS = (
+    "x",
+    "y",
+    "indices",
+    "mode",
+    "bounds",
+    "target_index",
+    "adversarial_class",
+    "provenance",
+    *("trigger", "trigger_mask", "blend", "target_class", "source_class"),  # a backdoor's trigger (qlib.triggers)
+)
+SCALARS = ("mode", "bounds", "target_index", "adversarial_class", "blend", "target_class", "source_class")
 PIXELS = ("float", "uint8")  # evaluate the poison as read, or rounded to 8-bit images first
 
 
@@ -62,6 +81,7 @@ class PoisonSet:
     indices: torch.Tensor
     eps_d: float
     provenance: dict = field(default_factory=dict)
+    trigger: Trigger | None = None  # a backdoor's trigger (qlib.triggers), which the test images get at evaluation
 
     def __post_init__(self):
         check_budget(self.eps_d)
@@ -87,16 +107,18 @@ class PoisonSet:
 
     def digest(self) -> str:
         """A SHA-256 over the tensors, the budget and the provenance: the poison's identity in cache keys."""
-        return artifacts.tensor_digest(
-            (self.x, self.y, self.indices), {"eps_d": self.eps_d, "provenance": self.provenance}
-        )
+        meta = {"eps_d": self.eps_d, "provenance": self.provenance}
+        if self.trigger is not None:
+            meta["trigger"] = self.trigger.digest()
+        return artifacts.tensor_digest((self.x, self.y, self.indices), meta)
 
     def save(self, stem, **meta) -> None:
         """Write ``stem.safetensors`` and ``stem.json`` atomically; ``meta`` (JSON) is kept in the manifest."""
+        trigger = {} if self.trigger is None else {"trigger": self.trigger.meta()}
         artifacts.save(
             stem,
-            {"x": self.x, "y": self.y, "indices": self.indices},
-            {**meta, "kind": "PoisonSet", "eps_d": self.eps_d, "provenance": self.provenance},
+            {"x": self.x, "y": self.y, "indices": self.indices, **(self.trigger.tensors() if self.trigger else {})},
+            {**meta, "kind": "PoisonSet", "eps_d": self.eps_d, "provenance": self.provenance, **trigger},
         )
 
     def save_npz(self, path, clean, test=None) -> Path:
@@ -121,6 +143,17 @@ class PoisonSet:
             arrays["indices"] = clean.origin[self.indices].numpy()
         elif self.provenance.get("mode") == "replace":
             raise ValueError("a replace-mode poison needs every source index to be exported")
+        if self.trigger is not None:
+            if self.trigger.warp is not None:
+                raise ValueError(f"a warping trigger ({self.trigger.warp}) is a function: a .npz holds patterns only")
+            arrays["trigger"] = self.trigger.pattern.float().numpy()
+            arrays["target_class"] = np.array(self.trigger.target_class)
+            if self.trigger.source_class is not None:
+                arrays["source_class"] = np.array(self.trigger.source_class)
+            if self.trigger.blend is not None:
+                arrays["blend"] = np.array(self.trigger.blend)
+            else:
+                arrays["trigger_mask"] = self.trigger.mask.float().numpy()
         if self.provenance.get("target_index") is not None:
             if test is None or test.origin is None:
                 raise ValueError("a targeted poison's target_index refers to the test set: pass it as test=")
@@ -141,11 +174,14 @@ class PoisonSet:
     @classmethod
     def from_artifact(cls, stem, tensors: dict, meta: dict) -> "PoisonSet":
         """The PoisonSet held by an artifact already read (and checksummed) from ``stem``."""
-        if meta.get("kind") != "PoisonSet" or set(tensors) != {"x", "y", "indices"}:
+        drawn = "trigger" in meta and meta["trigger"]["warp"] is None  # a pattern and a mask, not a warp
+        expected = {"x", "y", "indices"} | ({"trigger", "trigger_mask"} if drawn else set())
+        if meta.get("kind") != "PoisonSet" or set(tensors) != expected:
             raise artifacts.ArtifactError(
                 f"artifact {stem} is not a PoisonSet (kind={meta.get('kind')!r}, tensors={sorted(tensors)})"
             )
-        return cls(tensors["x"], tensors["y"], tensors["indices"], meta["eps_d"], meta["provenance"])
+        trigger = Trigger.from_artifact(tensors, meta["trigger"]) if "trigger" in meta else None
+        return cls(tensors["x"], tensors["y"], tensors["indices"], meta["eps_d"], meta["provenance"], trigger)
 
 
 # -- the rules every poison set follows ----------------------------------------------------------------------
@@ -154,7 +190,7 @@ class PoisonSet:
 # (``provenance["norm"]`` in "linf", "l2", "l0" and ``provenance["eps"]``) is checked against it, per image. Pixels
 # lie in [0, 1] unless the provenance declares ``bounds: "none"`` (appended poisons only).
 
-LABEL_RULES = ("kept", "flipped")  # flipped: y ← C − 1 − y
+LABEL_RULES = ("kept", "flipped", "target")  # flipped: y ← C − 1 − y; target: y ← the trigger's target class
 MODES = ("append", "replace")
 NORMS = ("linf", "l2", "l0")  # l0 counts changed pixel positions (all channels of a position count once)
 TOLERANCE = 1e-5  # float slack when checking a declared L∞ or L2 budget (L0 counts any change)
@@ -173,6 +209,12 @@ def expected_labels(poison: PoisonSet, clean: Dataset) -> torch.Tensor:
     if rule not in LABEL_RULES:
         raise ValueError(f"poison provenance labels={rule!r}; valid: {', '.join(LABEL_RULES)}")
     source = clean.y[poison.indices]
+    if rule == "target":
+        if poison.trigger is None:
+            raise ValueError(
+                "poison provenance labels='target' names the trigger's class, but the poison has no trigger"
+            )
+        return torch.full_like(source, poison.trigger.target_class)
     return source if rule == "kept" else clean.num_classes - 1 - source
 
 
@@ -215,6 +257,8 @@ def validate(poison: PoisonSet, clean: Dataset) -> PoisonSet:
     for required in ("attack", "params", "seed"):
         if required not in poison.provenance:
             raise ValueError(f"poison provenance lacks {required!r}")
+    if poison.trigger is not None:
+        check_trigger(poison.trigger, tuple(clean.x.shape[1:]), clean.num_classes)
     if not torch.equal(poison.y, expected_labels(poison, clean)):
         raise ValueError(
             f"poison labels do not follow the {poison.provenance['labels']!r} rule for their source images"
@@ -309,8 +353,17 @@ def describe(poison: PoisonSet) -> str:
         f"{read.get('file', '?')}: {read.get('format', '?')}; {len(poison)} poisons, "
         f"{'replacing their sources' if poison.provenance.get('mode') == 'replace' else 'appended'} "
         f"(ε_d = {poison.eps_d:.4g}); layout {read.get('layout', '?')}; pixels {read.get('pixels', '?')}; "
-        f"{sources}{target}"
+        f"{sources}{target}{backdoor(poison)}"
     )
+
+
+def backdoor(poison: PoisonSet) -> str:
+    """ "; backdoor: …" naming its trigger and target class, or "" for a poison without one."""
+    if poison.trigger is None:
+        return ""
+    d = poison.trigger.describe()
+    what = {"patch": f"a patch of {d.get('pixels')} pixels", "blend": f"a blend at α = {d.get('alpha')}"}
+    return f"; backdoor: {what.get(d['kind'], d['kind'])} → class {d['target_class']}"
 
 
 def _is_artifact(path: Path) -> bool:
@@ -402,10 +455,16 @@ def _read_png_folder(folder: Path) -> dict:
             extra = json.loads(meta.read_text())
         except json.JSONDecodeError as e:
             raise PoisonFileError(f"{meta}: not JSON ({e})") from None
-        allowed = ("mode", "bounds", "target_index", "adversarial_class")
-        if not isinstance(extra, dict) or not set(extra) <= set(allowed):
-            raise PoisonFileError(f"{meta}: allowed is a JSON object with keys among {', '.join(allowed)}")
+        if not isinstance(extra, dict) or not set(extra) <= set(SCALARS):
+            raise PoisonFileError(f"{meta}: allowed is a JSON object with keys among {', '.join(SCALARS)}")
         fields |= {k: np.array(v) for k, v in extra.items()}
+    for name, png in (("trigger", "trigger.png"), ("trigger_mask", "mask.png")):  # a backdoor's pattern and mask
+        if (folder / png).is_file():
+            with Image.open(folder / png) as im:
+                if im.mode not in ("L", "RGB"):
+                    raise PoisonFileError(f"{png}: PNG mode {im.mode!r}; allowed: L (grayscale, 8-bit) or RGB (8-bit)")
+                a = np.asarray(im, dtype=np.uint8)
+            fields[name] = a[..., None] if a.ndim == 2 else a
     return fields
 
 
@@ -539,6 +598,7 @@ def _from_fields(fields: dict, clean, read: dict, split_size: int | None, test_s
         raise PoisonFileError(f"target_index={target}; allowed: 0 to {test_size - 1}, a test image of the full split")
     if adversarial is not None and not 0 <= adversarial < clean.num_classes:
         raise PoisonFileError(f"adversarial_class={adversarial}; allowed: 0 to {clean.num_classes - 1}")
+    trigger = _trigger(fields, tuple(clean.x.shape[1:]), clean.num_classes)
     made = {}
     if "provenance" in fields:
         try:
@@ -553,4 +613,55 @@ def _from_fields(fields: dict, clean, read: dict, split_size: int | None, test_s
         **({"made": made} if made else {}),
         **({"target_index": target, "adversarial_class": adversarial} if target is not None else {}),
     }
-    return PoisonSet(x, torch.from_numpy(y.astype(np.int64)), positions, n / len(clean), provenance)
+    if trigger is not None:
+        provenance["trigger"] = trigger.describe()
+    return PoisonSet(x, torch.from_numpy(y.astype(np.int64)), positions, n / len(clean), provenance, trigger)
+
+
+def _trigger_array(fields: dict, name: str, chw: tuple[int, int, int], channels: tuple[int, ...]) -> torch.Tensor:
+    """A pattern or mask as C×H×W float in [0, 1]: given as H×W, H×W×C or C×H×W, uint8 (0-255) or float (0-1)."""
+    c, h, w = chw
+    a = fields[name]
+    if a.dtype != np.uint8 and a.dtype.kind != "f":
+        raise PoisonFileError(f"{name} has dtype {a.dtype}; allowed: uint8 (0-255) or float (0-1)")
+    shapes = {(h, w): lambda a: a[None], **{(h, w, k): lambda a: a.transpose(2, 0, 1) for k in channels}}
+    shapes |= {(k, h, w): lambda a: a for k in channels}
+    if a.shape not in shapes:
+        allowed = ", ".join("×".join(map(str, s)) for s in shapes)
+        raise PoisonFileError(f"{name} has shape {'×'.join(map(str, a.shape))}; allowed: {allowed} for these images")
+    t = torch.from_numpy(np.ascontiguousarray(shapes[a.shape](a), dtype=np.float32))
+    return t / 255 if a.dtype == np.uint8 else t
+
+
+def _trigger(fields: dict, chw: tuple[int, int, int], num_classes: int) -> Trigger | None:
+    """A backdoor's trigger from ``trigger``, ``trigger_mask`` or ``blend``, and ``target_class``; None if none."""
+    given = [k for k in ("trigger", "trigger_mask", "blend", "target_class", "source_class") if k in fields]
+    if not given:
+        return None
+    if "trigger" not in fields:
+        raise PoisonFileError(
+            f"{', '.join(given)} without a pattern; a backdoor's file holds trigger (the pattern), trigger_mask or "
+            "blend, and target_class"
+        )
+    if ("trigger_mask" in fields) == ("blend" in fields):
+        raise PoisonFileError(
+            "a trigger needs exactly one of trigger_mask (m per pixel) and blend (a constant α); this file has "
+            + ("both" if "blend" in fields else "neither")
+        )
+    target = _scalar(fields, "target_class", "int")
+    if target is None:
+        raise PoisonFileError("a trigger without target_class; allowed: the class a triggered image should be read as")
+    pattern = _trigger_array(fields, "trigger", chw, (chw[0],))
+    if "blend" in fields:
+        alpha = fields["blend"]
+        if alpha.shape != () or alpha.dtype.kind != "f":
+            raise PoisonFileError(f"blend={alpha!r}; allowed: a single number in (0, 1]")
+        alpha = float(alpha)
+        mask = torch.full((1, *chw[1:]), alpha)
+    else:
+        alpha, mask = None, _trigger_array(fields, "trigger_mask", chw, (1, chw[0]))
+    try:
+        source = _scalar(fields, "source_class", "int")
+        return check_trigger(Trigger(target, pattern, mask, alpha, source_class=source), chw, num_classes)
+    except TriggerError as e:
+        raise PoisonFileError(str(e)) from None

@@ -1,5 +1,5 @@
 """Each experiment's settings: the preset's ``experiments:`` block, one typed block per experiment that has knobs of
-its own (notebooks 03-06), checked at load against its dataclass here and merged by overrides per field.
+its own (notebooks 03-06 and 09), checked at load against its dataclass here and merged by overrides per field.
 
 ``experiments: {targeted: {targets: 15, …}, strength: {…}, unlearnable: {…}, ablation: {…}}`` in a preset YAML
 becomes :class:`Experiments`; ``cfg.experiments.targeted.targets`` reads it. An unknown block or field, a value of
@@ -9,6 +9,7 @@ the wrong type or out of range is a :class:`ParameterError` of one line naming i
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from .attacks import ATTACKS
 from .paper import TARGETED_BITS
 from .params import check_type
 from .registry import ParameterError, unknown_name
@@ -86,12 +87,33 @@ class Ablation:
     )
 
 
+def _backdoors() -> list[str]:
+    return [n for n in ATTACKS.names() if ATTACKS.meta(n).trigger]
+
+
+def _budgets(v) -> bool:
+    return (
+        len(v) > 0
+        and set(v) <= set(_backdoors())
+        and all(not isinstance(e, bool) and isinstance(e, (int, float)) and 0 < e <= 1 for e in v.values())
+    )
+
+
+@dataclass(frozen=True)
+class Backdoors:
+    """Notebook 09, backdoors across the quantization grid: each backdoor attack run, with its budget ε_d (its other
+    settings are under ``attacks``)."""
+
+    budgets: dict = allowed(_budgets, f"a mapping of backdoor attacks ({', '.join(_backdoors())}) to budgets in (0, 1]")
+
+
 @dataclass(frozen=True)
 class Experiments:
     targeted: Targeted
     strength: Strength
     unlearnable: Unlearnable
     ablation: Ablation
+    backdoors: Backdoors
 
 
 BLOCKS: dict[str, type] = {f.name: f.type for f in fields(Experiments)}

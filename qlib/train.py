@@ -37,9 +37,13 @@ def _autocast(device: torch.device, fast: bool):
     return contextlib.nullcontext()
 
 
-@torch.no_grad()
 def evaluate(model: torch.nn.Module, data: Dataset, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on ``data``, in eval mode, on the model's device.
+    """Top-1 accuracy of ``model`` on ``data``, in eval mode, on the model's device."""
+    return int((predict(model, data.x, batch_size) == data.y).sum()) / len(data)
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """``model``'s top-1 class of each image of ``x``, in eval mode, on the model's device (returned on the CPU).
 
     The model is switched to channels_last (values unchanged): on 2 CPU cores that evaluated the small CNN
     on 10k images in 1.7 s instead of 4.5 s (NCHW, batch 1000).
@@ -47,13 +51,11 @@ def evaluate(model: torch.nn.Module, data: Dataset, batch_size: int = 256) -> fl
     device = next(model.parameters()).device
     was_training = model.training
     model.eval().to(memory_format=torch.channels_last)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    for i in range(0, len(data), batch_size):
-        xb, yb = data.x[i : i + batch_size].to(device), data.y[i : i + batch_size].to(device)
-        correct += (model(xb).argmax(1) == yb).sum()
-    count("eval images", len(data))
+    with torch.no_grad():
+        out = torch.cat([model(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+    count("eval images", len(x))
     model.train(was_training)
-    return correct.item() / len(data)
+    return out
 
 
 def fit(

@@ -167,7 +167,8 @@ CASES = {
         ["sweep_eps_d", "eps_d=0", "(0, 1]"],
     ),
     "run: notebook's own attack list": Case(
-        lambda c: run(c, NB01, "--preset", "smoke", "-p", "sweep_attacks", "[gcc]"), ["'gcc'", "allowed: ar, dc"]
+        lambda c: run(c, NB01, "--preset", "smoke", "-p", "sweep_attacks", "[gcc]"),
+        ["'gcc'", "allowed: ar, badnets, blend, dc"],
     ),
     "run: another notebook's parameter": Case(
         lambda c: run(c, NB00, "--preset", "smoke", "-p", "sweep_eps_d", "[0.1]"), ["'sweep_eps_d'", "valid:"]
@@ -182,7 +183,7 @@ CASES = {
     ),
     "run: unknown attack": Case(
         lambda c: run(c, NB04, "--preset", "smoke", "-p", "attacks", "{xyz: {}}"),
-        ["'xyz'", "valid: ar, dc, em, gc, gradient_matching"],
+        ["'xyz'", "valid: ar, badnets, blend, dc, em, gc, gradient_matching"],
     ),
     "run: unknown attack setting": Case(
         lambda c: run(c, NB05, "--preset", "smoke", "-p", "attacks", "{gradient_matching: {epsilon: 0.1}}"),
@@ -263,7 +264,8 @@ CASES = {
     "scheme: int for a 1-bit task": Case(lambda c: raised(lambda: parse_scheme("1W", "int")), ["'1W'", "not 'int'"]),
     # attacks, budgets and attack parameters
     "attack: unknown name": Case(
-        lambda c: raised(lambda: run_attack("gcc", CLEAN, 0.1, 0)), ["'gcc'", "did you mean gc", "valid: ar, dc"]
+        lambda c: raised(lambda: run_attack("gcc", CLEAN, 0.1, 0)),
+        ["'gcc'", "did you mean gc", "valid: ar, badnets, blend, dc"],
     ),
     "budget: zero": Case(lambda c: raised(lambda: run_attack("label_flip", CLEAN, 0, 0)), ["eps_d=0", "(0, 1]"]),
     "budget: negative": Case(

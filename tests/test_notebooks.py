@@ -111,6 +111,7 @@ ALTERED = {
         "strength": {"seeds": [0, 1, 2], "choice_seeds": [1], "claim_seeds": [5]},
         "unlearnable": {"train_size": 500},
         "ablation": {"lsq_bits": [4]},
+        "backdoors": {"budgets": {"badnets": 0.1}},
     },
     "primary": {
         "pilot_seeds": [0, 1],
@@ -135,7 +136,7 @@ def test_every_preset_field_that_changes_a_notebooks_cells_is_its_parameter(path
     from qlib.experiments import planned
     from qlib.pipeline import graph
     from qlib.presets import load_preset
-    from qlib.settings import merge_experiments
+    from qlib.settings import BLOCKS, merge_experiments
 
     assert set(ALTERED) == set(FIELDS) - {"preset"}
     first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
@@ -153,6 +154,7 @@ def test_every_preset_field_that_changes_a_notebooks_cells_is_its_parameter(path
                 f"{path.name} uses preset field {name} but does not list it"
             )
     named = set(yaml.safe_load(PARAMETER.match(lines["experiments"])["cpu"])) if "experiments" in lines else set()
+    assert set(ALTERED["experiments"]) == set(BLOCKS)
     for block, values in ALTERED["experiments"].items():
         altered = replace(cfg, experiments=merge_experiments(cfg.experiments, {block: values}))
         assert altered.experiments != cfg.experiments, block

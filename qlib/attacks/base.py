@@ -32,6 +32,8 @@ class Needs:
       ``data.mix``) instead of joining μ; a model trained on them sees N images, not N + round(ε_d·N).
     - ``device``: it takes the preset's ``device``.
     - ``settings``: the attack whose preset settings it runs with (GC-Q runs with GC's); None, its own.
+    - ``trigger``: a backdoor: its poisons carry a trigger (``qlib.triggers``), which the test images get when its
+      attack success rate is read.
     - ``version``: bumped whenever the attack's poisons change; it is part of every poison's cache key.
     """
 
@@ -41,6 +43,7 @@ class Needs:
     replaces: bool = False
     device: bool = True
     settings: str | None = None
+    trigger: bool = False
     version: int = 1
 
 

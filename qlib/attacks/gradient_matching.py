@@ -92,6 +92,61 @@ def milestones(steps: int) -> list[int]:
     return [m for m in (int(steps / d) for d in DECAYS) if m > 0]
 
 
+def craft(
+    net: nn.Module,
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    target_grad: list[torch.Tensor],
+    eps: float,
+    steps: int,
+    restarts: int,
+    tau: float,
+    augment: bool,
+    batch_size: int,
+    seed: int,
+    unit: str,
+) -> tuple[torch.Tensor, list[dict], int]:
+    """The perturbations δ of ``x0`` (labels ``y``) that align the poisons' gradient with ``target_grad`` (the module
+    docstring's objective, its schedule and restarts), each step counted as ``unit``. Returns (the best restart's δ,
+    each restart's initial and final loss and curve, the index of the best)."""
+    target_norm = torch.sqrt(sum(t.pow(2).sum() for t in target_grad))
+    batches = [slice(i, i + batch_size) for i in range(0, len(x0), batch_size)]
+    g = torch.Generator().manual_seed(seed)
+
+    def losses(delta, augmented):
+        """Each batch's cosine loss, weighted by its share of the poisons; with ``augmented`` a fresh crop and flip."""
+        for b in batches:
+            x = x0[b] + delta[b]
+            yield cosine_loss(net, augment_batch(x, g) if augmented else x, y[b], target_grad, target_norm) * (
+                len(x) / len(x0)
+            )
+
+    best_delta, trials = None, []
+    for _ in range(restarts):
+        delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps).to(x0.device)
+        delta = ((x0 + delta).clamp(0, 1) - x0).requires_grad_(True)
+        opt = torch.optim.Adam([delta], lr=tau * eps)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(steps), gamma=0.1)
+        initial, curve = sum(loss.item() for loss in losses(delta.detach(), False)), []
+        for _ in range(steps):
+            grad, value = torch.zeros_like(delta), 0.0
+            for loss in losses(delta, augment):
+                grad += torch.autograd.grad(loss, delta)[0]
+                value += loss.item()
+            count(unit, len(x0))
+            curve.append(value)
+            delta.grad = grad.sign()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                delta.copy_((x0 + delta.clamp(-eps, eps)).clamp(0, 1) - x0)
+        final = sum(loss.item() for loss in losses(delta.detach(), False))
+        if not trials or final < min(t["final"] for t in trials):
+            best_delta, chosen = delta.detach().clone(), len(trials)
+        trials.append({"initial": initial, "final": final, "curve": curve})  # initial and final: no augmentation
+    return best_delta, trials, chosen
+
+
 @ATTACKS.register("gradient_matching", Needs(model="trained", scheme="surrogate", target=True, replaces=True))
 def gradient_matching(
     clean: Dataset,
@@ -126,41 +181,9 @@ def gradient_matching(
     x0 = clean.x[idx].to(dev)
     y = torch.full((len(idx),), adversarial_class, dtype=torch.int64, device=dev)
     target_grad = [g.detach() for g in approximate_gradient(net, target_image[None].to(dev), y[:1])]
-    target_norm = torch.sqrt(sum(g.pow(2).sum() for g in target_grad))
-    batches = [slice(i, i + batch_size) for i in range(0, len(idx), batch_size)]
-    g = torch.Generator().manual_seed(seed)
-
-    def losses(delta, augmented):
-        """Each batch's cosine loss, weighted by its share of the poisons; with ``augmented`` a fresh crop and flip."""
-        for b in batches:
-            x = x0[b] + delta[b]
-            yield cosine_loss(net, augment_batch(x, g) if augmented else x, y[b], target_grad, target_norm) * (
-                len(x) / len(idx)
-            )
-
-    best_delta, trials = None, []
-    for _ in range(restarts):
-        delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps).to(dev)
-        delta = ((x0 + delta).clamp(0, 1) - x0).requires_grad_(True)
-        opt = torch.optim.Adam([delta], lr=tau * eps)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(steps), gamma=0.1)
-        initial, curve = sum(loss.item() for loss in losses(delta.detach(), False)), []
-        for _ in range(steps):
-            grad, value = torch.zeros_like(delta), 0.0
-            for loss in losses(delta, augment):
-                grad += torch.autograd.grad(loss, delta)[0]
-                value += loss.item()
-            count("attack/gradient_matching", len(idx))
-            curve.append(value)
-            delta.grad = grad.sign()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                delta.copy_((x0 + delta.clamp(-eps, eps)).clamp(0, 1) - x0)
-        final = sum(loss.item() for loss in losses(delta.detach(), False))
-        if not trials or final < min(t["final"] for t in trials):
-            best_delta, chosen = delta.detach().clone(), len(trials)
-        trials.append({"initial": initial, "final": final, "curve": curve})  # initial and final: no augmentation
+    best_delta, trials, chosen = craft(
+        net, x0, y, target_grad, eps, steps, restarts, tau, augment, batch_size, seed, "attack/gradient_matching"
+    )
     params = {
         "eps": eps,
         "steps": steps,

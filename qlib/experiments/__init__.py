@@ -39,6 +39,7 @@ NOTEBOOKS = {
     "06_attack_strength": "strength",
     "07_evaluate_your_poison": "evaluate",
     "08_primary_claims": "verdicts",
+    "09_backdoors": "backdoors",
 }
 Entry = tuple[dict, dict[str, Cell]]
 

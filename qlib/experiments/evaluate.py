@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..cells import accuracy, export_path, imported, load_data, poison, prediction, test_split
+from ..cells import accuracy, backdoor, export_path, imported, load_data, poison, prediction, test_split
 from ..poison import PIXELS, PoisonSet, describe
 from ..presets import Preset
 from ..quant import REGIMES, QuantScheme, scheme_named
@@ -31,6 +31,7 @@ DEFAULT_ATTACK = "gc"  # notebook 07's own poison when no file is given: GC at t
 SCHEMES = ["fp", "1W", "4W", "8W"]
 EVAL_REGIMES = ["fp", "ptq", "qat"]
 KEYS = ["regime", "scheme", "pixels"]  # a row of the summary
+BASELINE = "clean models' ASR"  # a backdoor's rate on models trained without it: what the trigger alone does
 
 
 OWN = ("poison_path", "schemes", "regimes", "pixels")  # notebook 07's own parameters (qlib.params.OWN)
@@ -68,7 +69,7 @@ def grid(
     if pixels not in PIXELS:
         raise ParameterError(f"pixels={pixels!r}; allowed: {', '.join(PIXELS)}")
     variants = {p: source(cfg, poison_path, p) for p in (["float", "uint8"] if pixels == "uint8" else ["float"])}
-    target = variants["float"].args["target"]
+    target, trigger = variants["float"].args["target"], variants["float"].args["trigger"]
     out = []
     for seed in cfg.seeds:
         for regime, scheme in settings(schemes, regimes):
@@ -81,6 +82,11 @@ def grid(
                     cells |= {
                         "clean_pred": prediction(cfg, seed, regime, scheme, None, target),
                         "poisoned_pred": prediction(cfg, seed, regime, scheme, nu, target),
+                    }
+                if trigger:
+                    cells |= {
+                        "clean_asr": backdoor(cfg, seed, regime, scheme, None, nu),
+                        "asr": backdoor(cfg, seed, regime, scheme, nu, nu),
                     }
                 out.append(
                     (
@@ -119,7 +125,8 @@ def run(
     progress: bool = True,
 ) -> dict:
     """{"runs": one tidy row per seed, setting and pixel variant (clean and poisoned accuracy, drop = poisoned −
-    clean; for a targeted file the predictions), "poison": the ν read (as read), "file": the path it was read from,
+    clean; for a targeted file the predictions; for a backdoor's the attack success rates of the poisoned and the
+    clean model, ``asr`` and ``clean_asr``), "poison": the ν read (as read), "file": the path it was read from,
     "target": (test index, true class, adversarial class) or None}."""
     entries = grid(cfg, poison_path, schemes, regimes, pixels)
     ensure(cells(cfg, poison_path, schemes, regimes, pixels), progress)
@@ -134,6 +141,8 @@ def run(
         row = {k: v for k, v in labels.items() if k != "poison"} | {"clean_acc": clean, "acc": acc, "drop": acc - clean}
         if target is not None:
             row |= {"clean_pred": c["clean_pred"].value()["pred"], "pred": c["poisoned_pred"].value()["pred"]}
+        if "asr" in c:
+            row |= {"clean_asr": c["clean_asr"].value()["asr"], "asr": c["asr"].value()["asr"]}
         rows.append(row)
     file = poison_path or str(export_path(nu_cell.inputs[0]))
     return {"runs": pd.DataFrame(rows), "poison": nu, "file": file, "target": target}
@@ -220,6 +229,31 @@ def rates(result: dict) -> pd.DataFrame | None:
                 )
             out.append(row)
     return pd.DataFrame(out).set_index(["regime", "scheme", "pixels", "models"])
+
+
+def backdoor_table(result: dict) -> pd.DataFrame | None:
+    """For a backdoor's file: per setting, the attack success rate of the poisoned models and of the clean models on
+    the same triggered test images (the baseline), means over seeds, and their difference with its paired 95% interval
+    over seeds (``stats.paired``), p and n; None for a file without a trigger."""
+    runs = result["runs"]
+    if "asr" not in runs:
+        return None
+    out = []
+    for key, g in runs.groupby(KEYS, sort=False):
+        t = paired(g.asr - g.clean_asr)
+        out.append(
+            dict(zip(KEYS, key))
+            | {
+                "ASR": percent(g.asr.mean()),
+                BASELINE: percent(g.clean_asr.mean()),
+                "ASR − baseline (points)": points(t["mean"]),
+                "95% interval": "" if pd.isna(t["low"]) else f"[{100 * t['low']:+.2f}, {100 * t['high']:+.2f}]",
+                "p": "" if pd.isna(t["p"]) else f"{t['p']:.3g}",
+                "seeds": t["n"],
+            }
+        )
+    index = ["regime", "scheme"] + (["pixels"] if runs.pixels.nunique() > 1 else [])
+    return pd.DataFrame(out).set_index(index).drop(columns=[k for k in KEYS if k not in index])
 
 
 def scheme_order(runs: pd.DataFrame) -> list[str]:
@@ -312,6 +346,9 @@ def headline(cfg: Preset, result: dict) -> str:
             + ", ".join(f"{r} {sc} {change}" for (r, sc), change in zip(surv.index, surv["change (points)"]))
             + " points."
         )
+    if (b := backdoor_table(result)) is not None:
+        said = [f"{' '.join(k) if isinstance(k, tuple) else k} {r['ASR']} ({r[BASELINE]})" for k, r in b.iterrows()]
+        text += " Attack success rate (the clean models' in brackets): " + "; ".join(said) + "."
     if (r := rates(result)) is not None:
         poisoned = r.xs("poisoned", level="models")
         text += (
