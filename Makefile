@@ -53,10 +53,15 @@ replicate: setup
 	  $(PY) -m qlib replicate --preset $(PRESET) --executor $(EXECUTOR)
 
 # The tests on TEST_WORKERS pytest-xdist workers of one torch thread each (a file's tests stay on one worker for
-# nbval, whose cells share a kernel); TEST_WORKERS=0 runs them in this process.
+# nbval, whose cells share a kernel); TEST_WORKERS=0 runs them in this process. Every smoke cell is computed once, by
+# tests/test_executors.py into $(SMOKE_CACHE) (emptied first, so each cell is checked as it is made), and nbval's
+# notebooks then render from it.
+SMOKE_CACHE := $(CURDIR)/.test-cache/smoke
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
-	QLIB_PRESET=smoke OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax notebooks/
+	rm -rf $(dir $(SMOKE_CACHE))
+	OMP_NUM_THREADS=1 QLIB_SMOKE_CACHE=$(SMOKE_CACHE) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
+	QLIB_PRESET=smoke QLIB_CACHE=$(SMOKE_CACHE) OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile \
+	  --nbval-lax notebooks/
 
 # Every scheme's training step under each kernel family at 1 and 2 threads (no native crash), then the effect tests
 # over the kernel matrix, with each statistic's margin (tests/effects.py).

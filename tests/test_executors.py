@@ -51,19 +51,22 @@ def readings(root: Path) -> dict:
 def serial_cache(tmp_path_factory, worker_id):
     """Every notebook's smoke cells on an empty cache, one by one in graph order, each checked: it writes its own entry
     and no other (so every key a cell reads comes from a cell before it) and counts exactly the units it declares
-    (what ``qlib.cost`` plans). Returns (cache root, the problems found). Computed once per test run: the pytest-xdist
-    workers share it through the run's base temporary folder, the first to take the lock computing it."""
+    (what ``qlib.cost`` plans). Returns (cache root, the problems found). Computed once per test run, the first
+    pytest-xdist worker to take the lock computing it: in ``$QLIB_SMOKE_CACHE`` (``make test`` empties it first, and
+    nbval's notebooks then render from it), else in the run's base temporary folder."""
     base = tmp_path_factory.getbasetemp()
     shared = base if worker_id == "master" else base.parent  # xdist: the run's folder, above each worker's own
-    root, record = shared / "serial-cache", shared / "serial-cache.json"
-    with FileLock(shared / "serial-cache.lock"):
+    root = Path(os.environ.get("QLIB_SMOKE_CACHE") or shared / "serial-cache")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    record = root.with_name(root.name + ".json")
+    with FileLock(root.with_name(root.name + ".lock")):
         if not record.exists():
             record.write_text(json.dumps(_compute_serially(root)))
     return root, json.loads(record.read_text())
 
 
 def _compute_serially(root: Path) -> list[str]:
-    root.mkdir()
+    root.mkdir()  # an existing folder would hide what each cell writes: refused
     old = os.environ.get("QLIB_CACHE")
     os.environ["QLIB_CACHE"] = str(root)
     problems, cfg = [], load_preset("smoke")
@@ -112,11 +115,12 @@ def grid(executor: str, cache_root: Path, *notebooks: str, timings: Path | None 
 
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
-def test_every_executor_gives_the_serial_numbers(executor, serial_cache, tmp_path):
+def test_every_executor_gives_the_serial_numbers(executor, request, tmp_path):
     """``python -m qlib grid all --preset smoke`` under ``local`` (2 workers × 1 thread) and ``ray`` (a local Ray
-    runtime, 2 CPUs) computes the same entries with the same numbers, bit for bit, as the serial run on this machine."""
+    runtime, 2 CPUs) computes the same entries with the same numbers, bit for bit, as the serial run on this machine.
+    The serial cache is asked for once the grid has run, so that another worker can compute it meanwhile."""
     assert grid(executor, tmp_path).wait(timeout=600) == 0
-    ours, serial = readings(tmp_path), readings(serial_cache[0])
+    ours, serial = readings(tmp_path), readings(request.getfixturevalue("serial_cache")[0])
     assert ours.keys() == serial.keys()
     assert [k for k in serial if ours[k] != serial[k]] == []
 
