@@ -105,10 +105,11 @@ def craft(
     batch_size: int,
     seed: int,
     unit: str,
-) -> tuple[torch.Tensor, list[dict], int]:
+) -> tuple[torch.Tensor, dict]:
     """The perturbations δ of ``x0`` (labels ``y``) that align the poisons' gradient with ``target_grad`` (the module
     docstring's objective, its schedule and restarts), each step counted as ``unit``. Returns (the best restart's δ,
-    each restart's initial and final loss and curve, the index of the best)."""
+    the provenance's "objective": the best restart's initial and final loss, unaugmented, and its curve, which restart
+    it was and every restart's final loss)."""
     target_norm = torch.sqrt(sum(t.pow(2).sum() for t in target_grad))
     batches = [slice(i, i + batch_size) for i in range(0, len(x0), batch_size)]
     g = torch.Generator().manual_seed(seed)
@@ -144,7 +145,15 @@ def craft(
         if not trials or final < min(t["final"] for t in trials):
             best_delta, chosen = delta.detach().clone(), len(trials)
         trials.append({"initial": initial, "final": final, "curve": curve})  # initial and final: no augmentation
-    return best_delta, trials, chosen
+    objective = {
+        "initial": trials[chosen]["initial"],
+        "final": trials[chosen]["final"],
+        "steps": steps,
+        "restart": chosen,
+        "restart_finals": [t["final"] for t in trials],
+        "curve": trials[chosen]["curve"],
+    }
+    return best_delta, objective
 
 
 @ATTACKS.register("gradient_matching", Needs(model="trained", scheme="surrogate", target=True, replaces=True))
@@ -181,7 +190,7 @@ def gradient_matching(
     x0 = clean.x[idx].to(dev)
     y = torch.full((len(idx),), adversarial_class, dtype=torch.int64, device=dev)
     target_grad = [g.detach() for g in approximate_gradient(net, target_image[None].to(dev), y[:1])]
-    best_delta, trials, chosen = craft(
+    best_delta, objective = craft(
         net, x0, y, target_grad, eps, steps, restarts, tau, augment, batch_size, seed, "attack/gradient_matching"
     )
     params = {
@@ -205,14 +214,7 @@ def gradient_matching(
         "adversarial_class": adversarial_class,
         "target_digest": tensor_digest([target_image]),
         "surrogate": tensor_digest(model.state_dict().values()),
-        "objective": {
-            "initial": trials[chosen]["initial"],
-            "final": trials[chosen]["final"],
-            "steps": steps,
-            "restart": chosen,
-            "restart_finals": [t["final"] for t in trials],
-            "curve": trials[chosen]["curve"],
-        },
+        "objective": objective,
     }
     x = (x0 + best_delta).clamp(0, 1).cpu()
     return PoisonSet(x, y.cpu(), idx, eps_d, provenance)

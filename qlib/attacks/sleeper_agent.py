@@ -91,7 +91,7 @@ def sleeper_agent(
     target_grad = [t.detach() for t in approximate_gradient(net, trigger.apply(clean.x[source]).to(dev), y_source)]
     x0 = clean.x[idx].to(dev)
     y = torch.full((len(idx),), target_class, dtype=torch.int64, device=dev)
-    best_delta, trials, chosen = craft(
+    best_delta, objective = craft(
         net, x0, y, target_grad, eps, steps, restarts, tau, augment, batch_size, seed, "attack/sleeper_agent"
     )
     params = {
@@ -118,14 +118,7 @@ def sleeper_agent(
         "eps": eps,
         "trigger": trigger.describe(),
         "surrogate": tensor_digest(model.state_dict().values()),
-        "objective": {
-            "initial": trials[chosen]["initial"],
-            "final": trials[chosen]["final"],
-            "steps": steps,
-            "restart": chosen,
-            "restart_finals": [t["final"] for t in trials],
-            "curve": trials[chosen]["curve"],
-        },
+        "objective": objective,
     }
     x = (x0 + best_delta).clamp(0, 1).cpu()
     return PoisonSet(x, y.cpu(), idx, eps_d, provenance, trigger)
