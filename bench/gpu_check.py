@@ -21,6 +21,7 @@ exiting non-zero at the end.
 """
 
 import argparse
+import importlib.util
 import inspect
 import json
 import multiprocessing as mp
@@ -52,7 +53,7 @@ from qlib.attacks.unlearnable import UNLEARNABLE  # noqa: E402
 from qlib.counters import counting  # noqa: E402
 from qlib.data import Dataset  # noqa: E402
 from qlib.executors import compute  # noqa: E402
-from qlib.experiments import NOTEBOOKS, ablation, compute_stages, ptq, targeted, unlearnable  # noqa: E402
+from qlib.experiments import NOTEBOOKS, ablation, compute_stages, formats, ptq, targeted, unlearnable  # noqa: E402
 from qlib.models import create_model  # noqa: E402
 from qlib.presets import load_preset  # noqa: E402
 from qlib.quant import parse_scheme, prepare_qat  # noqa: E402
@@ -127,8 +128,14 @@ def check_preset(width: float, device: str) -> object:
             "targeted": {"targets": 1, "seeds": [0], "eps_d": 0.05, "epochs": 1},
             # the paper's 1% of Sleeper Agent buys no poison in --tiny's training set
             "backdoors": {"budgets": {"badnets": 0.1, "blend": 0.1, "sleeper_agent": 0.1}},
+            "formats": {"seeds": [0]},
         },
     )
+
+
+# Notebook 10's formats are torchao's: a machine without it (pip install -e '.[quant]') skips their cells and costs.
+TORCHAO = importlib.util.find_spec("torchao") is not None
+CHECKED = [n for n in NOTEBOOKS if TORCHAO or n != "10_modern_formats"]
 
 
 def on_device(model, cfg) -> bool:
@@ -140,14 +147,17 @@ def part1(cfg, record: dict, full: dict[str, int]) -> None:
     own = {"sweep_eps_d": ptq.SWEEP_EPS_D}
     if full["train"] < 100:  # --tiny: notebook 01's smallest budget (1%) would buy no poison
         own["sweep_eps_d"] = [e for e in own["sweep_eps_d"] if e * full["train"] >= 1]
-    planned = cost.plan(cfg, own)
+    planned = cost.plan(cfg, own, CHECKED)
+    if not TORCHAO:
+        record["part 1"]["10_modern_formats"] = "skipped: torchao is not installed (pip install -e '.[quant]')"
+        say("part 1 10_modern_formats: skipped, torchao is not installed")
     grid = lambda notebook: compute_stages(
         [notebook],
         cfg,
         own,
         lambda cells, _: compute(cells, threads=min(THREADS, torch.get_num_threads()), progress=False),
     )
-    for notebook in NOTEBOOKS:
+    for notebook in CHECKED:
         start = time.perf_counter()
         with counting() as ran:
             grid(notebook)
@@ -171,7 +181,7 @@ def part1(cfg, record: dict, full: dict[str, int]) -> None:
             raise SystemExit(f"part 1: {notebook} ran other work than the cost model planned (ran, planned): {diff}")
     start = time.perf_counter()
     with counting() as ran:
-        for notebook in NOTEBOOKS:
+        for notebook in CHECKED:
             grid(notebook)
     record["part 1"]["warm cache seconds"] = round(time.perf_counter() - start, 2)
     say(f"part 1 warm cache: all notebooks {time.perf_counter() - start:.1f} s, recomputed {+ran or 'nothing'}")
@@ -216,13 +226,14 @@ def measured(dev: torch.device, work) -> tuple[float, Counter, int | None]:
 
 
 def paper_schemes() -> dict:
-    """Every scheme the ``paper`` plan trains, by name."""
+    """Every scheme the ``paper`` plan trains, by name (notebook 10's formats where torchao is installed)."""
     schemes = [
         paper.FP,
         *paper.QAT_SCHEMES,
         *targeted.QAT_SCHEMES,
         *(s for _, s in unlearnable.SETTINGS),
         *ablation.LSQ_SCHEMES.values(),
+        *(formats.schemes(load_preset("paper")) if TORCHAO else []),
     ]
     return {s.name: s for s in schemes}
 

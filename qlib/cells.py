@@ -24,7 +24,7 @@ import copy
 import functools
 import time
 from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -158,7 +158,7 @@ def trained(cfg: Preset, seed: int, scheme: QuantScheme, poison: Cell | None = N
     key = {
         **{f: getattr(cfg, f) for f in TRAIN_FIELDS},
         "seed": seed,
-        "scheme": asdict(scheme),
+        "scheme": scheme.key(),
         "train_n": n,
         "poison": poison.id if poison is not None else None,
         "curve": curve,
@@ -230,7 +230,7 @@ def finetuned(
     pretrained = trained(cfg, seed, FP, curve=False)
     key = {
         "pretrained": pretrained.id,
-        "scheme": asdict(scheme),
+        "scheme": scheme.key(),
         "size": size,
         "epochs": epochs,
         "lr": lr,
@@ -406,7 +406,7 @@ def poison(
         "eps_d": eps_d,
         "seed": seed,
         "params": params,
-        "scheme": asdict(scheme) if scheme is not None else None,
+        "scheme": scheme.key() if scheme is not None else None,
         "model": model.id if model is not None else None,
         "fresh": {f: getattr(cfg, f) for f in ("model", "width")} if need.model == "fresh" else None,
         "target": {"index": target_index, "adversarial_class": adversarial_class, "test_size": cfg.test_size}
@@ -570,7 +570,7 @@ def accuracy(cfg: Preset, seed: int, regime: str, scheme: QuantScheme, poison: C
     scheme = quantized(cfg, scheme)
     model = trained(cfg, seed, scheme if regime == "qat" else FP, poison)
     _, n_test = sizes(cfg)
-    key = {"model": model.id, "regime": regime, "scheme": asdict(scheme), "test_n": n_test}
+    key = {"model": model.id, "regime": regime, "scheme": scheme.key(), "test_n": n_test}
     return cell(
         "accuracy",
         key,
@@ -600,7 +600,7 @@ def backdoor(cfg: Preset, seed: int, regime: str, scheme: QuantScheme, poison: C
     scheme = quantized(cfg, scheme)
     model = trained(cfg, seed, scheme if regime == "qat" else FP, poison)
     _, n_test = sizes(cfg)
-    key = {"model": model.id, "regime": regime, "scheme": asdict(scheme), "trigger": trigger.id, "test_n": n_test}
+    key = {"model": model.id, "regime": regime, "scheme": scheme.key(), "trigger": trigger.id, "test_n": n_test}
     return cell(
         "backdoor",
         key,
@@ -648,7 +648,7 @@ def paq_reading(cfg: Preset, seed: int, scheme: QuantScheme) -> Cell:
     evaluations = 2 if scheme.is_fp else 3
     return cell(
         "paq",
-        {"target": corrupted.id, "clean": clean.id, "scheme": asdict(scheme), "test_n": n_test},
+        {"target": corrupted.id, "clean": clean.id, "scheme": scheme.key(), "test_n": n_test},
         _paq,
         {"cfg": cfg, "scheme": scheme},
         [clean, corrupted],
@@ -789,7 +789,7 @@ def prediction(cfg: Preset, seed: int, regime: str, scheme: QuantScheme, poison:
     ν on image ``index`` of the full test split (a file's ``target_index``). Value: {"pred", "probs"}."""
     scheme = quantized(cfg, scheme)
     model = trained(cfg, seed, scheme if regime == "qat" else FP, poison)
-    key = {"model": model.id, "regime": regime, "scheme": asdict(scheme), "test_index": index}
+    key = {"model": model.id, "regime": regime, "scheme": scheme.key(), "test_index": index}
     return cell(
         "prediction",
         key,

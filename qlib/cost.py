@@ -27,13 +27,13 @@ from .presets import Preset
 from .registry import ParameterError
 
 
-def plan(cfg: Preset, own: dict | None = None) -> dict[str, Counter]:
-    """The units each notebook computes on an empty cache, run in order (00 first), by notebook name: the units of
-    the cells it could declare (``experiments.planned``: targets as placeholders, every regime notebook 06 could
-    choose) that no earlier notebook declared.
+def plan(cfg: Preset, own: dict | None = None, notebooks=tuple(NOTEBOOKS)) -> dict[str, Counter]:
+    """The units each of ``notebooks`` computes on an empty cache, run in order (00 first), by notebook name: the
+    units of the cells it could declare (``experiments.planned``: targets as placeholders, every regime notebook 06
+    could choose) that no earlier notebook declared.
     ``own``: the notebooks' own parameters (default: their modules' defaults)."""
     seen, out = set(), {}
-    for notebook in NOTEBOOKS:
+    for notebook in notebooks:
         units = Counter()
         for cell in graph(planned(notebook, cfg, own)):
             if cell.id not in seen:

@@ -1,5 +1,5 @@
 """Each experiment's settings: the preset's ``experiments:`` block, one typed block per experiment that has knobs of
-its own (notebooks 03-06 and 09), checked at load against its dataclass here and merged by overrides per field.
+its own (notebooks 03-06, 09 and 10), checked at load against its dataclass here and merged by overrides per field.
 
 ``experiments: {targeted: {targets: 15, …}, strength: {…}, unlearnable: {…}, ablation: {…}}`` in a preset YAML
 becomes :class:`Experiments`; ``cfg.experiments.targeted.targets`` reads it. An unknown block or field, a value of
@@ -107,6 +107,19 @@ class Backdoors:
     budgets: dict = allowed(_budgets, f"a mapping of backdoor attacks ({', '.join(_backdoors())}) to budgets in (0, 1]")
 
 
+def _names(v) -> bool:
+    return _distinct(v) and all(isinstance(e, str) and e for e in v)
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Notebook 10, today's formats: the schemes it runs beside int per tensor (``TASK:METHOD`` or
+    ``TASK:METHOD-gN``, checked with torchao's presence when the notebook plans its cells) and its seeds."""
+
+    schemes: list[str] = allowed(_names, "a non-empty list of distinct scheme names such as 4W:torchao-g32, 8W8A:fp8")
+    seeds: list[int] = allowed(*SEEDS)
+
+
 @dataclass(frozen=True)
 class Experiments:
     targeted: Targeted
@@ -114,6 +127,7 @@ class Experiments:
     unlearnable: Unlearnable
     ablation: Ablation
     backdoors: Backdoors
+    formats: Formats
 
 
 BLOCKS: dict[str, type] = {f.name: f.type for f in fields(Experiments)}

@@ -114,6 +114,18 @@ BOUNDS = {
     "qat 1W1A bnn++ toy accuracy": Bound(
         ">=", 0.60, "accuracy of 1W1A BNN++ QAT on the toy problem (chance 0.25)", TOY
     ),
+    "qat 4W torchao-g32 toy accuracy": Bound(
+        ">=", 0.60, "accuracy of QAT with torchao's per-group int4 weights on the toy problem (chance 0.25)", TOY_TEST
+    ),
+    "qat 4W8A torchao-g32 toy accuracy": Bound(
+        ">=", 0.60, "accuracy of QAT with torchao's int4 weights, int8 dynamic activations, toy problem", TOY_TEST
+    ),
+    "qat 8W8A fp8 toy accuracy": Bound(
+        ">=", 0.60, "accuracy of QAT with torchao's float8 weights and activations on the toy problem", TOY_TEST
+    ),
+    "gc_q 4W torchao-g32 objective ratio": Bound(
+        "<=", 0.95, "GC-Q's final objective over its initial one through per-group int4 (20 epochs, toy problem)"
+    ),
     "gradpc log10 loss rise at eps_w 0.5": Bound(
         ">=", -1.0, "log10 of the training loss of GradPC's target minus the clean model's"
     ),

@@ -112,6 +112,7 @@ ALTERED = {
         "unlearnable": {"train_size": 500},
         "ablation": {"lsq_bits": [4]},
         "backdoors": {"budgets": {"badnets": 0.1}},
+        "formats": {"schemes": ["4W:torchao-g16"], "seeds": [1]},
     },
     "primary": {
         "pilot_seeds": [0, 1],

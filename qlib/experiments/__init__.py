@@ -40,6 +40,7 @@ NOTEBOOKS = {
     "07_evaluate_your_poison": "evaluate",
     "08_primary_claims": "verdicts",
     "09_backdoors": "backdoors",
+    "10_modern_formats": "formats",
 }
 Entry = tuple[dict, dict[str, Cell]]
 

@@ -15,18 +15,7 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from .. import numerics
-from .quantizers import (
-    AdaBinActivation,
-    AdaBinWeight,
-    IntActivation,
-    IntWeight,
-    LSQWeight,
-    Maxout,
-    SignActivation,
-    SignSwishActivation,
-    SignSwishWeight,
-    SignWeight,
-)
+from . import methods
 from .scheme import QuantScheme
 
 
@@ -74,27 +63,6 @@ def eligible_layers(model: nn.Module, keep_fp) -> list[str]:
     return names
 
 
-def _weight_quantizer(scheme: QuantScheme, weight: torch.Tensor) -> nn.Module:
-    """The weight quantizer of one layer; LSQ's step starts from the layer's ``weight``."""
-    if scheme.w_bits is None:
-        return nn.Identity()
-    if scheme.method == "lsq":
-        return LSQWeight(scheme.w_bits, weight, scheme.per_channel)
-    if scheme.w_bits >= 2:
-        return IntWeight(scheme.w_bits, scheme.per_channel)
-    if scheme.method == "bnn":
-        return SignWeight(scheme.scale_1bit, scheme.per_channel)
-    if scheme.method == "adabin":
-        return AdaBinWeight()
-    return SignSwishWeight(scheme.scale_1bit, scheme.per_channel, scheme.beta)
-
-
-def _binary_activation(scheme: QuantScheme, channels: int | None) -> nn.Module:
-    if scheme.method == "adabin":
-        return nn.Sequential(Maxout(channels), AdaBinActivation())
-    return SignActivation() if scheme.method == "bnn" else SignSwishActivation(scheme.beta)
-
-
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -130,6 +98,7 @@ def quantize_modules(model: nn.Module, scheme: QuantScheme) -> nn.Module:
     q = copy.deepcopy(model)
     if scheme.is_fp:
         return q
+    method = methods.method(scheme.method)
     first = next(n for n, m in q.named_modules() if type(m) in TWINS)
     eligible = eligible_layers(q, scheme.keep_fp)
     if scheme.a_bits and scheme.a_bits >= 2 and not set(eligible) - {first}:
@@ -142,55 +111,31 @@ def quantize_modules(model: nn.Module, scheme: QuantScheme) -> nn.Module:
         hidden = (
             scheme.a_bits and scheme.a_bits >= 2 and name != first
         )  # the network's input, the image, stays as it is
-        acts = IntActivation(scheme.a_bits, scheme.act_momentum) if hidden else None
-        _set(q, name, TWINS[type(layer)].from_float(layer, _weight_quantizer(scheme, layer.weight), acts))
+        acts = method.activation(scheme, layer) if hidden else None
+        _set(q, name, TWINS[type(layer)].from_float(layer, method.weight(scheme, layer), acts))
     if scheme.a_bits == 1:
-        channels = relu_channels(q) if scheme.method == "adabin" else {}
+        channels = relu_channels(q) if method.relu_channels else {}
         for name in [n for n, m in q.named_modules() if isinstance(m, nn.ReLU)]:
-            _set(q, name, _binary_activation(scheme, channels.get(name)))
+            _set(q, name, method.relu(scheme, channels.get(name)))
     return q
-
-
-def activation_quantizers(model: nn.Module) -> list[IntActivation]:
-    return [m for m in model.modules() if isinstance(m, IntActivation)]
-
-
-@torch.no_grad()
-def calibrate(model: nn.Module, data, batches: int = 4, batch_size: int = 256) -> None:
-    """Set activation scales from the running max over the first ``batches`` batches of ``data`` (eval mode)."""
-    quantizers = activation_quantizers(model)
-    if not quantizers:
-        return
-    device = next(model.parameters()).device
-    model.eval()
-    for q in quantizers:
-        q.calibrating = True
-        q.seen.fill_(False)
-    try:
-        for i in range(min(batches, -(-len(data) // batch_size))):
-            model(data.x[i * batch_size : (i + 1) * batch_size].to(device))
-    finally:
-        for q in quantizers:
-            q.calibrating = False
 
 
 def ptq(model: nn.Module, scheme: QuantScheme, calib=None, batches: int = 4) -> nn.Module:
     """Post-training quantization, Eq. (8): a quantized copy of a trained ``model``, in eval mode.
 
-    Weights are used as w* = F(w) (sign for the 1-bit methods); under LSQ each layer's step is set by the MSE rule
-    ``quantizers.mse_step`` on its weights. When the scheme quantizes activations, their scales are calibrated on
-    ``batches`` batches of ``calib``. BatchNorm statistics are left as trained.
+    Weights are used as w* = F(w) (sign for the 1-bit methods), then the method's calibration rule runs
+    (``methods.Method.calibrate``): under LSQ each layer's step is set by the MSE rule ``quantizers.mse_step`` on its
+    weights; when the scheme quantizes activations with data-set scales, they are calibrated on ``batches`` batches
+    of ``calib``; dynamic formats (torchao's) have nothing to set. BatchNorm statistics are left as trained.
     AdaBin 1W1A needs no calibration: at their initial values Maxout (γ⁺, γ⁻ > 0 keep the sign) followed by
     the AdaBin binarizer (α_a = 1, β_a = 0) is exactly sign, so PTQ activations are the BNN ones.
     """
     q = quantize_modules(model, scheme).eval()
-    for m in q.modules():
-        if isinstance(m, Twin) and isinstance(m.weight_quantizer, LSQWeight):
-            m.weight_quantizer.calibrate(m.weight)
-    if activation_quantizers(q):
-        if calib is None:
-            raise ValueError(f"scheme {scheme.name} quantizes activations: ptq needs calib data to set their scales")
-        calibrate(q, calib, batches)
+    if not scheme.is_fp:
+        try:
+            methods.method(scheme.method).calibrate(q, calib, batches)
+        except ValueError as e:
+            raise ValueError(f"scheme {scheme.name}: {e}") from None
     return q
 
 
