@@ -242,28 +242,26 @@ def figure(runs: pd.DataFrame) -> sns.FacetGrid:
 
 
 def headline(cfg: Preset, runs: pd.DataFrame) -> str:
-    """Per attack, its effect under FP, the baselines and the formats; the claims' tallies per family."""
+    """Per attack, its effect in FP, its range under int per tensor and under the formats (PTQ and QAT); the claims'
+    tallies per family."""
     tested = claims(runs)
-    mean = (
-        runs.assign(effect=runs.asr.where(runs.asr.notna(), runs["drop"]) if "asr" in runs else runs["drop"])
-        .groupby(BY, sort=False)
-        .effect.mean()
-    )
+    effect = runs.asr.where(runs.asr.notna(), runs["drop"]) if "asr" in runs else runs["drop"]
+    mean = runs.assign(effect=100 * effect).groupby(["attack", "regime", "scheme", "method"], sort=False).effect.mean()
     parts = []
     for attack in dict.fromkeys(runs.attack):
-        unit, scale = ("% ASR", 100) if _metric(attack) == "ASR" else (" points", 100)
-        m = mean.loc[attack]
+        m = mean.loc[attack].reset_index()
+        span = lambda d: f"{d.effect.min():+.1f} to {d.effect.max():+.1f}"
+        fp = m[m.regime == "fp"].effect
         parts.append(
-            f"{attack}: "
-            + ", ".join(
-                f"{r} {s} {scale * v:+.1f}" if unit != "% ASR" else f"{r} {s} {scale * v:.1f}"
-                for (r, s), v in m.items()
-            )
-            + unit
+            f"{attack} "
+            + ("ASR (%)" if _metric(attack) == "ASR" else "drop (points)")
+            + ": "
+            + (f"FP {fp.iloc[0]:+.1f}, " if len(fp) else "")
+            + f"int per tensor {span(m[m.method == 'int'])}, "
+            + f"today's formats {span(m[~m.method.isin(['int', 'fp'])])}"
         )
     families = "; ".join(f"{f}: {tally(g, 'points')}" for f, g in tested.groupby("family", sort=False))
     return (
-        f"**Today's formats on {cfg.dataset} ({cfg.model}, {len(cfg.experiments.formats.seeds)} seed(s)):** "
-        + "; ".join(parts)
-        + f". Claims: {families}."
+        f"**Today's formats on {cfg.dataset} ({cfg.model}, {len(cfg.experiments.formats.seeds)} seed(s)), PTQ and "
+        f"QAT:** " + "; ".join(parts) + f". Claims: {families}."
     )
