@@ -32,20 +32,17 @@ INSTALL = "pip install -e '.[quant]'"
 GROUP_SIZES = (16, 32, 64, 128, 256)
 
 
-def _import_torchao() -> None:
-    """Import torchao once, quietly: its first import has torch log a deprecation warning per enum it registers."""
-    logger = logging.getLogger("torch.utils._pytree")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        import torchao.quantization.qat  # noqa: F401
-    finally:
-        logger.setLevel(level)
+def _torch_enum_notice(record: logging.LogRecord) -> bool:
+    """False for torch's notice that an enum torchao registers with pytree needs no registration (logged once per
+    enum, at import or at first use): a deprecation in torchao's code, not something a qlib user can act on."""
+    return "is an Enum subclass and is now natively supported" not in record.getMessage()
+
+
+logging.getLogger("torch.utils._pytree").addFilter(_torch_enum_notice)
 
 
 def base_config(scheme):
     """torchao's PTQ config for ``scheme`` (a ``torchao`` or ``fp8`` scheme)."""
-    _import_torchao()
     from torchao.quantization import (
         Float8DynamicActivationFloat8WeightConfig,
         Float8WeightOnlyConfig,
@@ -69,7 +66,6 @@ def fake_quantizers(scheme) -> tuple[nn.Module | None, nn.Module]:
 
     torchao's QAT has no mapping for weight-only float8; its float8 weight quantizer is the one of the dynamic
     float8 config, whose activation quantizer is then left out."""
-    _import_torchao()
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
     from torchao.quantization.granularity import PerRow
     from torchao.quantization.qat import QATConfig
@@ -141,7 +137,6 @@ def _activation(scheme, layer):
 def torchao_model(model: nn.Module, scheme, layers: list[str]) -> nn.Module:
     """A copy of ``model`` whose linear ``layers`` are quantized by torchao's own PTQ API (``quantize_``) with
     ``base_config(scheme)``: the reference for qlib's PTQ of that scheme."""
-    _import_torchao()
     from torchao.quantization import quantize_
 
     q = copy.deepcopy(model).eval()
