@@ -23,9 +23,11 @@ from torch import nn
 
 from ..attacks.base import needs
 from ..cells import accuracy, backdoor, poison
+from ..devices import resolve
 from ..paper import FP
 from ..presets import Preset
 from ..quant import QuantScheme, methods, parse_scheme, scheme_named
+from ..quant.formats import base_config, torchao_model
 from ..stats import Comparison, points, summarise, tally
 from ..stats import claims as test_claims
 from . import Entry, ensure, grid_cells, grid_rows
@@ -122,9 +124,6 @@ def paths(cfg: Preset) -> pd.DataFrame:
     """Per format, torchao's PTQ config and what computed it here: torchao's own quantized model, which the tests
     show gives exactly qlib's outputs, or, where torchao has no kernel on this device, its fake-quant reference
     (found by quantizing one linear layer with torchao's API on the preset's device)."""
-    from ..devices import resolve
-    from ..quant.formats import base_config, torchao_model
-
     rows = []
     for s in schemes(cfg):
         row = {"scheme": s.name, "method": methods.method(s.method).summary}
