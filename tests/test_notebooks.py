@@ -188,13 +188,21 @@ def test_a_bad_preset_stops_a_notebook_with_one_line(monkeypatch):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_own_parameters_are_annotated_and_checked(path):
-    """A parameter beyond the preset's fields has a check in qlib.params.OWN and the same type in the cell's
-    annotation, which is what papermill reports and ``python -m qlib run`` checks -p and -f values against."""
+    """papermill reads every parameter of the cell (so ``python -m qlib run -p`` takes each), and a parameter beyond
+    the preset's fields has a check in qlib.params.OWN and the same type in the cell's annotation, which is what
+    papermill reports and ``python -m qlib run`` checks -p and -f values against."""
     import papermill
 
     from qlib.params import OWN, parse_hint
 
-    for name, p in papermill.inspect_notebook(str(path)).items():
+    declared = papermill.inspect_notebook(str(path))
+    first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    in_cell = [line.split(":", 1)[0] for line in parameter_lines(first.source)]
+    assert in_cell == list(declared), (
+        f"{path.name}: papermill reads {list(declared)} of the cell's {in_cell} (it skips an annotation it cannot "
+        "parse, such as `str | None`: write `str = None`), so `qlib run -p` would refuse the others"
+    )
+    for name, p in declared.items():
         if name not in FIELDS:
             assert name in OWN, f"{path.name}: parameter {name} has no check in qlib.params.OWN"
             assert parse_hint(p["inferred_type_name"]) == OWN[name][0], (
