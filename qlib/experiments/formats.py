@@ -102,6 +102,7 @@ def _row(labels: dict, values: dict) -> dict:
         "scheme": scheme.name,
         "method": scheme.method,
         "bits": 32 if scheme.is_fp else scheme.w_bits,
+        "baseline": None if scheme.method in ("fp", "int") else baseline(scheme).name,
         "clean_acc": values["clean"]["acc"],
         "acc": values["poisoned"]["acc"],
         "drop": values["poisoned"]["acc"] - values["clean"]["acc"],
@@ -128,9 +129,9 @@ def paths(cfg: Preset) -> pd.DataFrame:
     for s in schemes(cfg):
         row = {"scheme": s.name, "method": methods.method(s.method).summary}
         if s.method in ("torchao", "fp8"):
-            layer = nn.Sequential(nn.Linear(256, 8)).to(resolve(cfg.device))
+            device = resolve(cfg.device)
             try:
-                torchao_model(layer, s, ["0"])(torch.zeros(2, 256, device=resolve(cfg.device)))
+                torchao_model(nn.Sequential(nn.Linear(256, 8)).to(device), s, ["0"])(torch.zeros(2, 256, device=device))
                 how = "torchao's kernel; qlib's fake quantizers give the same outputs (tests/test_formats.py)"
             except AssertionError as e:
                 how = f"torchao's fake-quant reference: torchao's own PTQ refused this device ({e})"
@@ -197,8 +198,9 @@ def claims(runs: pd.DataFrame) -> pd.DataFrame:
                 clean if asr else poisoned,
             )
         )
+    baselines = runs.groupby("scheme").baseline.first()
     for attack, regime, scheme in effect.index:
-        if regime == "fp" or (int_scheme := _baseline_of(runs, scheme)) is None:
+        if regime == "fp" or pd.isna(int_scheme := baselines[scheme]):
             continue
         ours, theirs = (attack, regime, scheme, "effect"), (attack, regime, int_scheme, "effect")
         if theirs[:3] not in effect.index:
@@ -214,14 +216,6 @@ def claims(runs: pd.DataFrame) -> pd.DataFrame:
             )
         )
     return test_claims(per_unit, comparisons)
-
-
-def _baseline_of(runs: pd.DataFrame, name: str) -> str | None:
-    """The int per tensor scheme a format is compared with, by name (None for int itself and FP)."""
-    method = runs.loc[runs.scheme == name, "method"].iloc[0]
-    if method in ("int", "fp"):
-        return None
-    return f"{runs.loc[runs.scheme == name, 'bits'].iloc[0]}W"
 
 
 def figure(runs: pd.DataFrame) -> sns.FacetGrid:
